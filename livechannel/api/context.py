@@ -1,0 +1,23 @@
+"""What the HTTP API needs from the rest of the service, handed in by `server.py`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from livechannel.storage.base import ObjectStorage
+from livechannel.store.base import MetadataStore
+from livechannel.urls import ServiceUrls
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    store: MetadataStore
+    storages: Mapping[str, ObjectStorage]  # bucket name -> its object storage
+    credentials: Mapping[str, str]  # AccessKeyId -> AccessKeySecret
+    urls: ServiceUrls  # renders PublishUrls / PlayUrls
+    now_ms: Callable[[], int]  # wall clock, injectable for tests
+    # Called after a channel is disabled, so a publisher held by *this* process is kicked at
+    # once; other processes see the store's kick flag on their next heartbeat.
+    on_channel_disabled: Callable[[str, str], None] = lambda bucket, channel: None
+    max_xml_body_bytes: int = 64 * 1024  # OSS bodies here are < 1 KiB; refuse anything huge

@@ -1,0 +1,103 @@
+"""Typed errors that carry their OSS error code and HTTP status.
+
+Anything below the HTTP edge raises these; the one error middleware in `api/` renders them
+(seed 4: the `<Error>` body). Code never branches on message text, only on the type.
+"""
+
+from __future__ import annotations
+
+
+class OssError(Exception):
+    """An error with an OSS code. `details` become extra child elements of `<Error>`."""
+
+    status: int = 400
+    code: str = "InvalidArgument"
+
+    def __init__(self, message: str, **details: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidArgument(OssError):
+    status, code = 400, "InvalidArgument"
+
+
+class MalformedXML(OssError):
+    status, code = 400, "MalformedXML"
+
+
+class InvalidObjectName(OssError):
+    status, code = 400, "InvalidObjectName"
+
+
+class InvalidBucketName(OssError):
+    status, code = 400, "InvalidBucketName"
+
+
+class EntityTooLarge(OssError):
+    status, code = 400, "EntityTooLarge"
+
+
+class AccessDenied(OssError):
+    status, code = 403, "AccessDenied"
+
+
+class SignatureDoesNotMatch(OssError):
+    status, code = 403, "SignatureDoesNotMatch"
+
+
+class InvalidAccessKeyId(OssError):
+    status, code = 403, "InvalidAccessKeyId"
+
+
+class RequestTimeTooSkewed(OssError):
+    status, code = 403, "RequestTimeTooSkewed"
+
+
+class NoSuchBucket(OssError):
+    status, code = 404, "NoSuchBucket"
+
+
+class NoSuchKey(OssError):
+    status, code = 404, "NoSuchKey"
+
+
+class NoSuchLiveChannel(OssError):
+    status, code = 404, "NoSuchLiveChannel"
+
+
+class MethodNotAllowed(OssError):
+    status, code = 405, "MethodNotAllowed"
+
+
+class ChannelStillLive(OssError):
+    status, code = 409, "ChannelStillLive"
+
+
+class LiveChannelDisabled(OssError):
+    status, code = 409, "LiveChannelDisabled"
+
+
+class PreconditionFailed(OssError):
+    status, code = 412, "PreconditionFailed"
+
+
+class InvalidRange(OssError):
+    status, code = 416, "InvalidRange"
+
+
+class NotImplementedOss(OssError):
+    status, code = 501, "NotImplemented"
+
+
+class ServiceUnavailable(OssError):
+    status, code = 503, "ServiceUnavailable"
+
+
+class StorageError(Exception):
+    """The object store failed (disk full, permission, network). Retryable unless `permanent`."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent

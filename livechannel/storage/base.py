@@ -1,0 +1,63 @@
+"""Object storage: where segments and playlists live. One instance serves one bucket.
+
+Keys are already validated object names ("<channel>/<name>"); implementations still refuse a
+key that would leave the bucket (defence in depth). `put` is atomic: readers see the old
+object or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str  # quoted is added by the HTTP layer; this is the bare value
+    last_modified_ms: int
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    objects: list[ObjectInfo]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_marker: str
+
+
+class ObjectStorage(Protocol):
+    async def put(self, key: str, data: bytes, content_type: str) -> ObjectInfo: ...
+
+    async def head(self, key: str) -> ObjectInfo | None: ...
+
+    async def get(
+        self, key: str, start: int = 0, end: int | None = None
+    ) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+        """Open the object; stream bytes [start, end) (end None = to the end) in bounded chunks.
+
+        Raises NoSuchKey at once if absent. The caller checks the range against the size.
+        """
+        ...
+
+    async def delete(self, key: str) -> bool:
+        """True if something was deleted."""
+        ...
+
+    async def list(
+        self, prefix: str, marker: str, max_keys: int, delimiter: str = ""
+    ) -> ListResult: ...
+
+    async def close(self) -> None: ...
+
+
+def content_type_for(key: str) -> str:
+    """OSS serves playlists and segments with these types (spec: Objects needed for playback)."""
+    if key.endswith(".m3u8"):
+        return "application/x-mpegURL"
+    if key.endswith(".ts"):
+        return "video/MP2T"
+    return "application/octet-stream"

@@ -1,0 +1,176 @@
+"""The metadata store: buckets, channels, pushes (history + the live registry), segment index.
+
+Every process of a deployment (one or several ingest workers, on one or several machines)
+shares one store; "one publisher per channel" and "disable kicks the publisher" are decided
+here, never in process memory. Times are integer milliseconds since the Unix epoch (`_ms`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+class Acl(StrEnum):
+    PRIVATE = "private"
+    PUBLIC_READ = "public-read"
+    PUBLIC_READ_WRITE = "public-read-write"
+
+
+class ChannelStatus(StrEnum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    name: str
+    acl: Acl
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    role_name: str
+    dest_bucket: str
+    notify_topic: str
+    interval_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """What PutLiveChannel carries (seed 10.4), validated."""
+
+    description: str = ""
+    status: ChannelStatus = ChannelStatus.ENABLED
+    frag_duration_s: int = 5
+    frag_count: int = 3
+    playlist_name: str = "playlist.m3u8"
+    snapshot: Snapshot | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    bucket: str
+    name: str
+    config: ChannelConfig
+    last_modified_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One publish session. `end_ms` is None while it runs."""
+
+    push_id: int
+    bucket: str
+    channel: str
+    remote_addr: str  # "ip:port"
+    start_ms: int
+    end_ms: int | None
+    worker: str  # which ingest process owns it ("host:pid")
+    heartbeat_ms: int  # last time the owner said it is alive (also: last media received)
+    kick: bool  # set by the API (disable); the owner disconnects the publisher
+    stats_json: str  # the owner's latest live figures (video/audio/health), JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One .ts object in the segment index. `seq` is the channel's media sequence number."""
+
+    bucket: str
+    channel: str
+    seq: int
+    key: str  # "<channel>/<unix ms>.ts"
+    start_ms: int  # wall clock when the segment's first frame arrived
+    duration_ms: int
+    size: int
+    push_id: int
+    discontinuity: bool  # first segment of a push, or a timestamp jump / track change
+
+
+class MetadataStore(Protocol):
+    # --- buckets ------------------------------------------------------------------------
+    async def ensure_bucket(self, name: str, acl: Acl, now_ms: int) -> Bucket:
+        """Create the bucket if missing (keep an existing bucket's ACL); return it."""
+        ...
+
+    async def get_bucket(self, name: str) -> Bucket | None: ...
+
+    async def list_buckets(self) -> list[Bucket]: ...
+
+    async def set_bucket_acl(self, name: str, acl: Acl) -> None: ...
+
+    # --- channels -----------------------------------------------------------------------
+    async def put_channel(
+        self, bucket: str, name: str, config: ChannelConfig, now_ms: int
+    ) -> Channel:
+        """Create or replace. Raises ChannelStillLive if a push is running on it."""
+        ...
+
+    async def get_channel(self, bucket: str, name: str) -> Channel | None: ...
+
+    async def list_channels(
+        self, bucket: str, prefix: str, marker: str, limit: int
+    ) -> list[Channel]:
+        """Names > marker (exclusive) starting with prefix, sorted by name, at most `limit`."""
+        ...
+
+    async def set_channel_status(
+        self, bucket: str, name: str, status: ChannelStatus, now_ms: int
+    ) -> None:
+        """Raises NoSuchLiveChannel. Disabling sets `kick` on the channel's running push."""
+        ...
+
+    async def delete_channel(self, bucket: str, name: str) -> None:
+        """Raises NoSuchLiveChannel, or ChannelStillLive while a push runs. Keeps segments."""
+        ...
+
+    # --- pushes (history and the live registry) -----------------------------------------
+    async def start_push(
+        self, bucket: str, channel: str, remote_addr: str, worker: str, now_ms: int
+    ) -> Push:
+        """Atomically: the channel exists and is enabled and has no running push.
+
+        Raises NoSuchLiveChannel, LiveChannelDisabled, or ChannelStillLive.
+        """
+        ...
+
+    async def heartbeat(self, push_id: int, now_ms: int, stats_json: str) -> Push | None:
+        """Refresh a running push; return it (its `kick` flag tells the owner to stop)."""
+        ...
+
+    async def end_push(self, push_id: int, end_ms: int) -> None: ...
+
+    async def live_push(self, bucket: str, channel: str) -> Push | None: ...
+
+    async def history(self, bucket: str, channel: str, limit: int) -> list[Push]:
+        """Ended pushes, most recent first."""
+        ...
+
+    async def close_stale_pushes(self, stale_before_ms: int) -> list[Push]:
+        """End running pushes whose heartbeat is older than that (end = last heartbeat)."""
+        ...
+
+    async def close_worker_pushes(self, worker: str) -> list[Push]:
+        """End every running push owned by `worker` (a restart of that worker)."""
+        ...
+
+    # --- segment index ------------------------------------------------------------------
+    async def add_segment(self, segment: Segment) -> None: ...
+
+    async def last_segments(self, bucket: str, channel: str, count: int) -> list[Segment]:
+        """The `count` highest-seq segments, in ascending seq order."""
+        ...
+
+    async def segments_between(
+        self, bucket: str, channel: str, start_ms: int, end_ms: int
+    ) -> list[Segment]:
+        """Segments with start_ms in [start_ms, end_ms], ascending."""
+        ...
+
+    async def discontinuities_before(self, bucket: str, channel: str, seq: int) -> int:
+        """How many segments with seq < `seq` carry a discontinuity (EXT-X-DISCONTINUITY-SEQUENCE)."""
+        ...
+
+    async def close(self) -> None: ...
