@@ -1,0 +1,5 @@
+import sys
+
+from livechannel.cli import main
+
+sys.exit(main())

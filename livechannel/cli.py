@@ -1,0 +1,122 @@
+"""`livechannel serve`: load the config once, print what a newcomer needs, run the service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shlex
+import signal
+import sys
+import time
+from urllib.parse import quote
+
+from livechannel import __version__, signing
+from livechannel.config import Config, ConfigError, ensure_credentials, load
+from livechannel.server import Running, serve
+from livechannel.store.base import Acl
+
+BANNER_URL_LIFETIME_S = 7 * 24 * 3600  # the printed publish URL stays valid for a week
+
+
+def signed_publish_url(cfg: Config, running: Running, channel: str, expires_s: int) -> str:
+    bucket = cfg.buckets[0]
+    base = running.urls.publish_url(bucket.name, channel)
+    if bucket.acl == Acl.PUBLIC_READ_WRITE:
+        return base
+    key_id, secret = next(iter(cfg.access_keys.items()))
+    sig = signing.hmac_sha1_b64(secret, signing.rtmp_string_to_sign(str(expires_s), {}, bucket.name, channel))
+    return f"{base}?OSSAccessKeyId={key_id}&Expires={expires_s}&Signature={quote(sig, safe='')}"
+
+
+def banner(cfg: Config, running: Running) -> str:
+    bucket = cfg.buckets[0]
+    channel = cfg.demo_channel
+    expires = int(time.time()) + BANNER_URL_LIFETIME_S
+    url = signed_publish_url(cfg, running, channel, expires)
+    server_part, _, key_part = url.rpartition("/")
+    play = running.urls.play_url(bucket.name, channel, "playlist.m3u8")
+    key_id = next(iter(cfg.access_keys))
+    sample = "samples/sample.flv"
+    lines = [
+        f"livechannel {__version__} is running",
+        f"  bucket      {bucket.name} (ACL {bucket.acl.value})",
+        f"  API         http://{cfg.domain}:{running.http_port}  (OSS dialect; oss2 works)",
+        f"  access key  {key_id}  (secret in {cfg.data_dir / 'credentials.json'}"
+        " unless set by config/env)",
+        "",
+        f"Push a test stream to channel '{channel}' (URL valid for 7 days):",
+        f"  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440 "
+        f"-c:v libx264 -g 60 -c:a aac -f flv {shlex.quote(url)}",
+        f"  (or: python samples/make_sample.py && ffmpeg -re -i {sample} -c copy -f flv "
+        f"{shlex.quote(url)})",
+        "OBS: Settings → Stream → Service 'Custom…'",
+        f"  Server      {server_part}",
+        f"  Stream Key  {key_part}",
+        "Play (HLS):",
+        f"  {play}" + ("" if bucket.acl != Acl.PRIVATE else
+                       "   (private bucket: sign it, e.g. oss2 sign_url with "
+                       "params={'x-oss-process': 'hls/sign'})"),
+    ]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="livechannel", description=__doc__)
+    p.add_argument("--version", action="version", version=__version__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the RTMP ingest and the HTTP API")
+    s.add_argument("--config", help="TOML config file")
+    s.add_argument("--data-dir", help="where objects, metadata and keys live (default ./data)")
+    s.add_argument("--rtmp-listen", help="HOST:PORT for RTMP (default 0.0.0.0:1935)")
+    s.add_argument("--http-listen", help="HOST:PORT for the API, also accepts RTMP (default 0.0.0.0:8080)")
+    s.add_argument("--domain", help="host name clients use, for URLs (default 127.0.0.1)")
+    s.add_argument("--bucket", help="name of the default bucket (default live)")
+    s.add_argument("--bucket-acl", choices=[a.value for a in Acl], help="ACL of the default bucket")
+    s.add_argument("--workers", type=int, help="ingest processes (default 1)")
+    s.add_argument("--log-level", help="DEBUG, INFO, WARNING")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    flags = {
+        "data_dir": args.data_dir,
+        "rtmp_listen": args.rtmp_listen,
+        "http_listen": args.http_listen,
+        "domain": args.domain,
+        "bucket": args.bucket,
+        "bucket_acl": args.bucket_acl,
+        "workers": args.workers,
+        "log_level": args.log_level,
+    }
+    try:
+        cfg = ensure_credentials(load(args.config, os.environ, flags))
+    except ConfigError as e:
+        print(f"livechannel: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=cfg.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - optional on platforms without uvloop
+        run = asyncio.run
+    else:
+        run = uvloop.run
+    run(_serve(cfg))
+    return 0
+
+
+async def _serve(cfg: Config) -> None:
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, shutdown.set)
+
+    def ready(running: Running) -> None:
+        print(banner(cfg, running), flush=True)
+
+    await serve(cfg, shutdown, ready)

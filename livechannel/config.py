@@ -1,0 +1,223 @@
+"""Configuration: frozen dataclasses with units in their names, loaded and validated once.
+
+Precedence, lowest first: built-in defaults < TOML file (`--config`) < environment
+(`LIVECHANNEL_*`) < command-line flags. Nothing below `server.py` reads the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from livechannel.store.base import Acl
+
+DEFAULT_RTMP_PORT = 1935
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_BUCKET = "live"
+CREDENTIALS_FILE = "credentials.json"  # generated on first start, mode 0600
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, what: str) -> Listen:
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"{what}: expected HOST:PORT, got {text!r}")
+        return cls(host.strip("[]") or "0.0.0.0", int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Every limit the edges enforce, each with the reason for its default."""
+
+    # A busy box serves hundreds of publishers; beyond this, new connections wait at accept.
+    max_connections: int = 2000
+    # One address rarely needs more than a handful of encoders; stops one host hogging slots.
+    max_connections_per_ip: int = 64
+    # Real clients finish the handshake in milliseconds; a port scanner never does.
+    handshake_timeout_s: float = 10.0
+    # ffmpeg/OBS publish within a second of connecting; idle sockets before publish are junk.
+    publish_timeout_s: float = 30.0
+    # No media for this long means the encoder died without closing (half-open TCP).
+    idle_timeout_s: float = 30.0
+    # Segments waiting for storage per publish before we stop reading that publisher's socket.
+    upload_queue_segments: int = 8
+    # A segment over this is cut early (a 50 Mbit/s stream makes ~31 MB per 5 s).
+    max_segment_bytes: int = 64 * 1024 * 1024
+    # Upper bound on a segment's length when keyframes never come (seed 10.4: max(2·FD, 60 s)).
+    max_segment_s: int = 60
+    # Largest RTMP message we reassemble (a 1080p high-bitrate keyframe is ~1–2 MB).
+    max_rtmp_message_bytes: int = 8 * 1024 * 1024
+    # Concurrent HTTP requests in flight; more queue in the kernel's backlog.
+    max_http_requests: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BucketConfig:
+    name: str
+    acl: Acl = Acl.PRIVATE
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: Path = Path("./data")
+    rtmp_listen: Listen = Listen("0.0.0.0", DEFAULT_RTMP_PORT)
+    http_listen: Listen = Listen("0.0.0.0", DEFAULT_HTTP_PORT)
+    # Host name users reach us by; an IP or "localhost" gives path-style URLs (as oss2 does).
+    domain: str = "127.0.0.1"
+    buckets: tuple[BucketConfig, ...] = (BucketConfig(DEFAULT_BUCKET),)
+    access_keys: Mapping[str, str] = field(default_factory=dict)  # id -> secret
+    # After a publisher leaves, wait this long for a republish before writing #EXT-X-ENDLIST.
+    end_grace_s: float = 10.0
+    # A demo channel created at start-up so the printed ffmpeg command works at once.
+    demo_channel: str = "demo"
+    workers: int = 1
+    log_level: str = "INFO"
+    limits: Limits = Limits()
+
+    @property
+    def default_bucket(self) -> str:
+        return self.buckets[0].name
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    simple = {
+        "LIVECHANNEL_DATA_DIR": "data_dir",
+        "LIVECHANNEL_RTMP_LISTEN": "rtmp_listen",
+        "LIVECHANNEL_HTTP_LISTEN": "http_listen",
+        "LIVECHANNEL_DOMAIN": "domain",
+        "LIVECHANNEL_WORKERS": "workers",
+        "LIVECHANNEL_LOG_LEVEL": "log_level",
+    }
+    for var, key in simple.items():
+        if env.get(var):
+            out[key] = env[var]
+    if env.get("LIVECHANNEL_BUCKET") or env.get("LIVECHANNEL_BUCKET_ACL"):
+        out["bucket"] = env.get("LIVECHANNEL_BUCKET") or None
+        out["bucket_acl"] = env.get("LIVECHANNEL_BUCKET_ACL") or None
+    key_id, secret = env.get("LIVECHANNEL_ACCESS_KEY_ID"), env.get("LIVECHANNEL_ACCESS_KEY_SECRET")
+    if bool(key_id) != bool(secret):
+        raise ConfigError("set both LIVECHANNEL_ACCESS_KEY_ID and LIVECHANNEL_ACCESS_KEY_SECRET")
+    if key_id and secret:
+        out["access_keys"] = {key_id: secret}
+    return out
+
+
+def _acl(text: str, what: str) -> Acl:
+    try:
+        return Acl(text)
+    except ValueError:
+        allowed = ", ".join(a.value for a in Acl)
+        raise ConfigError(f"{what}: expected one of {allowed}, got {text!r}") from None
+
+
+def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
+    """Apply one layer (TOML table, env, or flags) on top of `base`."""
+    known = {f.name for f in fields(Config)} | {"bucket", "bucket_acl"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+    cfg = base
+    if "data_dir" in raw:
+        cfg = replace(cfg, data_dir=Path(str(raw["data_dir"])))
+    for key in ("rtmp_listen", "http_listen"):
+        if key in raw:
+            cfg = replace(cfg, **{key: Listen.parse(str(raw[key]), key)})
+    if "domain" in raw:
+        cfg = replace(cfg, domain=str(raw["domain"]))
+    if "workers" in raw:
+        try:
+            workers = int(raw["workers"])
+        except ValueError:
+            raise ConfigError(f"workers: expected a whole number, got {raw['workers']!r}") from None
+        if workers < 1:
+            raise ConfigError("workers: must be at least 1")
+        cfg = replace(cfg, workers=workers)
+    for key in ("log_level", "demo_channel"):
+        if key in raw:
+            cfg = replace(cfg, **{key: str(raw[key])})
+    if "end_grace_s" in raw:
+        cfg = replace(cfg, end_grace_s=float(raw["end_grace_s"]))
+    if "buckets" in raw:
+        buckets = tuple(
+            BucketConfig(str(b["name"]), _acl(str(b.get("acl", "private")), "buckets.acl"))
+            for b in raw["buckets"]
+        )
+        if not buckets:
+            raise ConfigError("buckets: at least one bucket is needed")
+        cfg = replace(cfg, buckets=buckets)
+    if raw.get("bucket") or raw.get("bucket_acl"):
+        first = cfg.buckets[0]
+        name = raw.get("bucket") or first.name
+        acl = _acl(raw["bucket_acl"], "bucket ACL") if raw.get("bucket_acl") else first.acl
+        cfg = replace(cfg, buckets=(BucketConfig(name, acl), *cfg.buckets[1:]))
+    if "access_keys" in raw:
+        keys = raw["access_keys"]
+        if isinstance(keys, list):  # TOML: [[access_keys]] id = .., secret = ..
+            keys = {str(k["id"]): str(k["secret"]) for k in keys}
+        cfg = replace(cfg, access_keys=dict(keys))
+    if "limits" in raw:
+        limit_names = {f.name for f in fields(Limits)}
+        bad = set(raw["limits"]) - limit_names
+        if bad:
+            raise ConfigError(f"unknown limits: {', '.join(sorted(bad))}")
+        cfg = replace(cfg, limits=replace(cfg.limits, **raw["limits"]))
+    return cfg
+
+
+def load(
+    config_file: str | None, env: Mapping[str, str], flags: Mapping[str, Any]
+) -> Config:
+    """Build the Config from all layers. Does not touch the data directory."""
+    cfg = Config()
+    if config_file:
+        try:
+            with open(config_file, "rb") as f:
+                cfg = _from_mapping(tomllib.load(f), cfg)
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"config file {config_file}: {e}") from None
+    cfg = _from_mapping(_env_overrides(env), cfg)
+    cfg = _from_mapping({k: v for k, v in flags.items() if v is not None}, cfg)
+    return cfg
+
+
+def ensure_credentials(cfg: Config) -> Config:
+    """Keys given by config/env win; otherwise load or create `<data_dir>/credentials.json`.
+
+    The file is created owner-only (0600) before any secret is written to it.
+    """
+    if cfg.access_keys:
+        return cfg
+    path = cfg.data_dir / CREDENTIALS_FILE
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+            keys = {str(k["id"]): str(k["secret"]) for k in data["access_keys"]}
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"{path}: unreadable credentials file ({e})") from None
+        return replace(cfg, access_keys=keys)
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    key_id = "LC" + secrets.token_hex(8).upper()
+    secret = secrets.token_urlsafe(30)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"access_keys": [{"id": key_id, "secret": secret}]}, f, indent=2)
+    return replace(cfg, access_keys={key_id: secret})

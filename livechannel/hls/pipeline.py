@@ -1,0 +1,242 @@
+"""One push's path from RTMP messages to objects: demux → segment → upload → index → playlist.
+
+The CPU part (demux, segmenter, TS muxing) runs synchronously as messages arrive; uploads run
+in one task per push, in order, through a bounded queue. When the queue is full the ingest
+edge stops reading the publisher's socket (TCP pushes back on the encoder) instead of growing
+memory. Per segment the order is: object put → segment index → playlist put, so a playlist
+never names a segment that is not durable, and the index never names a missing object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+
+from livechannel.errors import StorageError
+from livechannel.hls.playlist import render, target_duration_s
+from livechannel.hls.segmenter import Segmenter, SegmentReady
+from livechannel.hls.window import LiveWindow
+from livechannel.media.demux import Demuxer, UnsupportedAudio, UnsupportedVideo
+from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
+from livechannel.media.timestamps import Unwrapper
+from livechannel.stats import PushStats
+from livechannel.storage.base import ObjectStorage, content_type_for
+from livechannel.store.base import MetadataStore, Push, Segment
+
+log = logging.getLogger("livechannel.pipeline")
+
+# Audio with no video for this long means an audio-only publisher (seed 10.1 requires video).
+AUDIO_ONLY_LIMIT_MS = 10_000
+RETRY_FIRST_DELAY_S = 0.2  # first storage retry comes quickly: most faults are blips
+RETRY_MAX_DELAY_S = 5.0  # never wait longer than this between retries of one put
+
+
+class PublishRefused(Exception):
+    """The stream itself breaks the rules (not H.264, no video); message is user-readable."""
+
+
+class PushPipeline:
+    def __init__(
+        self,
+        *,
+        store: MetadataStore,
+        storage: ObjectStorage,
+        push: Push,
+        frag_duration_s: int,
+        frag_count: int,
+        playlist_name: str,
+        max_segment_s: int,
+        max_segment_bytes: int,
+        queue_segments: int,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        self.push = push
+        self.bucket, self.channel = push.bucket, push.channel
+        self.playlist_key = f"{push.channel}/{playlist_name}"
+        self.frag_count = frag_count
+        self.target_s = target_duration_s(frag_duration_s, max_segment_s * 1000)
+        self.queue_segments = queue_segments
+        self.now_ms = now_ms
+        self.stats = PushStats()
+        self._demuxer = Demuxer()
+        self._video_clock = Unwrapper()
+        self._audio_clock = Unwrapper()
+        self._segmenter = Segmenter(
+            frag_duration_s * 1000,
+            max_segment_ms=max_segment_s * 1000,
+            max_segment_bytes=max_segment_bytes,
+        )
+        self._queue: deque[SegmentReady] = deque()
+        self._queue_changed = asyncio.Event()
+        self._window: LiveWindow | None = None
+        self._last_key_ms = 0
+        self._first_of_push = True
+        self._audio_only_since_ms: int | None = None
+        self._audio_dropped = False
+        self._closing = False
+        self._uploader: asyncio.Task[None] | None = None
+        self.last_media_ms = push.start_ms
+
+    async def open(self) -> None:
+        self._window = await LiveWindow.load(
+            self.store, self.bucket, self.channel, self.frag_count, self.target_s
+        )
+        if self._window.segments:
+            self._last_key_ms = _key_ms(self._window.segments[-1].key)
+        self._uploader = asyncio.create_task(self._upload_loop(), name=f"upload {self.channel}")
+
+    # --- media in (synchronous, called by the ingest edge) ---------------------------------
+
+    def video(self, timestamp_ms: int, payload: bytes) -> None:
+        now = self.now_ms()
+        self.last_media_ms = now
+        for event in self._demuxer.video(self._video_clock.unwrap(timestamp_ms), payload):
+            if isinstance(event, UnsupportedVideo):
+                raise PublishRefused(f"video codec {event.codec} is not supported; send H.264")
+            self._media_event(event, now)
+
+    def audio(self, timestamp_ms: int, payload: bytes) -> None:
+        now = self.now_ms()
+        self.last_media_ms = now
+        ts = self._audio_clock.unwrap(timestamp_ms)
+        if self.stats.video is None:
+            if self._audio_only_since_ms is None:
+                self._audio_only_since_ms = ts
+            elif ts - self._audio_only_since_ms > AUDIO_ONLY_LIMIT_MS:
+                raise PublishRefused("no video in the stream: H.264 video is required")
+        for event in self._demuxer.audio(ts, payload):
+            if isinstance(event, UnsupportedAudio):
+                if not self._audio_dropped:
+                    self._audio_dropped = True
+                    log.warning(
+                        "audio codec %s is not AAC; audio dropped", event.codec,
+                        extra={"channel": self.channel},
+                    )
+                continue
+            self._media_event(event, now)
+
+    def _media_event(self, event: object, now: int) -> None:
+        if isinstance(event, VideoFrame):
+            self.stats.on_video_frame(now, event.dts_ms, len(event.data), event.keyframe)
+        elif isinstance(event, AudioFrame):
+            self.stats.on_audio_frame(now, len(event.data))
+        elif isinstance(event, VideoConfig):
+            self.stats.video = event
+        elif isinstance(event, AudioConfig):
+            self.stats.audio = event
+        for ready in self._segmenter.push(event, now):  # type: ignore[arg-type]
+            self._enqueue(ready)
+
+    def _enqueue(self, ready: SegmentReady) -> None:
+        self._queue.append(ready)
+        self._queue_changed.set()
+
+    @property
+    def backlog_full(self) -> bool:
+        return len(self._queue) >= self.queue_segments
+
+    async def wait_for_room(self) -> None:
+        while self.backlog_full and self._uploader is not None and not self._uploader.done():
+            self._queue_changed.clear()
+            await self._queue_changed.wait()
+
+    # --- end of push ------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Flush the partial segment and wait until everything queued is stored."""
+        for ready in self._segmenter.flush(self.now_ms()):
+            self._enqueue(ready)
+        self._closing = True
+        self._queue_changed.set()
+        if self._uploader is not None:
+            await self._uploader
+
+    # --- uploads (one task per push, strictly in order) -----------------------------------
+
+    async def _upload_loop(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._queue_changed.clear()
+                await self._queue_changed.wait()
+                continue
+            ready = self._queue[0]
+            await self._store_segment(ready)
+            self._queue.popleft()
+            self._queue_changed.set()
+
+    async def _store_segment(self, ready: SegmentReady) -> None:
+        assert self._window is not None
+        key_ms = max(ready.arrival_ms, self._last_key_ms + 1)  # names are never reused
+        self._last_key_ms = key_ms
+        key = f"{self.channel}/{key_ms}.ts"
+        discontinuity = ready.discontinuity or (self._first_of_push and bool(self._window.segments))
+        self._first_of_push = False
+        segment = Segment(
+            bucket=self.bucket,
+            channel=self.channel,
+            seq=self._window.next_seq,
+            key=key,
+            start_ms=key_ms,
+            duration_ms=ready.duration_ms,
+            size=len(ready.data),
+            push_id=self.push.push_id,
+            discontinuity=discontinuity,
+        )
+        await self._retry(lambda: self.storage.put(key, ready.data, "video/MP2T"), key)
+        await self._retry(lambda: self.store.add_segment(segment), f"index {key}")
+        self._window.add(segment)
+        self.stats.segments += 1
+        await self.write_playlist(ended=False)
+
+    async def write_playlist(self, *, ended: bool) -> None:
+        assert self._window is not None
+        text = render(self._window.playlist(ended=ended)).encode()
+        key = self.playlist_key
+        await self._retry(lambda: self.storage.put(key, text, content_type_for(key)), key)
+
+    async def _retry(self, op: Callable[[], object], what: str) -> None:
+        """Retry storage faults with capped exponential backoff and jitter, forever: the
+        queue bound (and the paused socket) keeps memory in check meanwhile."""
+        delay_s = RETRY_FIRST_DELAY_S
+        while True:
+            try:
+                await op()  # type: ignore[misc]
+            except StorageError as e:
+                self.stats.storage_error = str(e)
+                log.error("storage failed for %s: %s; retrying in %.1fs", what, e, delay_s)
+                await asyncio.sleep(delay_s * random.uniform(0.5, 1.0))
+                delay_s = min(delay_s * 2, RETRY_MAX_DELAY_S)
+                continue
+            if self.stats.storage_error:
+                log.info("storage recovered for %s", what)
+                self.stats.storage_error = ""
+            return
+
+
+def _key_ms(key: str) -> int:
+    stem = key.rsplit("/", 1)[-1].removesuffix(".ts")
+    return int(stem) if stem.isdigit() else 0
+
+
+async def end_playlist(
+    store: MetadataStore,
+    storage: ObjectStorage,
+    bucket: str,
+    channel: str,
+    playlist_name: str,
+    frag_count: int,
+    target_s: int,
+) -> None:
+    """Rewrite a channel's live playlist with #EXT-X-ENDLIST (publisher gone, grace passed)."""
+    window = await LiveWindow.load(store, bucket, channel, frag_count, target_s)
+    if not window.segments:
+        return
+    key = f"{channel}/{playlist_name}"
+    await storage.put(key, render(window.playlist(ended=True)).encode(), content_type_for(key))

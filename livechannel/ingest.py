@@ -1,0 +1,362 @@
+"""The RTMP edge: one asyncio Protocol per connection driving the sans-IO `ServerConnection`.
+
+Bytes in → `receive_data` → events → publish policy / media pipeline → bytes out. The only
+waits are the publish decision (metadata store) and storage backpressure; during both the
+socket is paused, so a slow store slows the publisher instead of growing our memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from livechannel import publish, signing
+from livechannel.config import Config
+from livechannel.errors import (
+    ChannelStillLive,
+    LiveChannelDisabled,
+    NoSuchLiveChannel,
+    OssError,
+)
+from livechannel.hls.pipeline import PublishRefused, PushPipeline, end_playlist
+from livechannel.hls.playlist import target_duration_s
+from livechannel.rtmp.connection import ServerConnection
+from livechannel.rtmp.errors import RtmpError
+from livechannel.rtmp.events import (
+    AudioData,
+    ConnectRequested,
+    MetaData,
+    PlayRefused,
+    PublishRequested,
+    Unpublished,
+    VideoData,
+)
+from livechannel.storage.base import ObjectStorage
+from livechannel.store.base import Acl, MetadataStore
+from livechannel.registry import Registry
+
+log = logging.getLogger("livechannel.ingest")
+
+# What a refused publisher reads in onStatus `description`, by the refusal's type.
+REFUSAL_TEXT: dict[type[OssError], str] = {
+    NoSuchLiveChannel: "no such channel",
+    LiveChannelDisabled: "channel disabled",
+    ChannelStillLive: "channel is already live",
+}
+MIN_PLAYLIST_NAME = 6  # seed 10.4: PlaylistName is 6..128 characters and ends in .m3u8
+MAX_PLAYLIST_NAME = 128
+
+
+@dataclass(frozen=True, slots=True)
+class IngestDeps:
+    config: Config
+    store: MetadataStore
+    storages: Mapping[str, ObjectStorage]
+    credentials: Mapping[str, str]
+    registry: Registry
+    worker: str  # "host:pid", owner of the pushes this process runs
+    now_ms: Callable[[], int]
+
+
+class IngestServer:
+    """Shared state of all RTMP connections in this process."""
+
+    def __init__(self, deps: IngestDeps) -> None:
+        self.deps = deps
+        self.connections: set[RtmpProtocol] = set()
+        self.per_ip: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+
+    def protocol(self) -> RtmpProtocol:
+        return RtmpProtocol(self, next(self._ids))
+
+    async def close_all(self, reason: str) -> None:
+        """Graceful shutdown: flush every open segment and close push records."""
+        conns = list(self.connections)
+        for conn in conns:
+            conn.kick(reason)
+        await asyncio.gather(*(c.finished for c in conns), return_exceptions=True)
+
+
+class RtmpProtocol(asyncio.Protocol):
+    def __init__(self, server: IngestServer, conn_id: int) -> None:
+        self.server = server
+        self.deps = server.deps
+        limits = self.deps.config.limits
+        self.conn = ServerConnection()
+        self.conn_id = conn_id
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.ip = "?"
+        self.tc_url = ""
+        self.app = ""
+        self.pipeline: PushPipeline | None = None
+        self.stream_id = 0
+        self.bucket = self.channel = ""
+        self.push_id = 0
+        self._waiting = False  # a publish decision or storage room is awaited: don't pump
+        self._ending = False
+        self._timers: list[asyncio.TimerHandle] = []
+        loop = asyncio.get_running_loop()
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self._timers.append(loop.call_later(limits.handshake_timeout_s, self._deadline, "connect"))
+        self._timers.append(loop.call_later(limits.publish_timeout_s, self._deadline, "publish"))
+
+    # --- asyncio callbacks ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.ip = str(peer[0])
+        self.peer = f"{peer[0]}:{peer[1]}"
+        limits = self.deps.config.limits
+        self.server.connections.add(self)
+        self.server.per_ip[self.ip] += 1
+        if len(self.server.connections) > limits.max_connections:
+            self._log("refused: too many connections (%d)", limits.max_connections)
+            transport.abort()
+        elif self.server.per_ip[self.ip] > limits.max_connections_per_ip:
+            self._log("refused: too many connections from %s", self.ip)
+            transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.closing:
+            return
+        try:
+            self.conn.receive_data(data)
+        except RtmpError as e:
+            self._log("protocol error: %s", e)
+            self._close()
+            return
+        self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self.server.connections.discard(self)
+        self.server.per_ip[self.ip] -= 1
+        if self.server.per_ip[self.ip] <= 0:
+            del self.server.per_ip[self.ip]
+        if self.pipeline is not None:
+            asyncio.create_task(self._end_push("connection closed"))
+        elif not self.finished.done():
+            self.finished.set_result(None)
+
+    # --- event pump -------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        conn = self.conn
+        while not self._waiting and not conn.closing:
+            event = conn.next_event()
+            if event is None:
+                break
+            if isinstance(event, VideoData | AudioData):
+                self._media(event)
+            elif isinstance(event, MetaData):
+                pass  # onMetaData is advisory; we measure the real stream instead
+            elif isinstance(event, ConnectRequested):
+                self.app, self.tc_url = event.app, event.tc_url
+            elif isinstance(event, PublishRequested):
+                self._waiting = True
+                self._pause()
+                asyncio.create_task(self._decide(event))
+            elif isinstance(event, Unpublished):
+                if self.pipeline is not None and event.stream_id == self.stream_id:
+                    self._waiting = True
+                    asyncio.create_task(self._end_push("unpublished"))
+            elif isinstance(event, PlayRefused):
+                self._log("refused play of %r: playing over RTMP is not supported", event.name)
+                self._flush()
+                self._close()
+        self._flush()
+
+    def _media(self, event: VideoData | AudioData) -> None:
+        pipeline = self.pipeline
+        if pipeline is None or self._ending:
+            return
+        try:
+            if isinstance(event, VideoData):
+                pipeline.video(event.timestamp_ms, event.payload)
+            else:
+                pipeline.audio(event.timestamp_ms, event.payload)
+        except PublishRefused as e:
+            self.kick(str(e))
+            return
+        except Exception as e:  # a decoder error in one stream must not touch others
+            self._log("bad media, closing: %s: %s", type(e).__name__, e)
+            self.kick(f"malformed media: {e}")
+            return
+        if pipeline.backlog_full:
+            self._waiting = True
+            self._pause()
+            asyncio.create_task(self._wait_for_room(pipeline))
+
+    async def _wait_for_room(self, pipeline: PushPipeline) -> None:
+        await pipeline.wait_for_room()
+        self._waiting = False
+        self._resume()
+        self._pump()
+
+    # --- publish policy ---------------------------------------------------------------------
+
+    async def _decide(self, event: PublishRequested) -> None:
+        deps = self.deps
+        self.stream_id = event.stream_id
+        try:
+            target = publish.resolve(
+                event.app,
+                event.name,
+                self.tc_url,
+                domain=deps.config.domain,
+                default_bucket=deps.config.default_bucket,
+            )
+            self.bucket, self.channel = target.bucket, target.channel
+            bucket = await deps.store.get_bucket(target.bucket)
+            storage = deps.storages.get(target.bucket)
+            if bucket is None or storage is None:
+                return self._refuse("NetStream.Publish.BadName", "no such bucket")
+            if bucket.acl != Acl.PUBLIC_READ_WRITE:
+                signing.check_rtmp_publish(
+                    target.params, target.bucket, target.channel, deps.credentials,
+                    deps.now_ms() // 1000,
+                )
+            channel = await deps.store.get_channel(target.bucket, target.channel)
+            if channel is None:
+                raise NoSuchLiveChannel("no such channel")
+            playlist = target.playlist_name or channel.config.playlist_name
+            if (
+                not playlist.endswith(".m3u8")
+                or not MIN_PLAYLIST_NAME <= len(playlist) <= MAX_PLAYLIST_NAME
+                or "/" in playlist
+            ):
+                return self._refuse("NetStream.Publish.BadName", "invalid playlistName")
+            push = await deps.store.start_push(
+                target.bucket, target.channel, self.peer, deps.worker, deps.now_ms()
+            )
+        except publish.PublishUrlError as e:
+            return self._refuse("NetStream.Publish.BadName", str(e))
+        except OssError as e:
+            text = REFUSAL_TEXT.get(type(e), e.message)
+            code = "NetStream.Publish.BadName" if isinstance(e, NoSuchLiveChannel) else (
+                "NetStream.Publish.Rejected"
+            )
+            return self._refuse(code, text)
+        limits = deps.config.limits
+        self.pipeline = PushPipeline(
+            store=deps.store,
+            storage=storage,
+            push=push,
+            frag_duration_s=channel.config.frag_duration_s,
+            frag_count=channel.config.frag_count,
+            playlist_name=playlist,
+            max_segment_s=max(limits.max_segment_s, 2 * channel.config.frag_duration_s),
+            max_segment_bytes=limits.max_segment_bytes,
+            queue_segments=limits.upload_queue_segments,
+            now_ms=deps.now_ms,
+        )
+        self.push_id = push.push_id
+        try:
+            await self.pipeline.open()
+        except Exception:
+            log.exception("could not open the pipeline for %s/%s", self.bucket, self.channel)
+            await deps.store.end_push(push.push_id, deps.now_ms())
+            self.pipeline = None
+            return self._refuse("NetStream.Publish.Rejected", "internal error")
+        deps.registry.add(self)
+        for timer in self._timers:
+            timer.cancel()
+        self.conn.accept_publish(event.stream_id)
+        self._log("publishing (playlist %s)", playlist)
+        self._waiting = False
+        self._resume()
+        self._pump()
+
+    def _refuse(self, code: str, description: str) -> None:
+        self._log("publish refused: %s", description)
+        self.conn.reject_publish(self.stream_id, code, description)
+        self._flush()
+        self._close()
+
+    # --- end of a push ----------------------------------------------------------------------
+
+    def kick(self, reason: str) -> None:
+        """Disconnect the publisher with a readable status (disable, idle, bad stream, shutdown)."""
+        if self._ending:
+            return
+        self._log("disconnecting publisher: %s", reason)
+        if self.pipeline is not None:
+            self.conn.send_status(self.stream_id, "error", "NetStream.Publish.Rejected", reason)
+            self._flush()
+            self._ending = True
+            asyncio.create_task(self._end_push(reason))
+        else:
+            self._close()
+
+    async def _end_push(self, reason: str) -> None:
+        pipeline, self.pipeline = self.pipeline, None
+        self._ending = True
+        if pipeline is None:
+            return
+        deps = self.deps
+        self._close()
+        try:
+            await pipeline.close()
+        except Exception:
+            log.exception("flushing the last segment of %s/%s failed", self.bucket, self.channel)
+        deps.registry.remove(self)
+        await deps.store.end_push(self.push_id, deps.now_ms())
+        self._log("push ended (%s): %d segments", reason, pipeline.stats.segments)
+        store, storage = deps.store, pipeline.storage
+        bucket, channel = self.bucket, self.channel
+        name = pipeline.playlist_key.rsplit("/", 1)[-1]
+        frag_count, target_s = pipeline.frag_count, pipeline.target_s
+        deps.registry.schedule_end(
+            bucket,
+            channel,
+            lambda: end_playlist(store, storage, bucket, channel, name, frag_count, target_s),
+        )
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    # --- LiveSession protocol (registry) ---------------------------------------------------
+
+    def stats_json(self, now_ms: int) -> str:
+        pipeline = self.pipeline
+        return pipeline.stats.to_json(now_ms) if pipeline is not None else "{}"
+
+    def last_media_ms(self) -> int:
+        pipeline = self.pipeline
+        return pipeline.last_media_ms if pipeline is not None else self.deps.now_ms()
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _deadline(self, what: str) -> None:
+        if self.pipeline is None and not self._ending:
+            self._log("closing: no %s within the time limit", what)
+            self._close()
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _pause(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def _resume(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _log(self, msg: str, *args: object) -> None:
+        where = f"{self.bucket}/{self.channel}" if self.channel else "-"
+        log.info("[conn %d %s %s] " + msg, self.conn_id, self.peer, where, *args)

@@ -1,0 +1,116 @@
+"""The publishers this process holds, and their heartbeat to the shared metadata store.
+
+"One publisher per channel" is decided by the store (start_push is atomic); this registry only
+keeps the local handles so that (a) a disable through this process's API kicks at once, and
+(b) every HEARTBEAT_INTERVAL_S each live push reports its figures and learns whether another
+process's API disabled it (the store's `kick` flag) — the same path works across workers and
+machines. It also writes #EXT-X-ENDLIST once a publisher has been gone for the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from livechannel.store.base import MetadataStore
+
+log = logging.getLogger("livechannel.registry")
+
+HEARTBEAT_INTERVAL_S = 0.25  # disable must kick within 1 s (issue 3); 4 small writes/s per push
+
+
+class LiveSession(Protocol):
+    bucket: str
+    channel: str
+    push_id: int
+
+    def stats_json(self, now_ms: int) -> str: ...
+    def last_media_ms(self) -> int: ...
+    def kick(self, reason: str) -> None: ...
+
+
+class Registry:
+    def __init__(
+        self,
+        store: MetadataStore,
+        *,
+        now_ms: Callable[[], int],
+        idle_timeout_s: float,
+        end_grace_s: float,
+    ) -> None:
+        self.store = store
+        self.now_ms = now_ms
+        self.idle_timeout_ms = int(idle_timeout_s * 1000)
+        self.end_grace_s = end_grace_s
+        self.sessions: dict[tuple[str, str], LiveSession] = {}
+        self._end_timers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, session: LiveSession) -> None:
+        key = (session.bucket, session.channel)
+        self.sessions[key] = session
+        timer = self._end_timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def remove(self, session: LiveSession) -> None:
+        key = (session.bucket, session.channel)
+        if self.sessions.get(key) is session:
+            del self.sessions[key]
+
+    def kick(self, bucket: str, channel: str, reason: str = "channel disabled") -> None:
+        session = self.sessions.get((bucket, channel))
+        if session is not None:
+            session.kick(reason)
+
+    def schedule_end(
+        self, bucket: str, channel: str, end: Callable[[], Awaitable[None]], delay_s: float | None = None
+    ) -> None:
+        """After the grace period, unless a publisher came back, run `end` (writes ENDLIST)."""
+        key = (bucket, channel)
+        old = self._end_timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+
+        async def fire() -> None:
+            await asyncio.sleep(self.end_grace_s if delay_s is None else delay_s)
+            if key in self.sessions or await self.store.live_push(bucket, channel) is not None:
+                return  # republished here or elsewhere; that push owns the playlist now
+            try:
+                await end()
+            except Exception:
+                log.exception("could not end the playlist of %s/%s", bucket, channel)
+            finally:
+                self._end_timers.pop(key, None)
+
+        self._end_timers[key] = asyncio.create_task(fire(), name=f"endlist {bucket}/{channel}")
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._heartbeat_loop(), name="registry heartbeat")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._end_timers.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._end_timers.clear()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+            now = self.now_ms()
+            for session in list(self.sessions.values()):
+                try:
+                    push = await self.store.heartbeat(session.push_id, now, session.stats_json(now))
+                except Exception:
+                    log.exception("heartbeat failed for %s/%s", session.bucket, session.channel)
+                    continue
+                if push is None or push.kick:
+                    session.kick("channel disabled")
+                elif now - session.last_media_ms() > self.idle_timeout_ms:
+                    session.kick(f"no media for {self.idle_timeout_ms // 1000} s")

@@ -1,0 +1,188 @@
+"""The one place that wires everything: store, storage, registry, RTMP listener, HTTP API.
+
+`serve()` runs until `shutdown` is set, then shuts down in order: stop accepting, kick every
+publisher (each flushes its open segment, writes its playlist and closes its push record),
+stop the HTTP API, close the store. Bounded by SHUTDOWN_TIMEOUT_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from livechannel.api.app import create_app
+from livechannel.api.context import ApiContext
+from livechannel.config import Config
+from livechannel.hls.pipeline import end_playlist
+from livechannel.hls.playlist import target_duration_s
+from livechannel.ingest import IngestDeps, IngestServer
+from livechannel.registry import Registry
+from livechannel.sniff import SniffingProtocol
+from livechannel.storage.local import LocalStorage
+from livechannel.store.base import ChannelConfig, MetadataStore
+from livechannel.store.sqlite import SqliteStore
+from livechannel.urls import ServiceUrls
+
+log = logging.getLogger("livechannel.server")
+
+SHUTDOWN_TIMEOUT_S = 10.0  # flushing open segments takes one storage put each
+STALE_PUSH_MS = 5_000  # a push whose owner has not heartbeaten for 5 s is dead (kill -9)
+STALE_SWEEP_INTERVAL_S = 2.0
+DB_FILE = "livechannel.db"
+BUCKETS_DIR = "buckets"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class Running:
+    """What a started service exposes (tests read the bound ports from here)."""
+
+    rtmp_port: int
+    http_port: int
+    urls: ServiceUrls
+    store: MetadataStore
+
+
+async def _sweep_stale(store: MetadataStore) -> None:
+    while True:
+        closed = await store.close_stale_pushes(now_ms() - STALE_PUSH_MS)
+        for push in closed:
+            log.warning("closed push of %s/%s left by a dead worker", push.bucket, push.channel)
+        await asyncio.sleep(STALE_SWEEP_INTERVAL_S)
+
+
+async def serve(
+    config: Config,
+    shutdown: asyncio.Event,
+    on_ready: Callable[[Running], None] | None = None,
+) -> None:
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = await SqliteStore.open(str(data_dir / DB_FILE))
+    storages = {}
+    now = now_ms()
+    for bucket in config.buckets:
+        await store.ensure_bucket(bucket.name, bucket.acl, now)
+        storages[bucket.name] = LocalStorage(str(data_dir / BUCKETS_DIR / bucket.name))
+    if config.demo_channel and await store.get_channel(config.default_bucket, config.demo_channel) is None:
+        await store.put_channel(config.default_bucket, config.demo_channel, ChannelConfig(), now)
+
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    registry = Registry(
+        store,
+        now_ms=now_ms,
+        idle_timeout_s=config.limits.idle_timeout_s,
+        end_grace_s=config.end_grace_s,
+    )
+    ingest = IngestServer(
+        IngestDeps(
+            config=config,
+            store=store,
+            storages=storages,
+            credentials=config.access_keys,
+            registry=registry,
+            worker=worker,
+            now_ms=now_ms,
+        )
+    )
+    loop = asyncio.get_running_loop()
+    rtmp_server = await loop.create_server(
+        ingest.protocol, config.rtmp_listen.host, config.rtmp_listen.port,
+        reuse_port=config.workers > 1 or None,
+    )
+    rtmp_port = rtmp_server.sockets[0].getsockname()[1]
+    http_port_cfg = config.http_listen.port
+    # The HTTP port must be known before the app renders URLs; bind first, then build the app.
+    http_sock = socket.create_server(
+        (config.http_listen.host, http_port_cfg),
+        family=socket.AF_INET6 if ":" in config.http_listen.host else socket.AF_INET,
+        reuse_port=config.workers > 1,
+    )
+    http_port = http_sock.getsockname()[1]
+    urls = ServiceUrls(config.domain, rtmp_port, http_port)
+    api = create_app(
+        ApiContext(
+            store=store,
+            storages=storages,
+            credentials=config.access_keys,
+            urls=urls,
+            now_ms=now_ms,
+            on_channel_disabled=registry.kick,
+        )
+    )
+    runner = web.AppRunner(api, access_log=None, handle_signals=False)
+    await runner.setup()
+    http_handler = runner.server
+    assert http_handler is not None
+    http_server = await loop.create_server(
+        lambda: SniffingProtocol(ingest.protocol, http_handler), sock=http_sock
+    )
+    registry.start()
+    sweeper = asyncio.create_task(_sweep_stale(store), name="stale push sweeper")
+    await _schedule_pending_endlists(config, store, storages, registry)
+    log.info("RTMP on %s:%d, HTTP (and RTMP) on %s:%d",
+             config.rtmp_listen.host, rtmp_port, config.http_listen.host, http_port)
+    if on_ready is not None:
+        on_ready(Running(rtmp_port=rtmp_port, http_port=http_port, urls=urls, store=store))
+    try:
+        await shutdown.wait()
+    finally:
+        log.info("shutting down")
+        rtmp_server.close()
+        http_server.close()
+        try:
+            await asyncio.wait_for(ingest.close_all("server shutting down"), SHUTDOWN_TIMEOUT_S)
+        except TimeoutError:
+            log.error("shutdown: publishers not flushed within %.0f s", SHUTDOWN_TIMEOUT_S)
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await registry.stop()
+        await runner.cleanup()
+        for storage in storages.values():
+            await storage.close()
+        await store.close()
+        log.info("stopped")
+
+
+async def _schedule_pending_endlists(config, store, storages, registry) -> None:  # type: ignore[no-untyped-def]
+    """After a restart, channels whose publisher left still need their #EXT-X-ENDLIST."""
+    now = now_ms()
+    for bucket in config.buckets:
+        marker = ""
+        while True:
+            channels = await store.list_channels(bucket.name, "", marker, 1000)
+            for ch in channels:
+                if await store.live_push(bucket.name, ch.name) is not None:
+                    continue
+                last = await store.history(bucket.name, ch.name, 1)
+                if not last or last[0].end_ms is None:
+                    continue
+                cfg = ch.config
+                target_s = target_duration_s(
+                    cfg.frag_duration_s, max(config.limits.max_segment_s, 2 * cfg.frag_duration_s) * 1000
+                )
+                delay_s = max(0.0, config.end_grace_s - (now - last[0].end_ms) / 1000)
+                storage = storages[bucket.name]
+                registry.schedule_end(
+                    bucket.name,
+                    ch.name,
+                    lambda b=bucket.name, c=ch.name, n=cfg.playlist_name, fc=cfg.frag_count, s=storage, t=target_s: end_playlist(
+                        store, s, b, c, n, fc, t
+                    ),
+                    delay_s=delay_s,
+                )
+            if len(channels) < 1000:
+                break
+            marker = channels[-1].name
