@@ -1,0 +1,120 @@
+"""A typed HLS media playlist (RFC 8216) and its rendering, tags in the RFC's order.
+
+TARGETDURATION rule (decided by the team):
+
+* A live playlist's EXT-X-TARGETDURATION never changes during the playlist's life
+  (RFC 8216 6.2.1: "MUST NOT change"), and every EXTINF rounded to the nearest integer must be
+  ≤ it (RFC 8216 4.3.3.1). We cannot know segment lengths in advance, so the target is the
+  segmenter's forced-cut bound: ``ceil(max_segment_ms / 1000)``, which by default is
+  ``max(2·FragDuration, 60)`` seconds (seed 10.4). The segmenter guarantees no segment rounds
+  above it. An operator who wants a tighter TARGETDURATION lowers ``max_segment_ms``.
+* A VOD playlist lists segments that already exist, so its target is simply the largest
+  rounded EXTINF (at least 1): see `vod_target_duration_s`.
+
+Durations are integer milliseconds until rendered: EXTINF is ``ms / 1000`` with exactly three
+decimals (``7.120``), as OSS writes them (seed 10.5). Rounding to the nearest integer is half
+up, the conservative reading of RFC 8216 4.3.3.1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# Float EXTINF values need protocol version 3 (RFC 8216 7); nothing we use needs more, and
+# older players accept it.
+PLAYLIST_VERSION = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PlaylistEntry:
+    uri: str  # relative to the playlist (it sits next to its segments)
+    duration_ms: int
+    discontinuity: bool  # EXT-X-DISCONTINUITY before this segment
+
+    def __post_init__(self) -> None:
+        if not self.uri or any(c in self.uri for c in "\r\n") or self.uri.startswith("#"):
+            raise ValueError(f"segment URI {self.uri!r} cannot be written on one playlist line")
+        if self.duration_ms < 0:
+            raise ValueError(f"negative segment duration {self.duration_ms} ms")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPlaylist:
+    target_duration_s: int
+    media_sequence: int  # sequence number of the first entry
+    discontinuity_sequence: int  # discontinuities that scrolled out before the first entry
+    entries: tuple[PlaylistEntry, ...]
+    ended: bool  # #EXT-X-ENDLIST: no segment will be added
+    vod: bool = False  # #EXT-X-PLAYLIST-TYPE:VOD
+
+    def __post_init__(self) -> None:
+        if self.target_duration_s < 1:
+            raise ValueError(f"TARGETDURATION must be at least 1, got {self.target_duration_s}")
+        if self.media_sequence < 0 or self.discontinuity_sequence < 0:
+            raise ValueError("sequence numbers are unsigned (RFC 8216 4.3.3.2, 4.3.3.3)")
+        # EXTINF ≤ TARGETDURATION is the producers' duty (segmenter, VOD target), not
+        # checked here: a live window may list segments cut under an older configuration,
+        # and refusing to render would stop the channel instead of serving a usable playlist.
+
+
+def rounded_s(duration_ms: int) -> int:
+    """Seconds rounded to the nearest integer, halves up (RFC 8216 4.3.3.1's comparison)."""
+    return (duration_ms + 500) // 1000
+
+
+def format_extinf(duration_ms: int) -> str:
+    """``7120`` → ``"7.120"``: exact decimal from integer ms, no float round-off."""
+    return f"{duration_ms // 1000}.{duration_ms % 1000:03d}"
+
+
+def target_duration_s(frag_duration_s: int, max_segment_ms: int) -> int:
+    """A live playlist's fixed TARGETDURATION: the forced-cut bound (see the module doc).
+
+    `frag_duration_s` does not enter the result: keyframe cuts can only make segments longer
+    than FragDuration, and the forced cut bounds them all.
+    """
+    if frag_duration_s < 1 or max_segment_ms < 1:
+        raise ValueError("FragDuration and the forced-cut bound must be positive")
+    return max(1, -(-max_segment_ms // 1000))
+
+
+def vod_target_duration_s(entries: Iterable[PlaylistEntry]) -> int:
+    """A VOD playlist's TARGETDURATION: its largest rounded EXTINF, at least 1."""
+    return max((rounded_s(e.duration_ms) for e in entries), default=1) or 1
+
+
+def vod_playlist(entries: Iterable[PlaylistEntry], media_sequence: int = 0) -> MediaPlaylist:
+    """A finished playlist of already-stored segments (GetVodPlaylist / PostVodPlaylist)."""
+    listed = tuple(entries)
+    return MediaPlaylist(
+        target_duration_s=vod_target_duration_s(listed),
+        media_sequence=media_sequence,
+        discontinuity_sequence=0,
+        entries=listed,
+        ended=True,
+        vod=True,
+    )
+
+
+def render(p: MediaPlaylist) -> str:
+    """The playlist text: header tags first (RFC 8216 4.3.3 before any segment), then each
+    segment's tags followed by its URI, then #EXT-X-ENDLIST. Lines end in LF."""
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{PLAYLIST_VERSION}",
+        f"#EXT-X-TARGETDURATION:{p.target_duration_s}",
+        f"#EXT-X-MEDIA-SEQUENCE:{p.media_sequence}",
+    ]
+    if p.discontinuity_sequence > 0:
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{p.discontinuity_sequence}")
+    if p.vod:
+        lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
+    for entry in p.entries:
+        if entry.discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        lines.append(f"#EXTINF:{format_extinf(entry.duration_ms)},")
+        lines.append(entry.uri)
+    if p.ended:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
