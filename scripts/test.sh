@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs (system packages only when missing) and run it.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
+if ! command -v gst-inspect-1.0 >/dev/null \
+    || ! gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 \
+    || ! gst-inspect-1.0 rtmpsink >/dev/null 2>&1 \
+    || ! gst-inspect-1.0 x264enc >/dev/null 2>&1 \
+    || ! gst-inspect-1.0 avenc_aac >/dev/null 2>&1; then
+  need+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+         gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+fi
+if ((${#need[@]})); then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+exec python3 -m pytest -q -p no:cacheprovider "$@"

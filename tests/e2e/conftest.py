@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import oss2
+import pytest
+
+from samples.make_sample import SampleSpec, make_sample
+from tests.support.service import ServiceThread
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[ServiceThread]:
+    svc = ServiceThread(tmp_path / "data").start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("samples")
+
+
+@pytest.fixture(scope="session")
+def sample_flv(sample_dir: Path) -> Path:
+    """14 s, 640x360 30 fps, 2 s GOP with B-frames, AAC 44.1 kHz stereo."""
+    return make_sample(sample_dir / "base.flv", SampleSpec(duration_s=14, width=640, height=360))
+
+
+def create_channel(bucket: oss2.Bucket, name: str, *, frag_duration: int = 5,
+                   frag_count: int = 3, playlist: str = "playlist.m3u8") -> None:
+    target = oss2.models.LiveChannelInfoTarget(
+        playlist_name=playlist, frag_count=frag_count, frag_duration=frag_duration
+    )
+    bucket.create_live_channel(name, oss2.models.LiveChannelInfo(target=target))

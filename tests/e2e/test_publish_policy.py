@@ -1,0 +1,95 @@
+"""Issue 2: refusals. Each is refused with its reason, writes nothing, and leaves a running
+publisher untouched."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pytest
+
+from tests.e2e.conftest import create_channel
+from tests.support import publishers
+from tests.support.service import BUCKET, ServiceThread
+
+REFUSAL_TIMEOUT_S = 20  # a refused publisher must give up quickly, never hang
+
+
+def with_param(url: str, key: str, value: str) -> str:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query[key] = value
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def refused(service: ServiceThread, url: str, sample: Path) -> str:
+    r = publishers.run(publishers.ffmpeg_copy(sample, url), timeout_s=REFUSAL_TIMEOUT_S)
+    assert r.returncode != 0, "publisher was not refused"
+    return r.stderr
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("bad-signature", "signature does not match"),
+        ("expired", "signature expired"),
+        ("unknown-channel", "no such channel"),
+        ("disabled", "channel disabled"),
+        ("unsigned", "missing"),
+    ],
+)
+def test_refusals(service: ServiceThread, sample_flv: Path, case: str, reason: str) -> None:
+    bucket = service.bucket()
+    create_channel(bucket, "ok", frag_duration=1, frag_count=3)
+    url = service.signed_publish_url("ok")
+    if case == "bad-signature":
+        url = with_param(url, "Signature", "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+    elif case == "expired":
+        url = service.bucket().sign_rtmp_url("ok", "playlist.m3u8", -60)
+    elif case == "unknown-channel":
+        url = service.signed_publish_url("nope")
+    elif case == "disabled":
+        bucket.put_live_channel_status("ok", "disabled")
+    elif case == "unsigned":
+        url = url.split("?", 1)[0]
+    stderr = refused(service, url, sample_flv)
+    assert reason in stderr, stderr
+    assert not service.object_path("ok").exists()
+    assert not service.object_path("nope").exists()
+    assert service.call(service.store.live_push(BUCKET, "ok")) is None
+
+
+def test_second_publisher_refused_first_untouched(service: ServiceThread, sample_flv: Path) -> None:
+    create_channel(service.bucket(), "one", frag_duration=2, frag_count=3)
+    url = service.signed_publish_url("one")
+    first = publishers.start(publishers.ffmpeg_copy(sample_flv, url))
+    try:
+        deadline = time.monotonic() + 10
+        while service.call(service.store.live_push(BUCKET, "one")) is None:
+            assert time.monotonic() < deadline, "first publisher never went live"
+            time.sleep(0.1)
+        stderr = refused(service, url, sample_flv)
+        assert "channel is already live" in stderr, stderr
+        out, err = first.communicate(timeout=14 + 30)
+        assert first.returncode == 0, err
+    finally:
+        publishers.stop(first)
+    segments = service.call(service.store.segments_between(BUCKET, "one", 0, 2**62))
+    assert len(segments) >= 5  # the whole 14 s arrived
+    history = service.call(service.store.history(BUCKET, "one", 10))
+    assert len(history) == 1  # the refused one never became a push
+
+
+def test_public_read_write_bucket_needs_no_signature(tmp_path: Path, sample_flv: Path) -> None:
+    from livechannel.store.base import Acl
+
+    svc = ServiceThread(tmp_path / "data", acl=Acl.PUBLIC_READ_WRITE).start()
+    try:
+        create_channel(svc.bucket(), "open", frag_duration=2, frag_count=3)
+        url = f"rtmp://127.0.0.1:{svc.rtmp_port}/live/open"  # plain form, default bucket
+        r = publishers.run(publishers.ffmpeg_copy(sample_flv, url, realtime=False), timeout_s=60)
+        assert r.returncode == 0, r.stderr
+        assert svc.object_path("open/playlist.m3u8").exists()
+    finally:
+        svc.stop()

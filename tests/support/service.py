@@ -1,0 +1,129 @@
+"""A real livechannel service on loopback, in a background thread with its own event loop.
+
+Tests stay synchronous: the official `oss2` SDK (blocking, requests-based) and subprocess
+publishers talk to the service over real sockets, exactly as users' tools do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import oss2
+
+from livechannel.config import BucketConfig, Config, Limits, Listen
+from livechannel.server import Running, serve
+from livechannel.store.base import Acl
+
+T = TypeVar("T")
+
+ACCESS_KEY_ID = "LTAItestkeyid0001"
+ACCESS_KEY_SECRET = "test-secret-0123456789abcdef"
+BUCKET = "live"
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 30.0
+
+
+class ServiceThread:
+    def __init__(self, data_dir: Path, *, acl: Acl = Acl.PRIVATE, **overrides: Any) -> None:
+        limits = overrides.pop("limits", Limits())
+        self.config = replace(
+            Config(),
+            data_dir=data_dir,
+            rtmp_listen=Listen("127.0.0.1", 0),
+            http_listen=Listen("127.0.0.1", 0),
+            domain="127.0.0.1",
+            buckets=(BucketConfig(BUCKET, acl),),
+            access_keys={ACCESS_KEY_ID: ACCESS_KEY_SECRET},
+            end_grace_s=overrides.pop("end_grace_s", 3.0),
+            demo_channel="",
+            limits=limits,
+            **overrides,
+        )
+        self.loop = asyncio.new_event_loop()
+        self.running: Running | None = None
+        self._ready = threading.Event()
+        self._shutdown: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="livechannel-service", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def main() -> None:
+            self._shutdown = asyncio.Event()
+
+            def ready(running: Running) -> None:
+                self.running = running
+                self._ready.set()
+
+            await serve(self.config, self._shutdown, ready)
+
+        try:
+            self.loop.run_until_complete(main())
+        except BaseException as e:  # surfaced to the test by start()/stop()
+            self._error = e
+            self._ready.set()
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def start(self) -> ServiceThread:
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT_S) or self.running is None:
+            raise RuntimeError(f"service did not start: {self._error!r}")
+        return self
+
+    def stop(self) -> None:
+        if self._shutdown is not None and self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self._shutdown.set)
+        self._thread.join(STOP_TIMEOUT_S)
+        if self._thread.is_alive():
+            raise RuntimeError("service did not stop in time")
+        if self._error is not None:
+            raise self._error
+
+    # --- conveniences ------------------------------------------------------------------------
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 10.0) -> T:
+        """Run a coroutine (e.g. a store query) on the service's loop."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    @property
+    def store(self):  # type: ignore[no-untyped-def]
+        assert self.running is not None
+        return self.running.store
+
+    @property
+    def http_port(self) -> int:
+        assert self.running is not None
+        return self.running.http_port
+
+    @property
+    def rtmp_port(self) -> int:
+        assert self.running is not None
+        return self.running.rtmp_port
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def bucket(self, name: str = BUCKET, *, anonymous: bool = False) -> oss2.Bucket:
+        auth = oss2.AnonymousAuth() if anonymous else oss2.Auth(ACCESS_KEY_ID, ACCESS_KEY_SECRET)
+        return oss2.Bucket(auth, self.endpoint, name)
+
+    def object_path(self, key: str, bucket: str = BUCKET) -> Path:
+        return self.config.data_dir / "buckets" / bucket / key
+
+    def signed_publish_url(self, channel: str, *, playlist: str = "playlist.m3u8",
+                           expires_s: int = 3600, rtmp_port: bool = False) -> str:
+        """The URL exactly as `oss2.Bucket.sign_rtmp_url` builds it (HTTP port: we serve
+        RTMP there too); `rtmp_port=True` swaps in the dedicated RTMP port."""
+        url = self.bucket().sign_rtmp_url(channel, playlist, expires_s)
+        if rtmp_port:
+            url = url.replace(f":{self.http_port}/", f":{self.rtmp_port}/", 1)
+        return url
