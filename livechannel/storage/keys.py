@@ -1,0 +1,37 @@
+"""Object keys: which names an object store accepts (defence in depth below the API's checks).
+
+OSS allows almost any UTF-8 name of 1-1023 bytes (seed 7.1, InvalidObjectName). Our stores map
+"/"-separated keys to paths, so additionally refuse anything that could name a place outside
+the bucket or alias another key: `.`/`..` segments, empty segments (a leading "/" or "//"),
+backslashes (a separator elsewhere) and NUL (ends a C path).
+"""
+
+from __future__ import annotations
+
+from livechannel.errors import InvalidObjectName
+
+MAX_KEY_BYTES = 1023  # seed 7.1: "Object key longer than 1023 bytes" is InvalidObjectName
+_ALIASING_SEGMENTS = frozenset({".", ".."})  # path segments that point elsewhere
+
+
+def key_segments(key: str) -> list[str]:
+    """Validate `key` and return its "/"-separated segments; raise InvalidObjectName."""
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidObjectName("object name is not valid UTF-8") from None
+    if size == 0:
+        raise InvalidObjectName("object name is empty")
+    if size > MAX_KEY_BYTES:
+        raise InvalidObjectName(f"object name is longer than {MAX_KEY_BYTES} bytes")
+    if "\x00" in key:
+        raise InvalidObjectName("object name contains NUL")
+    if "\\" in key:
+        raise InvalidObjectName("object name contains a backslash")
+    segments = key.split("/")
+    for segment in segments:
+        if segment == "":
+            raise InvalidObjectName("object name has an empty path segment")
+        if segment in _ALIASING_SEGMENTS:
+            raise InvalidObjectName("object name has a '.' or '..' path segment")
+    return segments

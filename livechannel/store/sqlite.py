@@ -1,0 +1,445 @@
+"""The SQLite MetadataStore: one database file shared by every ingest worker on a machine.
+
+Several *processes* open the same file: WAL lets readers run beside the one writer,
+`synchronous=NORMAL` is durable across process crashes (WAL fsyncs at checkpoints only, so a
+power cut may lose the last transactions, never corrupt the file), and a busy timeout makes a
+writer wait for another process's transaction instead of failing. Cross-process rules live in
+the database: a partial unique index allows one running push per channel, and every
+check-then-write runs in one `BEGIN IMMEDIATE` transaction (it takes the write lock first, so
+no other process can slip in between the check and the write).
+
+Each call runs on one dedicated thread that owns the connection: statements are short, but a
+busy wait for another process's lock must not stall the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import TypeVar
+
+from livechannel.errors import (
+    ChannelStillLive,
+    LiveChannelDisabled,
+    NoSuchBucket,
+    NoSuchLiveChannel,
+    StorageError,
+)
+from livechannel.store.base import (
+    Acl,
+    Bucket,
+    Channel,
+    ChannelConfig,
+    ChannelStatus,
+    Push,
+    Segment,
+)
+from livechannel.store.conflicts import SegmentConflict
+from livechannel.store.memory import INITIAL_STATS_JSON
+from livechannel.store.sqlite_schema import (
+    CHANNEL_COLUMNS,
+    PUSH_COLUMNS,
+    SCHEMA_VERSION,
+    SEGMENT_COLUMNS,
+    bucket_from_row,
+    channel_from_row,
+    channel_to_row,
+    migration_statements,
+    push_from_row,
+    segment_from_row,
+    segment_to_row,
+)
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 5.0  # longest another process holds the write lock is ~ms; 5 s means "stuck"
+# Primary SQLite result codes that will not go away by retrying (the rest, e.g. BUSY, FULL,
+# IOERR, may): read-only or unopenable file, permission, corruption, not a database.
+PERMANENT_SQLITE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_AUTH,
+    }
+)
+_PRIMARY_CODE_MASK = 0xFF  # extended result codes carry the primary code in the low byte
+
+
+@contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _no_channel(name: str) -> NoSuchLiveChannel:
+    return NoSuchLiveChannel("the live channel does not exist", ChannelName=name)
+
+
+def _still_live(name: str) -> ChannelStillLive:
+    return ChannelStillLive("the channel is being pushed to", ChannelName=name)
+
+
+def _no_bucket(name: str) -> NoSuchBucket:
+    return NoSuchBucket("the bucket does not exist", BucketName=name)
+
+
+def _bucket_exists(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM buckets WHERE name = ?", (name,)).fetchone() is not None
+
+
+def _running_push_id(conn: sqlite3.Connection, bucket: str, channel: str) -> int | None:
+    row = conn.execute(
+        "SELECT push_id FROM pushes WHERE bucket = ? AND channel = ? AND end_ms IS NULL",
+        (bucket, channel),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._conn: sqlite3.Connection | None = None  # created and used on that one thread
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteStore:
+        """Open (creating or migrating) the database now, so a bad path fails at startup."""
+        store = cls(path)
+        try:
+            await store._run(lambda conn: None)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, op)
+
+    def _call(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            return op(self._conn)
+        except sqlite3.Error as e:
+            code = getattr(e, "sqlite_errorcode", 0) & _PRIMARY_CODE_MASK
+            name = getattr(e, "sqlite_errorname", type(e).__name__)
+            raise StorageError(
+                f"metadata store {self.path!r}: {e} ({name})",
+                permanent=code in PERMANENT_SQLITE_CODES,
+            ) from e
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions; we BEGIN IMMEDIATE where we write.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        def version() -> int:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+        if version() == SCHEMA_VERSION:
+            return
+        with _write(conn):
+            found = version()  # again, under the lock: another process may have migrated
+            if found > SCHEMA_VERSION:
+                raise StorageError(
+                    f"metadata store {self.path!r} has schema version {found}; this program "
+                    f"knows up to {SCHEMA_VERSION}",
+                    permanent=True,
+                )
+            for statement in migration_statements(found):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    async def close(self) -> None:
+        def close(conn: sqlite3.Connection) -> None:
+            conn.close()
+            self._conn = None
+
+        try:
+            if self._conn is not None:
+                await self._run(close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    # --- buckets ------------------------------------------------------------------------
+    async def ensure_bucket(self, name: str, acl: Acl, now_ms: int) -> Bucket:
+        def op(conn: sqlite3.Connection) -> Bucket:
+            with _write(conn):
+                conn.execute(
+                    "INSERT OR IGNORE INTO buckets (name, acl, created_ms) VALUES (?, ?, ?)",
+                    (name, acl.value, now_ms),
+                )
+                row = conn.execute("SELECT * FROM buckets WHERE name = ?", (name,)).fetchone()
+            return bucket_from_row(row)
+
+        return await self._run(op)
+
+    async def get_bucket(self, name: str) -> Bucket | None:
+        def op(conn: sqlite3.Connection) -> Bucket | None:
+            row = conn.execute("SELECT * FROM buckets WHERE name = ?", (name,)).fetchone()
+            return None if row is None else bucket_from_row(row)
+
+        return await self._run(op)
+
+    async def list_buckets(self) -> list[Bucket]:
+        def op(conn: sqlite3.Connection) -> list[Bucket]:
+            rows = conn.execute("SELECT * FROM buckets ORDER BY name").fetchall()
+            return [bucket_from_row(row) for row in rows]
+
+        return await self._run(op)
+
+    async def set_bucket_acl(self, name: str, acl: Acl) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            cur = conn.execute("UPDATE buckets SET acl = ? WHERE name = ?", (acl.value, name))
+            if cur.rowcount == 0:
+                raise _no_bucket(name)
+
+        await self._run(op)
+
+    # --- channels -----------------------------------------------------------------------
+    async def put_channel(
+        self, bucket: str, name: str, config: ChannelConfig, now_ms: int
+    ) -> Channel:
+        def op(conn: sqlite3.Connection) -> Channel:
+            with _write(conn):
+                if not _bucket_exists(conn, bucket):
+                    raise _no_bucket(bucket)
+                if _running_push_id(conn, bucket, name) is not None:
+                    raise _still_live(name)
+                conn.execute(
+                    f"INSERT OR REPLACE INTO channels ({CHANNEL_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    channel_to_row(bucket, name, config, now_ms),
+                )
+            return Channel(bucket=bucket, name=name, config=config, last_modified_ms=now_ms)
+
+        return await self._run(op)
+
+    async def get_channel(self, bucket: str, name: str) -> Channel | None:
+        def op(conn: sqlite3.Connection) -> Channel | None:
+            row = conn.execute(
+                f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE bucket = ? AND name = ?",
+                (bucket, name),
+            ).fetchone()
+            return None if row is None else channel_from_row(row)
+
+        return await self._run(op)
+
+    async def list_channels(
+        self, bucket: str, prefix: str, marker: str, limit: int
+    ) -> list[Channel]:
+        def op(conn: sqlite3.Connection) -> list[Channel]:
+            if not _bucket_exists(conn, bucket):
+                raise _no_bucket(bucket)
+            # TEXT compares as memcmp of UTF-8 (BINARY collation): the order OSS lists in.
+            rows = conn.execute(
+                f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE bucket = ? AND name > ? "
+                "AND name >= ? AND substr(name, 1, length(?)) = ? ORDER BY name LIMIT ?",
+                (bucket, marker, prefix, prefix, prefix, max(limit, 0)),
+            ).fetchall()
+            return [channel_from_row(row) for row in rows]
+
+        return await self._run(op)
+
+    async def set_channel_status(
+        self, bucket: str, name: str, status: ChannelStatus, now_ms: int
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            with _write(conn):
+                cur = conn.execute(
+                    "UPDATE channels SET status = ?, last_modified_ms = ? "
+                    "WHERE bucket = ? AND name = ?",
+                    (status.value, now_ms, bucket, name),
+                )
+                if cur.rowcount == 0:
+                    raise _no_channel(name)
+                if status is ChannelStatus.DISABLED:
+                    conn.execute(
+                        "UPDATE pushes SET kick = 1 "
+                        "WHERE bucket = ? AND channel = ? AND end_ms IS NULL",
+                        (bucket, name),
+                    )
+
+        await self._run(op)
+
+    async def delete_channel(self, bucket: str, name: str) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            with _write(conn):
+                if _running_push_id(conn, bucket, name) is not None:
+                    raise _still_live(name)
+                cur = conn.execute(
+                    "DELETE FROM channels WHERE bucket = ? AND name = ?", (bucket, name)
+                )
+                if cur.rowcount == 0:
+                    raise _no_channel(name)
+                # its history goes with it (a re-created channel starts afresh); segments stay
+                conn.execute("DELETE FROM pushes WHERE bucket = ? AND channel = ?", (bucket, name))
+
+        await self._run(op)
+
+    # --- pushes -------------------------------------------------------------------------
+    async def start_push(
+        self, bucket: str, channel: str, remote_addr: str, worker: str, now_ms: int
+    ) -> Push:
+        def op(conn: sqlite3.Connection) -> Push:
+            with _write(conn):
+                row = conn.execute(
+                    "SELECT status FROM channels WHERE bucket = ? AND name = ?",
+                    (bucket, channel),
+                ).fetchone()
+                if row is None:
+                    raise _no_channel(channel)
+                if row[0] == ChannelStatus.DISABLED.value:
+                    raise LiveChannelDisabled("the live channel is disabled", ChannelName=channel)
+                try:
+                    rows = conn.execute(
+                        "INSERT INTO pushes (bucket, channel, remote_addr, start_ms, worker, "
+                        f"heartbeat_ms, stats_json) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                        f"RETURNING {PUSH_COLUMNS}",
+                        (bucket, channel, remote_addr, now_ms, worker, now_ms, INITIAL_STATS_JSON),
+                    ).fetchall()
+                except sqlite3.IntegrityError:
+                    raise _still_live(channel) from None  # pushes_one_running said no
+            return push_from_row(rows[0])
+
+        return await self._run(op)
+
+    async def heartbeat(self, push_id: int, now_ms: int, stats_json: str) -> Push | None:
+        def op(conn: sqlite3.Connection) -> Push | None:
+            rows = conn.execute(
+                "UPDATE pushes SET heartbeat_ms = ?, stats_json = ? "
+                f"WHERE push_id = ? AND end_ms IS NULL RETURNING {PUSH_COLUMNS}",
+                (now_ms, stats_json, push_id),
+            ).fetchall()
+            return push_from_row(rows[0]) if rows else None
+
+        return await self._run(op)
+
+    async def end_push(self, push_id: int, end_ms: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE pushes SET end_ms = max(?, start_ms) WHERE push_id = ? AND end_ms IS NULL",
+                (end_ms, push_id),
+            )
+
+        await self._run(op)
+
+    async def live_push(self, bucket: str, channel: str) -> Push | None:
+        def op(conn: sqlite3.Connection) -> Push | None:
+            row = conn.execute(
+                f"SELECT {PUSH_COLUMNS} FROM pushes "
+                "WHERE bucket = ? AND channel = ? AND end_ms IS NULL",
+                (bucket, channel),
+            ).fetchone()
+            return None if row is None else push_from_row(row)
+
+        return await self._run(op)
+
+    async def history(self, bucket: str, channel: str, limit: int) -> list[Push]:
+        def op(conn: sqlite3.Connection) -> list[Push]:
+            rows = conn.execute(
+                f"SELECT {PUSH_COLUMNS} FROM pushes "
+                "WHERE bucket = ? AND channel = ? AND end_ms IS NOT NULL "
+                "ORDER BY start_ms DESC, push_id DESC LIMIT ?",
+                (bucket, channel, max(limit, 0)),
+            ).fetchall()
+            return [push_from_row(row) for row in rows]
+
+        return await self._run(op)
+
+    async def close_stale_pushes(self, stale_before_ms: int) -> list[Push]:
+        return await self._close_running("heartbeat_ms < ?", stale_before_ms)
+
+    async def close_worker_pushes(self, worker: str) -> list[Push]:
+        return await self._close_running("worker = ?", worker)
+
+    async def _close_running(self, condition: str, value: object) -> list[Push]:
+        """End matching running pushes at their last heartbeat, in one statement."""
+
+        def op(conn: sqlite3.Connection) -> list[Push]:
+            rows = conn.execute(
+                "UPDATE pushes SET end_ms = max(heartbeat_ms, start_ms) "
+                f"WHERE end_ms IS NULL AND {condition} RETURNING {PUSH_COLUMNS}",
+                (value,),
+            ).fetchall()
+            return sorted((push_from_row(row) for row in rows), key=lambda p: p.push_id)
+
+        return await self._run(op)
+
+    # --- segment index ------------------------------------------------------------------
+    async def add_segment(self, segment: Segment) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    f"INSERT INTO segments ({SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    segment_to_row(segment),
+                )
+                return
+            except sqlite3.IntegrityError:
+                pass
+            rows = conn.execute(
+                f"SELECT {SEGMENT_COLUMNS} FROM segments WHERE bucket = ? "
+                "AND ((channel = ? AND seq = ?) OR key = ?)",
+                (segment.bucket, segment.channel, segment.seq, segment.key),
+            ).fetchall()
+            if any(segment_from_row(row) != segment for row in rows):
+                raise SegmentConflict(f"seq {segment.seq} or key {segment.key!r} is taken")
+            # else: the very same segment again (a retried write) - nothing to do
+
+        await self._run(op)
+
+    async def last_segments(self, bucket: str, channel: str, count: int) -> list[Segment]:
+        def op(conn: sqlite3.Connection) -> list[Segment]:
+            rows = conn.execute(
+                f"SELECT {SEGMENT_COLUMNS} FROM segments WHERE bucket = ? AND channel = ? "
+                "ORDER BY seq DESC LIMIT ?",
+                (bucket, channel, max(count, 0)),
+            ).fetchall()
+            return [segment_from_row(row) for row in reversed(rows)]
+
+        return await self._run(op)
+
+    async def segments_between(
+        self, bucket: str, channel: str, start_ms: int, end_ms: int
+    ) -> list[Segment]:
+        def op(conn: sqlite3.Connection) -> list[Segment]:
+            rows = conn.execute(
+                f"SELECT {SEGMENT_COLUMNS} FROM segments WHERE bucket = ? AND channel = ? "
+                "AND start_ms BETWEEN ? AND ? ORDER BY start_ms, seq",
+                (bucket, channel, start_ms, end_ms),
+            ).fetchall()
+            return [segment_from_row(row) for row in rows]
+
+        return await self._run(op)
+
+    async def discontinuities_before(self, bucket: str, channel: str, seq: int) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT count(*) FROM segments WHERE bucket = ? AND channel = ? "
+                "AND seq < ? AND discontinuity",
+                (bucket, channel, seq),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(op)
