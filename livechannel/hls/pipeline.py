@@ -59,6 +59,8 @@ class PushPipeline:
         self.bucket, self.channel = push.bucket, push.channel
         self.playlist_key = f"{push.channel}/{playlist_name}"
         self.frag_count = frag_count
+        self.frag_duration_ms = frag_duration_s * 1000
+        self._gop_warned = False
         self.target_s = target_duration_s(frag_duration_s, max_segment_s * 1000)
         self.queue_segments = queue_segments
         self.now_ms = now_ms
@@ -123,6 +125,8 @@ class PushPipeline:
     def _media_event(self, event: object, now: int) -> None:
         if isinstance(event, VideoFrame):
             self.stats.on_video_frame(now, event.dts_ms, len(event.data), event.keyframe)
+            if event.keyframe:
+                self._check_keyframe_interval()
         elif isinstance(event, AudioFrame):
             self.stats.on_audio_frame(now, len(event.data))
         elif isinstance(event, VideoConfig):
@@ -131,6 +135,19 @@ class PushPipeline:
             self.stats.audio = event
         for ready in self._segmenter.push(event, now):  # type: ignore[arg-type]
             self._enqueue(ready)
+
+    def _check_keyframe_interval(self) -> None:
+        interval_ms = self.stats.keyframe_interval_ms()
+        if interval_ms is None or interval_ms <= self.frag_duration_ms or self._gop_warned:
+            return
+        self._gop_warned = True
+        log.warning(
+            "%s/%s: keyframes arrive every %.1f s, longer than FragDuration %d s, so segments "
+            "will be about %.1f s long. Set the encoder's keyframe interval to %d s or less "
+            "(OBS: Settings > Output > Keyframe Interval; ffmpeg: -g <fps x seconds>).",
+            self.bucket, self.channel, interval_ms / 1000, self.frag_duration_ms // 1000,
+            interval_ms / 1000, self.frag_duration_ms // 1000,
+        )
 
     def _enqueue(self, ready: SegmentReady) -> None:
         self._queue.append(ready)
