@@ -1,0 +1,361 @@
+"""Cuts a push's access units into keyframe-aligned MPEG-TS segments (sans-IO, no clock).
+
+Rules (seed 10.4, spec "HLS output"):
+
+* Once the current segment's media reaches FragDuration it is closed at the next keyframe
+  (KEYFRAME). With no keyframe it is cut anyway when it reaches `max_segment_ms`, by default
+  max(2·FragDuration, 60 s) (FORCED); that bound is also the playlist's TARGETDURATION
+  (`playlist.target_duration_s`), and no segment's rounded duration ever exceeds it.
+* Nothing is emitted before the first keyframe (earlier video and audio are dropped), so
+  every segment starts with a keyframe, except the one after a FORCED or SIZE cut, or after a
+  DISCONTINUITY cut that happened on a non-key frame: the frames are kept (a player that was
+  already playing still holds their references) rather than dropping up to a whole GOP.
+* Audio is written to the open segment as it arrives: RTMP interleaves by time, so audio that
+  arrives after the cutting keyframe belongs to the new segment. Audio more than
+  `MAX_DTS_GAP_MS` away from the segment's video is off the timeline and dropped.
+* Timestamps never break the output. A video DTS stepping back by `MAX_DTS_FIXUP_MS` or
+  more, or forward by more than `MAX_DTS_GAP_MS` beyond the expected next frame, cuts at once
+  and marks the next segment as a discontinuity (nothing is rebased: TS decoders follow
+  EXT-X-DISCONTINUITY). Smaller steps back and duplicates are bumped to last + 1 ms, so each
+  track reaches the muxer strictly increasing.
+* A changed VideoConfig/AudioConfig cuts at the next keyframe with a discontinuity (CONFIG);
+  audio whose config arrives after video started joins there too (TRACKS: the PMT changes).
+  Until then, audio of the new config and video frames before the new keyframe are dropped.
+* A segment that reached `max_segment_bytes` is cut before the next video frame (SIZE).
+* `duration_ms` is the next segment's first DTS minus this one's. Where that is not known or
+  not meaningful (flush, end of stream, discontinuity) it is estimated as
+  last DTS − first DTS + one frame interval; a stall that would push a segment past the
+  TARGETDURATION bound also makes the next segment a discontinuity, with the estimate.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Protocol
+
+from livechannel.hls.playlist import target_duration_s
+from livechannel.media.demux import EndOfStream, MediaEvent
+from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
+from livechannel.media.mpegts import TsMuxer
+
+# Segments are buffered whole before upload; 64 MiB holds 10 s of 50 Mbit/s video.
+MAX_SEGMENT_BYTES = 64 * 1024 * 1024
+# Seed 10.4: with no keyframe, the segment is forced closed after max(2·FragDuration, 60 s).
+FORCED_CUT_FLOOR_MS = 60_000
+# A DTS step back this large is a restarted clock, not jitter or a B-frame reordering slip.
+MAX_DTS_FIXUP_MS = 1_000
+# A gap this far beyond the expected next frame is a clock jump, not a network stall.
+MAX_DTS_GAP_MS = 10_000
+# Frame interval assumed before two frames were seen (25 fps, the commonest encoder default).
+DEFAULT_FRAME_INTERVAL_MS = 40
+# Slideshow-like streams still get a plausible last-segment estimate, jumps do not inflate it.
+MAX_FRAME_INTERVAL_MS = 1_000
+# Recent frame deltas whose median estimates the frame interval (robust to jitter).
+FRAME_INTERVAL_HISTORY = 16
+# A rounded EXTINF equals TARGETDURATION up to just below the next half second.
+ROUNDING_SLACK_MS = 499
+
+
+class CutReason(Enum):
+    """Why a segment was closed."""
+
+    KEYFRAME = "keyframe"  # FragDuration reached and a keyframe arrived
+    FORCED = "forced"  # max_segment_ms reached without a keyframe
+    DISCONTINUITY = "discontinuity"  # timestamps jumped
+    TRACKS = "tracks"  # a track (audio) joined: new PMT
+    CONFIG = "config"  # VideoConfig/AudioConfig changed
+    SIZE = "size"  # max_segment_bytes reached
+    END = "end"  # flush or end of stream
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentReady:
+    data: bytes  # a complete TS segment, starts with PAT/PMT
+    first_dts_ms: int  # publisher clock
+    duration_ms: int  # next segment's first DTS - this one's (estimated when unknown)
+    arrival_ms: int  # now_ms when its first frame arrived (wall clock for naming/indexing)
+    discontinuity: bool  # EXT-X-DISCONTINUITY before it
+    reason: CutReason  # why it was closed
+
+
+@dataclass(slots=True)
+class SegmenterStats:
+    frames: int = 0  # video frames received
+    keyframes: int = 0
+    audio_frames: int = 0  # audio frames received
+    keyframe_interval_ms: int | None = None  # DTS distance of the last two keyframes
+    bytes: int = 0  # TS bytes in emitted segments
+    segments: int = 0
+    discontinuities: int = 0  # segments emitted with a discontinuity
+    forced_cuts: int = 0  # FORCED: the publisher's keyframe interval is too long
+    dropped_video: int = 0  # before a keyframe could start a segment
+    dropped_audio: int = 0  # before the first keyframe, off the timeline, or awaiting a cut
+    fixed_timestamps: int = 0  # duplicates/small steps back bumped to last + 1 ms
+
+
+class SegmentMuxer(Protocol):
+    def start_segment(self) -> bytes: ...
+    def video(self, frame: VideoFrame) -> bytes: ...
+    def audio(self, frame: AudioFrame) -> bytes: ...
+
+
+# (has_video, has_audio, audio_config) -> muxer; TsMuxer unless a test records the frames.
+MuxerFactory = Callable[[bool, bool, AudioConfig | None], SegmentMuxer]
+
+
+def default_max_segment_ms(frag_duration_ms: int) -> int:
+    """Seed 10.4's forced-cut bound, max(2·FragDuration, 60 s)."""
+    return max(2 * frag_duration_ms, FORCED_CUT_FLOOR_MS)
+
+
+@dataclass(slots=True)
+class _OpenSegment:
+    muxer: SegmentMuxer
+    first_dts_ms: int
+    last_dts_ms: int
+    arrival_ms: int
+    discontinuity: bool
+    video_config: VideoConfig | None
+    audio_config: AudioConfig | None  # None: the PMT has no audio track
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+
+
+class Segmenter:
+    def __init__(
+        self,
+        frag_duration_ms: int,
+        *,
+        max_segment_ms: int | None = None,
+        max_segment_bytes: int = MAX_SEGMENT_BYTES,
+        muxer_factory: MuxerFactory = TsMuxer,
+    ) -> None:
+        if frag_duration_ms <= 0 or (max_segment_ms is not None and max_segment_ms <= 0):
+            raise ValueError("FragDuration and max_segment_ms must be positive")
+        if max_segment_bytes <= 0:
+            raise ValueError("max_segment_bytes must be positive")
+        self.frag_duration_ms = frag_duration_ms
+        self.max_segment_ms = max_segment_ms or default_max_segment_ms(frag_duration_ms)
+        self.max_segment_bytes = max_segment_bytes
+        # Longest duration whose rounded EXTINF still fits the playlist's TARGETDURATION.
+        self._duration_limit_ms = (
+            target_duration_s(max(1, frag_duration_ms // 1000), self.max_segment_ms) * 1000
+            + ROUNDING_SLACK_MS
+        )
+        self.stats = SegmenterStats()
+        self._muxer_factory = muxer_factory
+        self._muxer: SegmentMuxer | None = None
+        self._muxer_audio: AudioConfig | None = None
+        self._video_config: VideoConfig | None = None
+        self._audio_config: AudioConfig | None = None
+        self._open: _OpenSegment | None = None
+        self._pending_cut: CutReason | None = None  # cut at the next keyframe, whatever FD
+        self._next_discontinuity = False
+        self._last_audio_pts_ms: int | None = None
+        self._last_keyframe_dts_ms: int | None = None
+        self._frame_deltas_ms: deque[int] = deque(maxlen=FRAME_INTERVAL_HISTORY)
+
+    # --- input -------------------------------------------------------------------------
+
+    def push(self, event: MediaEvent, now_ms: int) -> list[SegmentReady]:
+        if isinstance(event, VideoFrame):
+            return self._video(event, now_ms)
+        if isinstance(event, AudioFrame):
+            self._audio(event)
+            return []
+        if isinstance(event, VideoConfig):
+            self._on_video_config(event)
+        elif isinstance(event, AudioConfig):
+            self._on_audio_config(event)
+        elif isinstance(event, EndOfStream):
+            return self.flush(now_ms)
+        return []  # UnsupportedVideo/UnsupportedAudio: policy belongs to the pipeline
+
+    def flush(self, now_ms: int) -> list[SegmentReady]:
+        """Close the partial segment (end of the push). A later keyframe starts afresh."""
+        del now_ms  # the last segment's duration is estimated from media time
+        if self._open is None:
+            return []
+        ready = self._close(CutReason.END, next_dts_ms=None)
+        self._next_discontinuity = True
+        self._last_audio_pts_ms = None
+        return [ready]
+
+    # --- configs -----------------------------------------------------------------------
+
+    def _on_video_config(self, config: VideoConfig) -> None:
+        self._video_config = config
+        seg = self._open
+        if seg is None:
+            return
+        if seg.video_config is None:
+            seg.video_config = config  # learnt late; the frames carry SPS/PPS in-band anyway
+        elif seg.video_config != config:
+            self._pending_cut = CutReason.CONFIG
+
+    def _on_audio_config(self, config: AudioConfig) -> None:
+        self._audio_config = config
+        seg = self._open
+        if seg is None or seg.audio_config == config:
+            return
+        # A new track or a new config: either way the PMT/decoder setup changes at a keyframe.
+        if self._pending_cut is None:
+            self._pending_cut = CutReason.TRACKS if seg.audio_config is None else CutReason.CONFIG
+
+    # --- video -------------------------------------------------------------------------
+
+    def _video(self, frame: VideoFrame, now_ms: int) -> list[SegmentReady]:
+        self.stats.frames += 1
+        if frame.keyframe:
+            self.stats.keyframes += 1
+            if self._last_keyframe_dts_ms is not None:
+                interval = frame.dts_ms - self._last_keyframe_dts_ms
+                if interval > 0:
+                    self.stats.keyframe_interval_ms = interval
+            self._last_keyframe_dts_ms = frame.dts_ms
+        seg = self._open
+        if seg is None:
+            if not frame.keyframe:
+                self.stats.dropped_video += 1
+                return []
+            self._start(frame, now_ms)
+            return []
+        if not frame.keyframe and seg.video_config not in (None, self._video_config):
+            self.stats.dropped_video += 1  # new SPS: undecodable until its keyframe
+            return []
+
+        delta_ms = frame.dts_ms - seg.last_dts_ms
+        if -delta_ms >= MAX_DTS_FIXUP_MS or delta_ms > self._frame_interval_ms() + MAX_DTS_GAP_MS:
+            return self._cut(frame, now_ms, CutReason.DISCONTINUITY, discontinuity=True)
+        if delta_ms <= 0:
+            self.stats.fixed_timestamps += 1
+            dts_ms = seg.last_dts_ms + 1
+            frame = replace(frame, dts_ms=dts_ms, pts_ms=max(frame.pts_ms, dts_ms))
+        else:
+            self._frame_deltas_ms.append(delta_ms)
+
+        span_ms = frame.dts_ms - seg.first_dts_ms
+        reason: CutReason | None = None
+        if frame.keyframe and self._pending_cut is not None:
+            reason = self._pending_cut
+        elif frame.keyframe and span_ms >= self.frag_duration_ms:
+            reason = CutReason.KEYFRAME
+        elif span_ms >= self.max_segment_ms:
+            reason = CutReason.FORCED
+        elif seg.size >= self.max_segment_bytes:
+            reason = CutReason.SIZE
+        if reason is None:
+            self._write_video(seg, frame)
+            return []
+        # CONFIG and TRACKS change what a decoder must set up: tell the player.
+        discontinuity = reason in (CutReason.CONFIG, CutReason.TRACKS)
+        return self._cut(frame, now_ms, reason, discontinuity=discontinuity)
+
+    def _cut(
+        self, frame: VideoFrame, now_ms: int, reason: CutReason, *, discontinuity: bool
+    ) -> list[SegmentReady]:
+        """Close the open segment before `frame` and start the next one with it."""
+        seg = self._open
+        assert seg is not None
+        # Whatever the reason, a segment whose tracks or configs differ from its
+        # predecessor's (say a FORCED cut while audio waited to join) is a discontinuity.
+        if seg.audio_config != self._audio_config or seg.video_config not in (
+            None,
+            self._video_config,
+        ):
+            discontinuity = True
+        next_dts_ms: int | None = frame.dts_ms
+        if reason is CutReason.DISCONTINUITY:
+            next_dts_ms = None  # the clock broke: the gap is not this segment's length
+        ready = self._close(reason, next_dts_ms)
+        self._next_discontinuity = self._next_discontinuity or discontinuity
+        if reason is CutReason.DISCONTINUITY:
+            self._last_audio_pts_ms = None
+            self._frame_deltas_ms.clear()
+        self._start(frame, now_ms)
+        return [ready]
+
+    def _close(self, reason: CutReason, next_dts_ms: int | None) -> SegmentReady:
+        seg = self._open
+        assert seg is not None
+        self._open = None
+        duration_ms = -1 if next_dts_ms is None else next_dts_ms - seg.first_dts_ms
+        if not 0 <= duration_ms <= self._duration_limit_ms:
+            if duration_ms > self._duration_limit_ms:
+                self._next_discontinuity = True  # a stall: the playlist must not stretch
+            estimate_ms = seg.last_dts_ms - seg.first_dts_ms + self._frame_interval_ms()
+            duration_ms = min(estimate_ms, self._duration_limit_ms)
+        data = b"".join(seg.chunks)
+        self.stats.segments += 1
+        self.stats.bytes += len(data)
+        self.stats.discontinuities += seg.discontinuity
+        self.stats.forced_cuts += reason is CutReason.FORCED
+        return SegmentReady(
+            data=data,
+            first_dts_ms=seg.first_dts_ms,
+            duration_ms=duration_ms,
+            arrival_ms=seg.arrival_ms,
+            discontinuity=seg.discontinuity,
+            reason=reason,
+        )
+
+    def _start(self, frame: VideoFrame, now_ms: int) -> None:
+        audio = self._audio_config
+        if self._muxer is None or self._muxer_audio != audio:
+            self._muxer = self._muxer_factory(True, audio is not None, audio)
+            self._muxer_audio = audio
+        seg = _OpenSegment(
+            muxer=self._muxer,
+            first_dts_ms=frame.dts_ms,
+            last_dts_ms=frame.dts_ms,
+            arrival_ms=now_ms,
+            discontinuity=self._next_discontinuity,
+            video_config=self._video_config,
+            audio_config=audio,
+        )
+        self._open = seg
+        self._next_discontinuity = False
+        self._pending_cut = None
+        seg.write(seg.muxer.start_segment())
+        self._write_video(seg, frame)
+
+    def _write_video(self, seg: _OpenSegment, frame: VideoFrame) -> None:
+        seg.write(seg.muxer.video(frame))
+        seg.last_dts_ms = frame.dts_ms
+
+    def _frame_interval_ms(self) -> int:
+        if not self._frame_deltas_ms:
+            return DEFAULT_FRAME_INTERVAL_MS
+        median = int(statistics.median_low(self._frame_deltas_ms))
+        return max(1, min(median, MAX_FRAME_INTERVAL_MS))
+
+    # --- audio -------------------------------------------------------------------------
+
+    def _audio(self, frame: AudioFrame) -> None:
+        self.stats.audio_frames += 1
+        seg = self._open
+        if (
+            seg is None
+            or seg.audio_config is None
+            or seg.audio_config != self._audio_config
+            or abs(frame.pts_ms - seg.last_dts_ms) > MAX_DTS_GAP_MS
+        ):
+            self.stats.dropped_audio += 1
+            return
+        last = self._last_audio_pts_ms
+        if last is not None and frame.pts_ms <= last:
+            if last - frame.pts_ms >= MAX_DTS_FIXUP_MS:
+                self.stats.dropped_audio += 1  # a restarted clock; the video decides the cut
+                return
+            self.stats.fixed_timestamps += 1
+            frame = replace(frame, pts_ms=last + 1)
+        seg.write(seg.muxer.audio(frame))
+        self._last_audio_pts_ms = frame.pts_ms
