@@ -24,7 +24,7 @@ Rules (seed 10.4, spec "HLS output"):
 * A segment that reached `max_segment_bytes` is cut before the next video frame (SIZE).
 * `duration_ms` is the next segment's first DTS minus this one's. Where that is not known or
   not meaningful (flush, end of stream, discontinuity) it is estimated as
-  last DTS − first DTS + one frame interval; a stall that would push a segment past the
+  last DTS - first DTS + one frame interval; a stall that would push a segment past the
   TARGETDURATION bound also makes the next segment a discontinuity, with the estimate.
 """
 
