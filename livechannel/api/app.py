@@ -1,0 +1,50 @@
+"""The aiohttp application of the OSS-dialect HTTP API.
+
+One catch-all route: the bucket may be in the Host or in the path, and keys must be split off
+the raw path, so routing is ours (`addressing` -> `auth` -> `dispatch`), not aiohttp's.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from livechannel.api.addressing import parse_target
+from livechannel.api.auth import authenticate, authorize
+from livechannel.api.call import Call
+from livechannel.api.context import ApiContext
+from livechannel.api.dispatch import resolve
+from livechannel.api.middleware import make_common_headers, make_error_middleware
+from livechannel.errors import NoSuchBucket
+from livechannel.store.base import Acl
+
+CTX_KEY = web.AppKey("livechannel.api.context", ApiContext)
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX_KEY]
+    target = parse_target(request.headers.get("Host", ""), request.raw_path, ctx.urls.domain)
+    identity = authenticate(
+        request.method,
+        request.headers,
+        request.headers.items(),
+        target,
+        ctx.credentials,
+        ctx.now_ms() // 1000,
+    )
+    acl = Acl.PRIVATE
+    if target.bucket is not None:
+        if target.bucket not in ctx.storages:
+            raise NoSuchBucket("The specified bucket does not exist.", BucketName=target.bucket)
+        record = await ctx.store.get_bucket(target.bucket)
+        acl = record.acl if record is not None else Acl.PRIVATE
+    operation = resolve(request.method, target)
+    authorize(operation.access, acl, identity)
+    return await operation.handler(Call(request, ctx, target, identity, acl))
+
+
+def create_app(ctx: ApiContext) -> web.Application:
+    app = web.Application(middlewares=[make_error_middleware(ctx)])
+    app[CTX_KEY] = ctx
+    app.router.add_route("*", "/{tail:.*}", _handle)
+    app.on_response_prepare.append(make_common_headers(ctx))
+    return app

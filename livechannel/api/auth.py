@@ -1,0 +1,160 @@
+"""Who is calling (OSS V1 header or URL signature, seed 4.2/4.3) and may they (ACL, seed 4.4).
+
+Sans-IO: headers come in as a case-insensitive mapping, the time as an argument. Error codes
+are the spec's: a malformed Authorization or a signature in both places is 400
+InvalidArgument; no/invalid Date, an anonymous caller the ACL refuses, a missing URL
+parameter or an expired URL are 403 AccessDenied; an unknown key 403 InvalidAccessKeyId; a
+Date more than 15 minutes off 403 RequestTimeTooSkewed; a wrong signature 403
+SignatureDoesNotMatch, with the StringToSign we computed (never the secret) to help debugging.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from livechannel import signing
+from livechannel.api.addressing import Target
+from livechannel.api.dates import parse_http_date
+from livechannel.errors import (
+    AccessDenied,
+    InvalidAccessKeyId,
+    InvalidArgument,
+    RequestTimeTooSkewed,
+    SignatureDoesNotMatch,
+)
+from livechannel.store.base import Acl
+
+MAX_SKEW_S = 15 * 60  # seed 4.2: a Date more than 15 minutes from the server clock is refused
+
+_AUTHORIZATION = re.compile(r"OSS ([^:\s]+):(\S+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who signed the request. `access_key_id` None: anonymous."""
+
+    access_key_id: str | None = None
+    # Expires of a URL-signed request (seed 4.3); hls/sign re-uses it for the segment URLs.
+    url_expires_s: int | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.access_key_id is None
+
+
+class Access(Enum):
+    """What an operation touches, which decides whether an anonymous caller may do it."""
+
+    PREFLIGHT = "preflight"  # CORS preflight: browsers never send credentials with it
+    READ = "read"  # GetObject, HeadObject, ListObjects: public-read or public-read-write
+    WRITE = "write"  # DeleteObject(s): public-read-write only
+    CHANNEL = "channel"  # every LiveChannel operation: public-read-write only
+    OWNER = "owner"  # bucket ACL, GetService: always signed (seed 5.1, 6.1, 6.8)
+
+
+_ANONYMOUS_ALLOWED: dict[Access, frozenset[Acl]] = {
+    Access.PREFLIGHT: frozenset(Acl),
+    Access.READ: frozenset({Acl.PUBLIC_READ, Acl.PUBLIC_READ_WRITE}),
+    Access.WRITE: frozenset({Acl.PUBLIC_READ_WRITE}),
+    Access.CHANNEL: frozenset({Acl.PUBLIC_READ_WRITE}),
+    Access.OWNER: frozenset(),
+}
+
+
+def authorize(access: Access, acl: Acl, identity: Identity) -> None:
+    """Any valid key may do anything; an anonymous caller only what the bucket ACL allows."""
+    if identity.anonymous and acl not in _ANONYMOUS_ALLOWED[access]:
+        raise AccessDenied("anonymous access is not allowed; sign the request")
+
+
+def oss_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The request's `x-oss-*` headers, names lower-cased; repeated ones joined by commas."""
+    found: dict[str, list[str]] = {}
+    for name, value in items:
+        lower = name.lower()
+        if lower.startswith("x-oss-"):
+            found.setdefault(lower, []).append(value.strip())
+    return {name: ",".join(values) for name, values in found.items()}
+
+
+def _mismatch(string_to_sign: str, provided: str, access_key_id: str) -> SignatureDoesNotMatch:
+    return SignatureDoesNotMatch(
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method.",
+        StringToSign=string_to_sign,
+        StringToSignBytes=" ".join(f"{b:02x}" for b in string_to_sign.encode()),
+        SignatureProvided=provided,
+        OSSAccessKeyId=access_key_id,
+    )
+
+
+def authenticate(
+    method: str,
+    headers: Mapping[str, str],
+    header_items: Iterable[tuple[str, str]],
+    target: Target,
+    credentials: Mapping[str, str],
+    now_s: int,
+) -> Identity:
+    """Verify the request's signature, if any. `headers` must be case-insensitive."""
+    authorization = headers.get("Authorization")
+    in_url = [name for name in signing.URL_SIGNATURE_PARAMS if target.has(name)]
+    if authorization is not None and in_url:
+        raise InvalidArgument("a signature may be in the header or in the URL, not both")
+    if authorization is None and not in_url:
+        return Identity()
+    resource = signing.canonical_resource(target.bucket, target.key, target.query)
+    signed_headers = oss_headers(header_items)
+    content_md5 = headers.get("Content-MD5", "")
+    content_type = headers.get("Content-Type", "")
+
+    if authorization is not None:
+        m = _AUTHORIZATION.fullmatch(authorization.strip())
+        if m is None:
+            raise InvalidArgument("Authorization must be 'OSS <AccessKeyId>:<Signature>'")
+        access_key_id, provided = m.groups()
+        # oss2 signs x-oss-date instead of Date when it sends one; so do we.
+        date = headers.get("x-oss-date") or headers.get("Date")
+        if not date:
+            raise AccessDenied("the Date header is required for a signed request")
+        date_s = parse_http_date(date)
+        if date_s is None:
+            raise AccessDenied("the Date header is not an RFC 1123 GMT date")
+        secret = credentials.get(access_key_id)
+        if secret is None:
+            raise InvalidAccessKeyId("the OSS access key id you provided does not exist")
+        if abs(now_s - date_s) > MAX_SKEW_S:
+            raise RequestTimeTooSkewed(
+                "the difference between the request time and the server time is too large",
+                RequestTime=date,
+                MaxAllowedSkewMilliseconds=str(MAX_SKEW_S * 1000),
+            )
+        date_line = date
+        identity = Identity(access_key_id)
+    else:
+        access_key_id = target.param("OSSAccessKeyId") or ""
+        expires = target.param("Expires") or ""
+        provided = target.param("Signature") or ""
+        if not (access_key_id and expires and provided):
+            raise AccessDenied("a signed URL needs OSSAccessKeyId, Expires and Signature")
+        if not (expires.isascii() and expires.isdigit()):
+            raise AccessDenied("Expires is not a Unix time")
+        # Seed 4.3: the expiry is checked before the signature.
+        if now_s > int(expires):
+            raise AccessDenied("Request has expired.", Expires=expires)
+        secret = credentials.get(access_key_id)
+        if secret is None:
+            raise InvalidAccessKeyId("the OSS access key id you provided does not exist")
+        date_line = expires
+        identity = Identity(access_key_id, int(expires))
+
+    string_to_sign = signing.header_string_to_sign(
+        method, content_md5, content_type, date_line, signed_headers, resource
+    )
+    expected = signing.hmac_sha1_b64(secret, string_to_sign)
+    if not signing.signatures_equal(expected, provided):
+        raise _mismatch(string_to_sign, provided, access_key_id)
+    return identity

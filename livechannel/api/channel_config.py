@@ -1,0 +1,125 @@
+"""PutLiveChannel's body and channel names, validated (seed 10.4). Sans-IO.
+
+Everything is checked before anything is stored, so a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from livechannel.api import xml
+from livechannel.api.addressing import check_object_name
+from livechannel.errors import InvalidArgument, InvalidObjectName, MalformedXML
+from livechannel.store.base import ChannelConfig, ChannelStatus, Snapshot
+
+MAX_DESCRIPTION_BYTES = 128  # seed 10.4 Description: "最长128字节"
+FRAG_RANGE = range(1, 101)  # seed 10.4: FragDuration and FragCount in [1, 100]
+SNAPSHOT_INTERVAL_RANGE = range(1, 101)  # seed 10.4 Snapshot Interval: [1, 100] seconds
+PLAYLIST_NAME_LENGTH = range(6, 129)  # seed 10.4 PlaylistName: length in [6, 128]
+DEFAULT_PLAYLIST_NAME = "playlist.m3u8"  # seed 10.4; also what an empty <PlaylistName/> means
+TARGET_TYPES = frozenset({"HLS"})  # seed 10.4: Type's only valid value
+
+
+def _argument(message: str, name: str, value: str) -> InvalidArgument:
+    return InvalidArgument(message, ArgumentName=name, ArgumentValue=value)
+
+
+def check_channel_name(name: str) -> None:
+    """Seed 10.4: object-name rules, and no `/`. We also refuse control characters and the
+    names `.` and `..`, which would make `<channel>/...` keys leave the channel's prefix."""
+    check_object_name(name)
+    if "/" in name:
+        raise InvalidObjectName("a channel name must not contain /")
+    if name in (".", "..") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise InvalidObjectName("a channel name must not be . or .. or contain control characters")
+
+
+def check_playlist_name(name: str, argument: str = "PlaylistName") -> None:
+    if (
+        not name.endswith(".m3u8")
+        or len(name) not in PLAYLIST_NAME_LENGTH
+        or "/" in name
+        or "\\" in name
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
+    ):
+        raise _argument(
+            "the playlist name must end with .m3u8, be 6-128 characters and contain no /",
+            argument,
+            name,
+        )
+
+
+def _int_in(text: str, allowed: range, name: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) not in allowed:
+        raise _argument(f"{name} must be an integer in [{allowed[0]}, {allowed[-1]}]", name, text)
+    return int(text)
+
+
+def _status(text: str | None) -> ChannelStatus:
+    if not text:
+        return ChannelStatus.ENABLED
+    try:
+        return ChannelStatus(text)
+    except ValueError:
+        raise _argument("Status must be enabled or disabled", "Status", text) from None
+
+
+def _snapshot(root: ET.Element) -> Snapshot | None:
+    node = root.find("Snapshot")
+    if node is None:
+        return None
+    interval = xml.child_text(node, "Interval")
+    if not interval:
+        raise _argument("Snapshot needs an Interval", "Interval", "")
+    return Snapshot(
+        role_name=xml.child_text(node, "RoleName") or "",
+        dest_bucket=xml.child_text(node, "DestBucket") or "",
+        notify_topic=xml.child_text(node, "NotifyTopic") or "",
+        interval_s=_int_in(interval, SNAPSHOT_INTERVAL_RANGE, "Interval"),
+    )
+
+
+def parse_channel_config(body: bytes) -> ChannelConfig:
+    """`<LiveChannelConfiguration>` -> ChannelConfig, or MalformedXML / InvalidArgument."""
+    root = xml.parse(body)
+    if root.tag != "LiveChannelConfiguration":
+        raise MalformedXML("the root element must be LiveChannelConfiguration")
+    # Description keeps its spaces; everything else is a token and is stripped.
+    description_node = root.find("Description")
+    description = (description_node.text or "") if description_node is not None else ""
+    if len(description.encode()) > MAX_DESCRIPTION_BYTES:
+        raise _argument("Description is longer than 128 bytes", "Description", description)
+    status = _status(xml.child_text(root, "Status"))
+
+    target = root.find("Target")
+    if target is None:
+        raise _argument("Target is required", "Target", "")
+    target_type = xml.child_text(target, "Type")
+    if target_type not in TARGET_TYPES:
+        raise _argument("Target Type must be HLS", "Type", target_type or "")
+    frag_duration = xml.child_text(target, "FragDuration")
+    frag_count = xml.child_text(target, "FragCount")
+    if bool(frag_duration) != bool(frag_count):
+        # Seed 10.4: the defaults apply only when neither is given.
+        raise _argument(
+            "FragDuration and FragCount must be given together",
+            "FragDuration" if not frag_duration else "FragCount",
+            "",
+        )
+    defaults = ChannelConfig()
+    duration_s = (
+        _int_in(frag_duration, FRAG_RANGE, "FragDuration")
+        if frag_duration
+        else defaults.frag_duration_s
+    )
+    count = _int_in(frag_count, FRAG_RANGE, "FragCount") if frag_count else defaults.frag_count
+    playlist_name = xml.child_text(target, "PlaylistName") or DEFAULT_PLAYLIST_NAME
+    check_playlist_name(playlist_name)
+    return ChannelConfig(
+        description=description,
+        status=status,
+        frag_duration_s=duration_s,
+        frag_count=count,
+        playlist_name=playlist_name,
+        snapshot=_snapshot(root),
+    )

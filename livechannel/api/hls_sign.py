@@ -1,0 +1,53 @@
+"""`x-oss-process=hls/sign`: a playlist whose segment URIs carry their own signatures. Sans-IO.
+
+A player given one signed playlist URL of a private bucket cannot sign the segment URLs
+itself, so each relative segment URI becomes `<uri>?OSSAccessKeyId=..&Expires=..&Signature=..`
+(a GET signature of the segment's key, same key id and Expires as the playlist's URL). The URI
+stays relative, so it resolves against the playlist URL whichever addressing style the
+player used. Absolute URIs, URIs with a query, URIs leaving the bucket and URIs inside tag
+attributes (EXT-X-KEY, EXT-X-MAP; our playlists have none) are left as they are.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from urllib.parse import quote, unquote
+
+from livechannel.signing import sign_url_params
+
+
+def _segment_key(uri: str, playlist_dir: str) -> str | None:
+    if "://" in uri or uri.startswith("/") or "?" in uri or "#" in uri:
+        return None
+    try:
+        path = unquote(uri, errors="strict")
+    except UnicodeDecodeError:
+        return None
+    key = posixpath.normpath(posixpath.join(playlist_dir, path)) if playlist_dir else path
+    key = posixpath.normpath(key)
+    if key in (".", "..") or key.startswith("../") or key.startswith("/"):
+        return None
+    return key
+
+
+def sign_playlist(
+    text: str,
+    playlist_key: str,
+    bucket: str,
+    access_key_id: str,
+    secret: str,
+    expires_s: int,
+) -> str:
+    playlist_dir = playlist_key.rpartition("/")[0]
+    out: list[str] = []
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        uri = body.strip()
+        key = _segment_key(uri, playlist_dir) if uri and not uri.startswith("#") else None
+        if key is None:
+            out.append(line)
+            continue
+        params = sign_url_params(access_key_id, secret, "GET", bucket, key, expires_s)
+        query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params)
+        out.append(f"{uri}?{query}{line[len(body) :]}")
+    return "".join(out)

@@ -1,0 +1,97 @@
+"""The one place errors become responses, and the headers every response carries.
+
+OssError -> its status and `<Error>` body; StorageError -> 503 ServiceUnavailable (retryable)
+or 500; anything unexpected -> 500 InternalError, logged with its traceback. Every response
+(errors, aiohttp's own, streamed objects) gets `x-oss-request-id`, `Date` and `Server`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from livechannel.api.context import ApiContext
+from livechannel.api.cors import add_cors_headers
+from livechannel.api.dates import http_date
+from livechannel.api.responses import error_response
+from livechannel.errors import OssError, ServiceUnavailable, StorageError
+
+log = logging.getLogger("livechannel.api")
+
+REQUEST_ID = "livechannel.request_id"  # request-scoped key holding the id we answer with
+SERVER_NAME = "livechannel"
+
+
+class InternalError(OssError):
+    status, code = 500, "InternalError"
+
+
+class StreamAborted(Exception):
+    """A body failed after its headers were sent: no error answer is possible any more, so
+    aiohttp closes the connection and the client sees a short body (Content-Length)."""
+
+
+def new_request_id() -> str:
+    """24 upper-case hex digits like OSS's; 96 random bits make collisions irrelevant."""
+    return secrets.token_hex(12).upper()
+
+
+def _host_id(request: web.BaseRequest) -> str:
+    return request.headers.get("Host", "") or request.host
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_error_middleware(
+    ctx: ApiContext,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = new_request_id()
+        request[REQUEST_ID] = request_id
+        try:
+            response = await handler(request)
+        except OssError as e:
+            response = error_response(e, request.method, request_id, _host_id(request))
+        except StorageError as e:
+            log.warning(
+                "storage failed rid=%s %s %s: %s", request_id, request.method, request.path, e
+            )
+            error: OssError = (
+                InternalError("the object store failed")
+                if e.permanent
+                else ServiceUnavailable("the object store is unavailable; retry")
+            )
+            response = error_response(error, request.method, request_id, _host_id(request))
+        except (web.HTTPException, StreamAborted):
+            raise  # aiohttp's own answers; or too late to answer (headers already sent)
+        except Exception:
+            log.exception("unexpected error rid=%s %s %s", request_id, request.method, request.path)
+            response = error_response(
+                InternalError("we encountered an internal error; please try again"),
+                request.method,
+                request_id,
+                _host_id(request),
+            )
+        # The path only: the query may carry a Signature, which is never logged.
+        log.info("%s %s -> %d rid=%s", request.method, request.path, response.status, request_id)
+        return response
+
+    return errors
+
+
+def make_common_headers(
+    ctx: ApiContext,
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    async def common_headers(request: web.Request, response: web.StreamResponse) -> None:
+        request_id = request.get(REQUEST_ID) or new_request_id()
+        response.headers["x-oss-request-id"] = request_id
+        response.headers["Date"] = http_date(ctx.now_ms())
+        response.headers["Server"] = SERVER_NAME
+        add_cors_headers(request, response)
+
+    return common_headers
