@@ -72,6 +72,11 @@ class Unpublished:
 
 
 Event = (
-    ConnectRequested | PublishRequested | PlayRefused | MetaData | AudioData | VideoData
+    ConnectRequested
+    | PublishRequested
+    | PlayRefused
+    | MetaData
+    | AudioData
+    | VideoData
     | Unpublished
 )

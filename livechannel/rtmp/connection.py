@@ -1,0 +1,392 @@
+"""`ServerConnection`: the sans-IO RTMP server side of one TCP connection.
+
+Bytes in (`receive_data`), events out (`next_event`), bytes out (`data_to_send`); no sockets,
+no clock. Policy stays outside: on `PublishRequested` the edge calls `accept_publish` or
+`reject_publish`. Quirks of real publishers handled here are listed in
+spec/rtmp-clients.md; the command sequence follows the RTMP spec 1.0 §7.2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, Final
+
+from livechannel.rtmp import amf0, handshake
+from livechannel.rtmp.aggregate import split_aggregate
+from livechannel.rtmp.chunk import RawMessage
+from livechannel.rtmp.errors import (
+    AmfDecodeError,
+    LocalProtocolError,
+    MessageTooLarge,
+    ProtocolError,
+)
+from livechannel.rtmp.events import (
+    AudioData,
+    ConnectRequested,
+    Event,
+    MetaData,
+    PlayRefused,
+    PublishRequested,
+    Unpublished,
+    VideoData,
+)
+from livechannel.rtmp.limits import DEFAULT_LIMITS, RtmpLimits
+from livechannel.rtmp.messages import (
+    Command,
+    MessageType,
+    PeerBandwidthLimit,
+    UserControlEvent,
+    amf_body,
+    command_body,
+    parse_command,
+    set_peer_bandwidth_body,
+    u32_body,
+    user_control_body,
+)
+from livechannel.rtmp.transport import MessageTransport
+
+# libavformat adopts the server's chunk size for what it sends; 64 KiB holds most video
+# frames in one chunk, which cuts per-chunk work on our side.
+SERVER_CHUNK_SIZE = 65536
+# Window Ack Size / Set Peer Bandwidth we announce: the values FMS and nginx-rtmp use;
+# clients do not wait for acknowledgements anyway.
+SERVER_WINDOW_ACK_SIZE = 2_500_000
+SERVER_PEER_BANDWIDTH = 2_500_000
+COMMAND_CSID = 3  # our `_result` / `_error` replies
+STATUS_CSID = 5  # our NetStream `onStatus` messages
+FMS_VERSION = "FMS/3,5,7,7009"  # fmsVer in the connect reply: what clients expect to see
+FMS_CAPABILITIES = 31.0  # the usual capability bits in the connect reply
+PLAY_REFUSED_DESCRIPTION: Final = "playing over RTMP is not supported; use the HLS play URL"
+
+
+class ConnectionState(Enum):
+    AWAIT_C0C1 = "await C0+C1"
+    AWAIT_C2 = "await C2"
+    AWAIT_CONNECT = "await connect"
+    CONNECTED = "connected"
+    PUBLISH_PENDING = "publish requested; awaiting accept/reject"
+    PUBLISHING = "publishing"
+    UNPUBLISHED = "unpublished"
+    CLOSING = "closing"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _status_info(level: str, code: str, description: str) -> dict[str, Any]:
+    return {"level": level, "code": code, "description": description}
+
+
+class ServerConnection:
+    def __init__(
+        self, *, server_chunk_size: int = SERVER_CHUNK_SIZE, limits: RtmpLimits = DEFAULT_LIMITS
+    ) -> None:
+        if not 1 <= server_chunk_size <= 0x7FFFFFFF:
+            raise LocalProtocolError(f"server_chunk_size {server_chunk_size} out of range")
+        self._server_chunk_size = server_chunk_size
+        self._limits = limits
+        self._transport = MessageTransport(limits)
+        self._state = ConnectionState.AWAIT_C0C1
+        self._handshake_buf = bytearray()
+        self._events: deque[Event] = deque()
+        self._held: list[Event] = []  # stream events after PublishRequested, before a decision
+        self._held_bytes = 0
+        self._app = ""
+        self._next_stream_id = 1
+        self._publish_id: int | None = None
+        self._publish_name = ""
+        self._unpublished = False
+        self._commands: dict[str, Callable[[Command, RawMessage], None]] = {
+            "connect": self._on_connect,
+            "releaseStream": self._on_fc_call,
+            "FCPublish": self._on_fc_call,
+            "createStream": self._on_create_stream,
+            "publish": self._on_publish,
+            "play": self._on_play,
+            "play2": self._on_play,
+            "FCUnpublish": self._on_fc_unpublish,
+            "deleteStream": self._on_delete_stream,
+            "closeStream": self._on_close_stream,
+            # Replies and notifications from the peer need no answer.
+            "_result": self._ignore,
+            "_error": self._ignore,
+            "onStatus": self._ignore,
+            "onBWDone": self._ignore,
+        }
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def closing(self) -> bool:
+        return self._state is ConnectionState.CLOSING
+
+    @property
+    def bytes_received(self) -> int:
+        return self._transport.bytes_received
+
+    def receive_data(self, data: bytes) -> None:
+        """Consume bytes from the peer. Raises ProtocolError when the peer misbehaves."""
+        if self.closing or not data:
+            return
+        if len(self._events) >= self._limits.max_queued_events:
+            raise LocalProtocolError("drain next_event() before feeding more data")
+        self._transport.account(len(data))
+        if self._state in (ConnectionState.AWAIT_C0C1, ConnectionState.AWAIT_C2):
+            data = self._handshake(data)
+            if not data:
+                return
+        self._transport.feed(data)
+        self._pump()
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def data_to_send(self) -> bytes:
+        return self._transport.data_to_send()
+
+    def accept_publish(self, stream_id: int) -> None:
+        """Send StreamBegin + NetStream.Publish.Start and release held media in order."""
+        if self.closing:
+            return  # the peer left (or was refused) while the edge was deciding
+        if self._publish_id != stream_id or self._state is not ConnectionState.PUBLISH_PENDING:
+            raise LocalProtocolError(f"no publish pending on stream {stream_id}")
+        self._transport.send_control(
+            MessageType.USER_CONTROL, user_control_body(UserControlEvent.STREAM_BEGIN, stream_id)
+        )
+        description = f"{self._publish_name} is now published."
+        self.send_status(stream_id, "status", "NetStream.Publish.Start", description)
+        self._state = (
+            ConnectionState.UNPUBLISHED if self._unpublished else ConnectionState.PUBLISHING
+        )
+        self._events.extend(self._held)
+        self._held.clear()
+        self._held_bytes = 0
+
+    def reject_publish(self, stream_id: int, code: str, description: str) -> None:
+        """Send an error onStatus; from now on input is ignored and the edge closes TCP."""
+        if self.closing:
+            return
+        if self._publish_id != stream_id:
+            raise LocalProtocolError(f"no publish on stream {stream_id}")
+        self._refuse(stream_id, code, description)
+
+    def send_status(self, stream_id: int, level: str, code: str, description: str) -> None:
+        if self._state in (ConnectionState.AWAIT_C0C1, ConnectionState.AWAIT_C2):
+            raise LocalProtocolError("no RTMP session yet")
+        body = command_body("onStatus", 0.0, None, _status_info(level, code, description))
+        self._transport.send(STATUS_CSID, MessageType.COMMAND_AMF0, stream_id, body)
+
+    # ------------------------------------------------------------------- handshake
+
+    def _handshake(self, data: bytes) -> bytes:
+        """Advance the handshake; return input left over for the chunk stream."""
+        buf = self._handshake_buf
+        buf += data
+        if self._state is ConnectionState.AWAIT_C0C1:
+            handshake.check_c0(buf[0])  # fail fast on HTTP or RTMPE sent to this port
+            if len(buf) < 1 + handshake.HANDSHAKE_SIZE:
+                return b""
+            c1 = bytes(buf[1 : 1 + handshake.HANDSHAKE_SIZE])
+            del buf[: 1 + handshake.HANDSHAKE_SIZE]
+            random = os.urandom(handshake.HANDSHAKE_RANDOM_SIZE)
+            self._transport.write_raw(handshake.server_reply(c1, time_ms=0, random=random))
+            self._state = ConnectionState.AWAIT_C2
+        if len(buf) < handshake.HANDSHAKE_SIZE:
+            return b""
+        rest = bytes(buf[handshake.HANDSHAKE_SIZE :])  # C2 itself is never validated
+        buf.clear()
+        self._state = ConnectionState.AWAIT_CONNECT
+        return rest
+
+    # -------------------------------------------------------------------- messages
+
+    def _pump(self) -> None:
+        transport = self._transport
+        while self._state is not ConnectionState.CLOSING:
+            message = transport.next_message()
+            if message is None:
+                return
+            self._dispatch(message, message.type_id)
+
+    def _dispatch(self, message: RawMessage, type_id: int) -> None:
+        if type_id == MessageType.VIDEO or type_id == MessageType.AUDIO:
+            self._on_media(message)
+        elif type_id == MessageType.COMMAND_AMF0 or type_id == MessageType.COMMAND_AMF3:
+            self._on_command(message)
+        elif type_id == MessageType.DATA_AMF0 or type_id == MessageType.DATA_AMF3:
+            self._on_data(message)
+        elif type_id == MessageType.AGGREGATE:
+            for sub in split_aggregate(message.payload, message.timestamp_ms):
+                if sub.type_id != MessageType.AGGREGATE:
+                    part = RawMessage(
+                        message.csid, sub.timestamp_ms, sub.type_id, message.stream_id, sub.payload
+                    )
+                    self._dispatch(part, sub.type_id)
+        # Shared objects and unknown types: nothing a publisher needs from us.
+
+    def _stream_open(self) -> bool:
+        return self._publish_id is not None and not self._unpublished and not self.closing
+
+    def _deliver(self, event: Event, size: int) -> None:
+        """Stream events wait while the publish is undecided (nginx-rtmp's relay sends media
+        without waiting for Publish.Start), so the edge sees them in order after accepting."""
+        if self._state is not ConnectionState.PUBLISH_PENDING:
+            self._events.append(event)
+            return
+        self._held.append(event)
+        self._held_bytes += size
+        if self._held_bytes > self._limits.max_held_media_bytes:
+            raise MessageTooLarge(
+                f"more than {self._limits.max_held_media_bytes} bytes before Publish.Start"
+            )
+
+    def _on_media(self, message: RawMessage) -> None:
+        if not self._stream_open():
+            return  # before publish (or after unpublish) media has no home
+        kind = VideoData if message.type_id == MessageType.VIDEO else AudioData
+        self._deliver(
+            kind(message.stream_id, message.timestamp_ms, message.payload), len(message.payload)
+        )
+
+    def _on_data(self, message: RawMessage) -> None:
+        if not self._stream_open():
+            return
+        try:
+            values = amf0.decode_values(
+                amf_body(message.type_id, message.payload), max_depth=self._limits.max_amf_depth
+            )
+        except AmfDecodeError:
+            return  # metadata is advisory: an undecodable one is not worth the connection
+        if values[:1] == ["@setDataFrame"]:
+            values = values[1:]
+        if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
+            self._deliver(MetaData(dict(values[1])), len(message.payload))
+
+    def _on_command(self, message: RawMessage) -> None:
+        command = parse_command(
+            amf_body(message.type_id, message.payload), max_depth=self._limits.max_amf_depth
+        )
+        if self._state is ConnectionState.AWAIT_CONNECT and command.name != "connect":
+            raise ProtocolError(f"command {command.name!r} before connect")
+        handler = self._commands.get(command.name)
+        if handler is not None:
+            handler(command, message)
+        elif command.transaction_id != 0:
+            self._reply(
+                "_error",
+                command,
+                None,
+                _status_info(
+                    "error", "NetConnection.Call.Failed", f"unknown command {command.name!r}"
+                ),
+            )
+
+    def _reply(self, name: str, command: Command, *values: Any) -> None:
+        body = command_body(name, command.transaction_id, *values)
+        self._transport.send(COMMAND_CSID, MessageType.COMMAND_AMF0, 0, body)
+
+    def _refuse(self, stream_id: int, code: str, description: str) -> None:
+        self.send_status(stream_id, "error", code, description)
+        self._state = ConnectionState.CLOSING
+        self._held.clear()
+        self._held_bytes = 0
+
+    # -------------------------------------------------------------------- commands
+
+    def _ignore(self, command: Command, message: RawMessage) -> None:
+        pass
+
+    def _on_connect(self, command: Command, message: RawMessage) -> None:
+        if self._state is not ConnectionState.AWAIT_CONNECT:
+            raise ProtocolError("connect sent twice on one connection")
+        properties = (
+            dict(command.command_object) if isinstance(command.command_object, dict) else {}
+        )
+        transport = self._transport
+        transport.send_control(MessageType.WINDOW_ACK_SIZE, u32_body(SERVER_WINDOW_ACK_SIZE))
+        transport.send_control(
+            MessageType.SET_PEER_BANDWIDTH,
+            set_peer_bandwidth_body(SERVER_PEER_BANDWIDTH, PeerBandwidthLimit.DYNAMIC),
+        )
+        transport.set_chunk_size(self._server_chunk_size)
+        info = _status_info("status", "NetConnection.Connect.Success", "Connection succeeded.")
+        info["objectEncoding"] = 0.0
+        self._reply(
+            "_result", command, {"fmsVer": FMS_VERSION, "capabilities": FMS_CAPABILITIES}, info
+        )
+        self._app = _text(properties.get("app"))
+        self._state = ConnectionState.CONNECTED
+        self._events.append(
+            ConnectRequested(
+                self._app,
+                _text(properties.get("tcUrl")),
+                _text(properties.get("flashVer")),
+                properties,
+            )
+        )
+
+    def _on_fc_call(self, command: Command, message: RawMessage) -> None:
+        # releaseStream / FCPublish: GStreamer sends them with transaction 0 (no reply wanted).
+        if command.transaction_id != 0:
+            self._reply("_result", command, None)
+
+    def _on_create_stream(self, command: Command, message: RawMessage) -> None:
+        stream_id = self._next_stream_id
+        self._next_stream_id += 1
+        self._reply("_result", command, None, float(stream_id))
+
+    def _on_publish(self, command: Command, message: RawMessage) -> None:
+        stream_id = message.stream_id
+        if not command.args or not isinstance(command.args[0], str):
+            raise ProtocolError("publish without a stream name")
+        if self._publish_id is not None:
+            self._refuse(stream_id, "NetStream.Publish.BadName", "one publish per connection")
+            return
+        name = command.args[0]
+        publish_type = (
+            command.args[1]
+            if len(command.args) > 1 and isinstance(command.args[1], str)
+            else "live"
+        )
+        self._publish_id = stream_id
+        self._publish_name = name
+        self._state = ConnectionState.PUBLISH_PENDING
+        self._events.append(PublishRequested(stream_id, self._app, name, publish_type))
+
+    def _on_play(self, command: Command, message: RawMessage) -> None:
+        name = _text(command.args[0]) if command.args else ""
+        self._refuse(message.stream_id, "NetStream.Play.Failed", PLAY_REFUSED_DESCRIPTION)
+        self._events.append(PlayRefused(message.stream_id, name))
+
+    def _on_fc_unpublish(self, command: Command, message: RawMessage) -> None:
+        if command.transaction_id != 0:
+            self._reply("_result", command, None)
+        self._unpublish()
+
+    def _on_delete_stream(self, command: Command, message: RawMessage) -> None:
+        target = command.args[0] if command.args else None
+        # GStreamer names the stream instead of giving its number.
+        if isinstance(target, float) and target != self._publish_id:
+            return
+        self._unpublish()
+
+    def _on_close_stream(self, command: Command, message: RawMessage) -> None:
+        if message.stream_id not in (0, self._publish_id):
+            return
+        self._unpublish()
+
+    def _unpublish(self) -> None:
+        if self._publish_id is None or self._unpublished or self.closing:
+            return
+        self._unpublished = True
+        if self._state is ConnectionState.PUBLISHING:
+            self._state = ConnectionState.UNPUBLISHED
+        self._deliver(Unpublished(self._publish_id), 0)
