@@ -60,6 +60,8 @@ def _fallback_etag(st: os.stat_result) -> str:
 
 def _read_etag(target: int | str, st: os.stat_result) -> str:
     try:
+        if isinstance(target, int):
+            return os.getxattr(target, ETAG_XATTR).decode("ascii")
         return os.getxattr(target, ETAG_XATTR, follow_symlinks=False).decode("ascii")
     except (OSError, UnicodeDecodeError):
         return _fallback_etag(st)
@@ -143,11 +145,14 @@ class LocalStorage:
         for _ in range(MKDIR_RACE_RETRIES):
             temp = os.path.join(parent, TEMP_PREFIX + secrets.token_hex(8))
             try:
-                os.makedirs(parent, exist_ok=True)
-                return os.open(temp, flags, 0o600), temp
+                return os.open(temp, flags, 0o600), temp  # a file in the way: ENOTDIR
             except FileNotFoundError:
-                continue  # a delete pruned the empty directory between the two calls
-        raise OSError(errno.EAGAIN, "directory kept disappearing", parent)
+                pass
+            # makedirs raises FileExistsError if a delete prunes the directory between its
+            # mkdir (EEXIST) and its isdir check; either race just means "try again".
+            with contextlib.suppress(FileNotFoundError, FileExistsError):
+                os.makedirs(parent, exist_ok=True)
+        raise OSError(errno.EAGAIN, "the directory kept disappearing", parent)
 
     def _fsync_dir(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

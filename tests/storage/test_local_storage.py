@@ -1,0 +1,263 @@
+"""What only the filesystem store has: atomic replacement, temp files, directories, errno."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import gc
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from livechannel.errors import InvalidObjectName, NoSuchKey, StorageError
+from livechannel.storage import local as local_module
+from livechannel.storage.local import ETAG_XATTR, TEMP_PREFIX, LocalStorage
+
+BIG_BYTES = 8 * 1024 * 1024  # large enough that a non-atomic rewrite is caught half-done
+REWRITES = 12
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_reader_never_sees_a_partial_object(tmp_path: Path) -> None:
+    storage = LocalStorage(str(tmp_path))
+    versions = [b"A" * BIG_BYTES, b"B" * BIG_BYTES]
+    await storage.put("c/big.ts", versions[0], "")
+    path = tmp_path / "c" / "big.ts"
+    stop = threading.Event()
+    bad: list[str] = []
+    reads = 0
+
+    def reader() -> None:
+        nonlocal reads
+        while not stop.is_set():
+            data = path.read_bytes()
+            reads += 1
+            if data not in versions:
+                bad.append(f"{len(data)} bytes, {data[:1]!r}..{data[-1:]!r}")
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(REWRITES):
+            await storage.put("c/big.ts", versions[(i + 1) % 2], "")
+            _, chunks = await storage.get("c/big.ts")
+            assert b"".join([c async for c in chunks]) in versions
+    finally:
+        stop.set()
+        thread.join()
+    assert reads > REWRITES and bad == []
+
+
+async def test_put_fsyncs_the_file_before_the_rename_and_the_directory_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync file")
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        calls.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(local_module.os, "fsync", fsync)
+    monkeypatch.setattr(local_module.os, "replace", replace)
+    await LocalStorage(str(tmp_path)).put("c/1.ts", b"x", "")
+    assert calls == ["fsync file", "replace", "fsync dir"]
+    calls.clear()
+    await LocalStorage(str(tmp_path), fsync=False).put("c/2.ts", b"x", "")
+    assert calls == ["replace"]
+
+
+@pytest.mark.parametrize(
+    ("target", "code", "permanent"),
+    [
+        ("replace", errno.ENOSPC, False),
+        ("write", errno.ENOSPC, False),
+        ("write", errno.EDQUOT, False),
+        ("fsync", errno.EIO, False),
+        ("open", errno.EROFS, True),
+        ("open", errno.EACCES, True),
+        ("makedirs", errno.EROFS, True),
+    ],
+)
+async def test_write_failures_are_storage_errors_and_leave_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, code: int, permanent: bool
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+    old = await storage.put("c/p.m3u8", b"old", "")
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(local_module.os, target, fail)
+    with pytest.raises(StorageError) as caught:
+        await storage.put("c/p.m3u8" if target != "makedirs" else "new/p.m3u8", b"new", "")
+    monkeypatch.undo()
+    assert caught.value.permanent is permanent
+    assert errno.errorcode[code] in str(caught.value)
+    assert await storage.head("c/p.m3u8") == old
+    assert _files(tmp_path) == ["c", "c/p.m3u8"]  # no temp file left
+
+
+async def test_read_failures_are_storage_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+    await storage.put("c/1.ts", b"x" * 10, "")
+    _, chunks = await storage.get("c/1.ts")
+
+    def fail(*args: object) -> bytes:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(local_module.os, "pread", fail)
+    with pytest.raises(StorageError):
+        await chunks.__anext__()
+    monkeypatch.setattr(local_module.os, "scandir", fail)
+    with pytest.raises(StorageError):
+        await storage.list("", "", 10)
+
+
+async def test_put_survives_a_delete_pruning_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent delete may rmdir the empty directory between makedirs and the temp open."""
+    storage = LocalStorage(str(tmp_path))
+    real_open = os.open
+    raced = []
+
+    def open_after_prune(path: str, flags: int, mode: int = 0o777) -> int:
+        if TEMP_PREFIX in path and not raced:
+            raced.append(path)
+            os.rmdir(os.path.dirname(path))  # what the deleting thread does
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(local_module.os, "open", open_after_prune)
+    await storage.put("c/1.ts", b"x", "")
+    assert raced and (tmp_path / "c" / "1.ts").read_bytes() == b"x"
+
+
+async def test_concurrent_puts_and_deletes_in_one_directory(tmp_path: Path) -> None:
+    storage = LocalStorage(str(tmp_path), fsync=False)
+    for round_ in range(30):
+        await storage.put("d/old", b"x", "")
+        await asyncio.gather(storage.delete("d/old"), storage.put(f"d/new{round_}", b"y", ""))
+        assert (tmp_path / "d" / f"new{round_}").read_bytes() == b"y"
+        assert await storage.delete(f"d/new{round_}")
+    assert _files(tmp_path) == []
+
+
+async def test_temp_files_are_never_listed_nor_addressable(tmp_path: Path) -> None:
+    storage = LocalStorage(str(tmp_path))
+    await storage.put("c/1.ts", b"x", "")
+    (tmp_path / "c" / f"{TEMP_PREFIX}0123").write_bytes(b"half")
+    (tmp_path / f"{TEMP_PREFIX}dir").mkdir()
+    (tmp_path / f"{TEMP_PREFIX}dir" / "x").write_bytes(b"half")
+    listed = await storage.list("", "", 100)
+    assert [o.key for o in listed.objects] == ["c/1.ts"]
+    for key in [f"c/{TEMP_PREFIX}0123", f"{TEMP_PREFIX}dir/x"]:
+        with pytest.raises(InvalidObjectName):
+            await storage.get(key)
+
+
+async def test_empty_directories_are_removed_after_delete(tmp_path: Path) -> None:
+    storage = LocalStorage(str(tmp_path))
+    await storage.put("a/b/c/1.ts", b"x", "")
+    await storage.put("a/x.ts", b"x", "")
+    assert await storage.delete("a/b/c/1.ts")
+    assert _files(tmp_path) == ["a", "a/x.ts"]
+    assert await storage.delete("a/x.ts")
+    assert _files(tmp_path) == [] and tmp_path.is_dir()  # the root stays
+
+
+async def test_a_file_and_a_directory_cannot_share_a_name(tmp_path: Path) -> None:
+    storage = LocalStorage(str(tmp_path))
+    await storage.put("a", b"file", "")
+    with pytest.raises(InvalidObjectName):
+        await storage.put("a/b", b"x", "")
+    await storage.put("d/e", b"x", "")
+    with pytest.raises(InvalidObjectName):
+        await storage.put("d", b"x", "")
+    assert _files(tmp_path) == ["a", "d", "d/e"]
+
+
+async def test_segment_longer_than_a_file_name_is_refused(tmp_path: Path) -> None:
+    storage = LocalStorage(str(tmp_path))
+    await storage.put("c/" + "x" * 255, b"x", "")
+    with pytest.raises(InvalidObjectName):
+        await storage.put("c/" + "x" * 256, b"x", "")
+
+
+async def test_etag_falls_back_to_size_and_mtime_without_xattrs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = LocalStorage(str(tmp_path))
+    await storage.put("c/1.ts", b"12345", "")
+    path = tmp_path / "c" / "1.ts"
+    os.removexattr(path, ETAG_XATTR)  # e.g. copied in by hand
+    st = path.stat()
+    head = await storage.head("c/1.ts")
+    assert head is not None and head.etag == f"5-{st.st_mtime_ns:x}"
+
+    def unsupported(*args: object) -> None:
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+
+    monkeypatch.setattr(local_module.os, "setxattr", unsupported)
+    put = await storage.put("c/2.ts", b"abc", "")
+    assert put.etag.startswith("3-")
+    assert await storage.head("c/2.ts") == put
+
+
+async def test_symlinks_are_not_objects(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"secret")
+    root = tmp_path / "root"
+    storage = LocalStorage(str(root))
+    await storage.put("c/1.ts", b"x", "")
+    (root / "c" / "link.ts").symlink_to(outside)
+    with pytest.raises(NoSuchKey):
+        await storage.get("c/link.ts")
+    assert await storage.head("c/link.ts") is None
+    assert [o.key for o in (await storage.list("", "", 10)).objects] == ["c/1.ts"]
+    assert await storage.delete("c/link.ts") is False
+
+
+async def test_abandoned_downloads_close_their_file(tmp_path: Path) -> None:
+    storage = LocalStorage(str(tmp_path))
+    await storage.put("c/big.ts", b"x" * (3 * local_module.CHUNK_BYTES), "")
+    before = _open_fds()
+    _, never_read = await storage.get("c/big.ts")
+    _, half_read = await storage.get("c/big.ts")
+    await half_read.__anext__()
+    _, closed = await storage.get("c/big.ts")
+    await closed.aclose()
+    assert _open_fds() == before + 2
+    del never_read, half_read
+    gc.collect()
+    assert _open_fds() == before
+    _, read_all = await storage.get("c/big.ts")
+    assert sum([len(c) async for c in read_all]) == 3 * local_module.CHUNK_BYTES
+    assert _open_fds() == before  # closed at the end, without waiting for the collector
+
+
+async def test_root_is_created(tmp_path: Path) -> None:
+    storage = LocalStorage(str(tmp_path / "new" / "bucket"))
+    await storage.put("c/1.ts", b"x", "")
+    assert (tmp_path / "new" / "bucket" / "c" / "1.ts").read_bytes() == b"x"
+
+
+async def test_root_that_cannot_be_created_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(StorageError):
+        LocalStorage(str(tmp_path / "file" / "bucket"))
