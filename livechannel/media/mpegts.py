@@ -1,0 +1,288 @@
+"""MPEG-TS muxer (ISO/IEC 13818-1) for HLS segments: one program, H.264 + AAC (ADTS).
+
+Fast by construction: per-PID headers for all 16 continuity counter values are built once,
+a PES is cut into packets with memoryview slices and joined once, and the last packet's
+stuffing comes from a precomputed table. No per-byte Python loops.
+
+Times: PTS/DTS = ms * 90 + TS_TIME_OFFSET_90K, mod 2**33 (`timestamps.ts_clock_90k`).
+The PCR runs PCR_LEAD_90K behind the DTS (the buffer model needs data to arrive before it
+is decoded: 2.4.2.3), lives on the video PID when there is video, and is sent at least every
+PCR_INTERVAL_MS of media time (2.7.2 asks for at most 100 ms between PCRs).
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+
+from livechannel.media.frames import AudioConfig, AudioFrame, VideoFrame
+from livechannel.media.timestamps import TS_CLOCK_MASK, ts_clock_90k
+
+TS_PACKET_BYTES = 188  # 2.4.3.2
+TS_PAYLOAD_BYTES = 184  # after the 4-byte header
+SYNC_BYTE = 0x47
+PAT_PID = 0x0000
+PMT_PID = 0x1000
+VIDEO_PID = 0x100
+AUDIO_PID = 0x101
+PROGRAM_NUMBER = 1
+TRANSPORT_STREAM_ID = 1
+STREAM_TYPE_H264 = 0x1B  # Table 2-34: AVC video (ITU-T H.264)
+STREAM_TYPE_AAC_ADTS = 0x0F  # Table 2-34: 13818-7 audio with ADTS transport syntax
+STREAM_ID_VIDEO = 0xE0  # Table 2-22: first video stream
+STREAM_ID_AUDIO = 0xC0  # Table 2-22: first audio stream
+MAX_PES_PACKET_LENGTH = 0xFFFF  # 16-bit field; video may write 0 = unbounded (2.4.3.7)
+# Media time between PCRs: 60 ms plus at most one ~40 ms frame gap stays within 2.7.2's 100 ms.
+PCR_INTERVAL_MS = 60
+# The PCR is set 0.7 s before the DTS so a frame is "in the buffer" well before it decodes and
+# audio interleaved up to 0.7 s early still arrives after the PCR (libavformat uses 0.7 s too).
+PCR_LEAD_90K = 63_000
+AF_RANDOM_ACCESS = 0x40  # adaptation field flags (2.4.3.5)
+AF_PCR = 0x10
+PES_FLAGS_ALIGNED = 0x84  # '10' marker, data_alignment_indicator: the PES starts an AU
+PTS_ONLY, PTS_AND_DTS = 0x80, 0xC0  # PTS_DTS_flags
+
+
+def _crc32_mpeg2_table() -> tuple[int, ...]:
+    table = []
+    for i in range(256):
+        crc = i << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+        table.append(crc & 0xFFFFFFFF)
+    return tuple(table)
+
+
+_CRC_TABLE = _crc32_mpeg2_table()
+
+
+def crc32_mpeg2(data: bytes) -> int:
+    """CRC-32/MPEG-2 of PSI sections (Annex A): polynomial 0x04C11DB7, no reflection."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _CRC_TABLE[((crc >> 24) ^ byte) & 0xFF]
+    return crc
+
+
+def _adaptation_stuffing(size: int) -> bytes:
+    """An adaptation field of exactly `size` bytes with nothing but stuffing (2.4.3.5)."""
+    if size == 1:
+        return b"\x00"  # adaptation_field_length 0: the single byte is the length itself
+    return bytes((size - 1, 0x00)) + b"\xff" * (size - 2)
+
+
+# _STUFFING[n]: adaptation field filling n bytes; index 0 unused (no field at all).
+_STUFFING = (b"", *(_adaptation_stuffing(n) for n in range(1, TS_PAYLOAD_BYTES + 1)))
+
+
+def _timestamp_field(prefix: int, time_90k: int) -> bytes:
+    """PTS or DTS: 4-bit prefix, 33 bits in 3/15/15 pieces, each followed by a marker bit."""
+    return bytes(
+        (
+            (prefix << 4) | ((time_90k >> 29) & 0x0E) | 1,
+            (time_90k >> 22) & 0xFF,
+            ((time_90k >> 14) & 0xFE) | 1,
+            (time_90k >> 7) & 0xFF,
+            ((time_90k << 1) & 0xFE) | 1,
+        )
+    )
+
+
+def _pcr_field(pcr_90k: int) -> bytes:
+    """program_clock_reference_base (33 bits), 6 reserved 1-bits, extension 0 (27 MHz part)."""
+    return bytes(
+        (
+            (pcr_90k >> 25) & 0xFF,
+            (pcr_90k >> 17) & 0xFF,
+            (pcr_90k >> 9) & 0xFF,
+            (pcr_90k >> 1) & 0xFF,
+            ((pcr_90k & 1) << 7) | 0x7E,
+            0x00,
+        )
+    )
+
+
+class _Stream:
+    """One PID: its continuity counter and its precomputed packet headers."""
+
+    __slots__ = ("cc", "first_heads", "heads", "pid")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.cc = 0  # continues across segments: a segment is a cut of one transport stream
+        hi, lo = pid >> 8, pid & 0xFF
+        # heads[cc]: continuation packet, payload only. first_heads[af][cc]: payload start.
+        self.heads = tuple(bytes((SYNC_BYTE, hi, lo, 0x10 | cc)) for cc in range(16))
+        self.first_heads = tuple(
+            tuple(bytes((SYNC_BYTE, 0x40 | hi, lo, flags | cc)) for cc in range(16))
+            for flags in (0x10, 0x30)
+        )
+
+    def packetize(self, pes: bytes, af_body: bytes) -> bytes:
+        """Cut one PES into packets. `af_body` is the first packet's adaptation field content
+        after its length byte (flags, PCR), or empty for none."""
+        n = len(pes)
+        cc = self.cc
+        af_bytes = len(af_body) + 1 if af_body else 0
+        cap = TS_PAYLOAD_BYTES - af_bytes
+        if n <= cap:  # one packet: stuffing goes into the (maybe new) adaptation field
+            stuff = cap - n
+            if af_body:
+                af = bytes((af_bytes - 1 + stuff,)) + af_body + b"\xff" * stuff
+            else:
+                af = _STUFFING[stuff]
+            self.cc = (cc + 1) & 0xF
+            return self.first_heads[1 if af else 0][cc] + af + pes
+        first = (
+            self.first_heads[1][cc] + bytes((af_bytes - 1,)) + af_body
+            if af_body
+            else self.first_heads[0][cc]
+        )
+        view = memoryview(pes)
+        full, tail = divmod(n - cap, TS_PAYLOAD_BYTES)
+        cc = (cc + 1) & 0xF
+        rotated: tuple[bytes | memoryview, ...] = self.heads[cc:] + self.heads[:cc]
+        heads = rotated * (full // 16 + 1)
+        starts = range(cap, cap + full * TS_PAYLOAD_BYTES, TS_PAYLOAD_BYTES)
+        chunks: list[bytes | memoryview] = [view[i : i + TS_PAYLOAD_BYTES] for i in starts]
+        parts: list[bytes | memoryview] = [
+            first,
+            view[:cap],
+            *chain.from_iterable(zip(heads, chunks, strict=False)),
+        ]
+        cc = (cc + full) & 0xF
+        if tail:
+            hi, lo = self.pid >> 8, self.pid & 0xFF
+            parts += (
+                bytes((SYNC_BYTE, hi, lo, 0x30 | cc)),
+                _STUFFING[TS_PAYLOAD_BYTES - tail],
+                view[n - tail :],
+            )
+            cc = (cc + 1) & 0xF
+        self.cc = cc
+        return b"".join(parts)
+
+    def adaptation_only(self, af_body: bytes) -> bytes:
+        """A packet with no payload (adaptation_field_control '10'); the CC does not advance."""
+        size = TS_PACKET_BYTES - 4
+        af = bytes((size - 1,)) + af_body + b"\xff" * (size - 1 - len(af_body))
+        return bytes((SYNC_BYTE, self.pid >> 8, self.pid & 0xFF, 0x20 | self.cc)) + af
+
+
+def _psi_packet(stream: _Stream, section: bytes) -> bytes:
+    """A section in one packet: pointer_field 0, the section with its CRC, 0xFF filling."""
+    section += crc32_mpeg2(section).to_bytes(4, "big")
+    body = b"\x00" + section
+    return stream.packetize(body + b"\xff" * (TS_PAYLOAD_BYTES - len(body)), b"")
+
+
+def _section(table_id: int, table_id_extension: int, body: bytes) -> bytes:
+    """Long-form section header (2.4.4.3): syntax indicator 1, version 0, current, section 0/0."""
+    length = 5 + len(body) + 4  # after the length field, through the CRC
+    return (
+        bytes((table_id, 0xB0 | (length >> 8), length & 0xFF))
+        + table_id_extension.to_bytes(2, "big")
+        + b"\xc1\x00\x00"
+        + body
+    )
+
+
+class TsMuxer:
+    """One transport stream, cut into segments by the caller with `start_segment()`.
+
+    `audio_config` is accepted for the PMT's sake but the ADTS headers already describe the
+    audio fully, so the PMT carries no audio descriptor.
+    """
+
+    def __init__(
+        self, has_video: bool, has_audio: bool, audio_config: AudioConfig | None = None
+    ) -> None:
+        if not (has_video or has_audio):
+            raise ValueError("a transport stream needs video or audio")
+        self.has_video = has_video
+        self.has_audio = has_audio
+        self.audio_config = audio_config
+        self._pat = _Stream(PAT_PID)
+        self._pmt = _Stream(PMT_PID)
+        self._video = _Stream(VIDEO_PID)
+        self._audio = _Stream(AUDIO_PID)
+        self._last_pcr_ms: int | None = None
+        pcr_pid = VIDEO_PID if has_video else AUDIO_PID
+        streams = b""
+        if has_video:
+            streams += bytes((STREAM_TYPE_H264, 0xE0 | (VIDEO_PID >> 8), VIDEO_PID & 0xFF, 0xF0, 0))
+        if has_audio:
+            streams += bytes(
+                (STREAM_TYPE_AAC_ADTS, 0xE0 | (AUDIO_PID >> 8), AUDIO_PID & 0xFF, 0xF0, 0)
+            )
+        self._pat_section = _section(
+            0x00,
+            TRANSPORT_STREAM_ID,
+            PROGRAM_NUMBER.to_bytes(2, "big") + bytes((0xE0 | (PMT_PID >> 8), PMT_PID & 0xFF)),
+        )
+        self._pmt_section = _section(
+            0x02, PROGRAM_NUMBER, bytes((0xE0 | (pcr_pid >> 8), pcr_pid & 0xFF, 0xF0, 0)) + streams
+        )
+
+    def start_segment(self) -> bytes:
+        """PAT + PMT, to begin a segment (each segment must be playable on its own)."""
+        return _psi_packet(self._pat, self._pat_section) + _psi_packet(self._pmt, self._pmt_section)
+
+    def _pcr_due(self, time_ms: int) -> bool:
+        last = self._last_pcr_ms
+        return last is None or not 0 <= time_ms - last < PCR_INTERVAL_MS
+
+    def _pcr(self, time_ms: int) -> bytes:
+        self._last_pcr_ms = time_ms
+        return _pcr_field((ts_clock_90k(time_ms) - PCR_LEAD_90K) & TS_CLOCK_MASK)
+
+    def video(self, frame: VideoFrame) -> bytes:
+        """One access unit as one PES; PCR on keyframes and whenever one is due."""
+        if not self.has_video:
+            raise ValueError("this muxer was created without video")
+        dts_90k = ts_clock_90k(frame.dts_ms)
+        pts_90k = ts_clock_90k(frame.pts_ms)
+        if pts_90k == dts_90k:
+            header = bytes((PES_FLAGS_ALIGNED, PTS_ONLY, 5)) + _timestamp_field(0x2, pts_90k)
+        else:
+            header = (
+                bytes((PES_FLAGS_ALIGNED, PTS_AND_DTS, 10))
+                + _timestamp_field(0x3, pts_90k)
+                + _timestamp_field(0x1, dts_90k)
+            )
+        length = len(header) + len(frame.data)
+        pes = (
+            bytes((0, 0, 1, STREAM_ID_VIDEO))
+            + (length if length <= MAX_PES_PACKET_LENGTH else 0).to_bytes(2, "big")
+            + header
+            + frame.data
+        )
+        af_body = b""
+        if frame.keyframe or self._pcr_due(frame.dts_ms):
+            af_body = bytes((AF_PCR | (AF_RANDOM_ACCESS if frame.keyframe else 0),))
+            af_body += self._pcr(frame.dts_ms)
+        return self._video.packetize(pes, af_body)
+
+    def audio(self, frame: AudioFrame) -> bytes:
+        """One ADTS frame as one PES. With video, a PCR-only packet is slipped in on the
+        video PID when video is too sparse to keep PCRs within PCR_INTERVAL_MS."""
+        if not self.has_audio:
+            raise ValueError("this muxer was created without audio")
+        length = 8 + len(frame.data)  # flags, header length, PTS
+        if length > MAX_PES_PACKET_LENGTH:
+            raise ValueError(f"audio frame of {len(frame.data)} bytes does not fit one PES")
+        pes = (
+            bytes((0, 0, 1, STREAM_ID_AUDIO))
+            + length.to_bytes(2, "big")
+            + bytes((PES_FLAGS_ALIGNED, PTS_ONLY, 5))
+            + _timestamp_field(0x2, ts_clock_90k(frame.pts_ms))
+            + frame.data
+        )
+        if self.has_video:
+            prefix = b""
+            if self._last_pcr_ms is not None and self._pcr_due(frame.pts_ms):
+                prefix = self._video.adaptation_only(bytes((AF_PCR,)) + self._pcr(frame.pts_ms))
+            return prefix + self._audio.packetize(pes, b"")
+        af_body = bytes((AF_RANDOM_ACCESS,))  # audio-only: every ADTS frame is a start point
+        if self._pcr_due(frame.pts_ms):
+            af_body = bytes((AF_RANDOM_ACCESS | AF_PCR,)) + self._pcr(frame.pts_ms)
+        return self._audio.packetize(pes, af_body)
