@@ -15,6 +15,9 @@ Choices, measured on this project's ext4 dev VM (a 2 MB segment, a 400 B playlis
 - Content type follows the key (`content_type_for`); nothing per object is stored for it.
 - A file and a directory cannot share a name, so unlike OSS the keys "a" and "a/b" cannot
   both exist here; such a put is refused with InvalidObjectName.
+- Symlinks are never created here; one placed by hand is not an object (not listed, not
+  served: O_NOFOLLOW). A symlinked *directory* is still followed by get/put, so an operator
+  may mount a channel's directory elsewhere; listing does not descend into it.
 """
 
 from __future__ import annotations

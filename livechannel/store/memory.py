@@ -105,9 +105,9 @@ class MemoryStore:
             raise ChannelStillLive("the channel is being pushed to")
         del self._channels[(bucket, name)]
         # its history goes with it (a re-created channel starts afresh); segments stay
-        for push_id in [p.push_id for p in self._pushes.values() if p.channel == name]:
-            if self._pushes[push_id].bucket == bucket:
-                del self._pushes[push_id]
+        for push in list(self._pushes.values()):
+            if (push.bucket, push.channel) == (bucket, name):
+                del self._pushes[push.push_id]
 
     def _channel(self, bucket: str, name: str) -> Channel:
         channel = self._channels.get((bucket, name))

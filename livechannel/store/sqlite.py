@@ -1,12 +1,9 @@
 """The SQLite MetadataStore: one database file shared by every ingest worker on a machine.
 
-Several *processes* open the same file: WAL lets readers run beside the one writer,
-`synchronous=NORMAL` is durable across process crashes (WAL fsyncs at checkpoints only, so a
-power cut may lose the last transactions, never corrupt the file), and a busy timeout makes a
-writer wait for another process's transaction instead of failing. Cross-process rules live in
-the database: a partial unique index allows one running push per channel, and every
-check-then-write runs in one `BEGIN IMMEDIATE` transaction (it takes the write lock first, so
-no other process can slip in between the check and the write).
+Several *processes* open the same file (sqlite_connection: WAL, synchronous, busy timeout).
+Cross-process rules live in the database: a partial unique index allows one running push per
+channel, and every check-then-write runs in one `BEGIN IMMEDIATE` transaction (it takes the
+write lock first, so no other process can slip in between the check and the write).
 
 Each call runs on one dedicated thread that owns the connection: statements are short, but a
 busy wait for another process's lock must not stall the event loop.
@@ -16,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import TypeVar
 
 from livechannel.errors import (
@@ -26,7 +22,6 @@ from livechannel.errors import (
     LiveChannelDisabled,
     NoSuchBucket,
     NoSuchLiveChannel,
-    StorageError,
 )
 from livechannel.store.base import (
     Acl,
@@ -39,48 +34,20 @@ from livechannel.store.base import (
 )
 from livechannel.store.conflicts import SegmentConflict
 from livechannel.store.memory import INITIAL_STATS_JSON
+from livechannel.store.sqlite_connection import connect, storage_error, write_transaction
 from livechannel.store.sqlite_schema import (
     CHANNEL_COLUMNS,
     PUSH_COLUMNS,
-    SCHEMA_VERSION,
     SEGMENT_COLUMNS,
     bucket_from_row,
     channel_from_row,
     channel_to_row,
-    migration_statements,
     push_from_row,
     segment_from_row,
     segment_to_row,
 )
 
 T = TypeVar("T")
-
-BUSY_TIMEOUT_S = 5.0  # longest another process holds the write lock is ~ms; 5 s means "stuck"
-# Primary SQLite result codes that will not go away by retrying (the rest, e.g. BUSY, FULL,
-# IOERR, may): read-only or unopenable file, permission, corruption, not a database.
-PERMANENT_SQLITE_CODES = frozenset(
-    {
-        sqlite3.SQLITE_READONLY,
-        sqlite3.SQLITE_CANTOPEN,
-        sqlite3.SQLITE_PERM,
-        sqlite3.SQLITE_CORRUPT,
-        sqlite3.SQLITE_NOTADB,
-        sqlite3.SQLITE_AUTH,
-    }
-)
-_PRIMARY_CODE_MASK = 0xFF  # extended result codes carry the primary code in the low byte
-
-
-@contextmanager
-def _write(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _no_channel(name: str) -> NoSuchLiveChannel:
@@ -130,46 +97,10 @@ class SqliteStore:
     def _call(self, op: Callable[[sqlite3.Connection], T]) -> T:
         try:
             if self._conn is None:
-                self._conn = self._connect()
+                self._conn = connect(self.path)
             return op(self._conn)
         except sqlite3.Error as e:
-            code = getattr(e, "sqlite_errorcode", 0) & _PRIMARY_CODE_MASK
-            name = getattr(e, "sqlite_errorname", type(e).__name__)
-            raise StorageError(
-                f"metadata store {self.path!r}: {e} ({name})",
-                permanent=code in PERMANENT_SQLITE_CODES,
-            ) from e
-
-    def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: no implicit transactions; we BEGIN IMMEDIATE where we write.
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            self._migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        def version() -> int:
-            return int(conn.execute("PRAGMA user_version").fetchone()[0])
-
-        if version() == SCHEMA_VERSION:
-            return
-        with _write(conn):
-            found = version()  # again, under the lock: another process may have migrated
-            if found > SCHEMA_VERSION:
-                raise StorageError(
-                    f"metadata store {self.path!r} has schema version {found}; this program "
-                    f"knows up to {SCHEMA_VERSION}",
-                    permanent=True,
-                )
-            for statement in migration_statements(found):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            raise storage_error(e, self.path) from e
 
     async def close(self) -> None:
         def close(conn: sqlite3.Connection) -> None:
@@ -185,7 +116,7 @@ class SqliteStore:
     # --- buckets ------------------------------------------------------------------------
     async def ensure_bucket(self, name: str, acl: Acl, now_ms: int) -> Bucket:
         def op(conn: sqlite3.Connection) -> Bucket:
-            with _write(conn):
+            with write_transaction(conn):
                 conn.execute(
                     "INSERT OR IGNORE INTO buckets (name, acl, created_ms) VALUES (?, ?, ?)",
                     (name, acl.value, now_ms),
@@ -222,7 +153,7 @@ class SqliteStore:
         self, bucket: str, name: str, config: ChannelConfig, now_ms: int
     ) -> Channel:
         def op(conn: sqlite3.Connection) -> Channel:
-            with _write(conn):
+            with write_transaction(conn):
                 if not _bucket_exists(conn, bucket):
                     raise _no_bucket(bucket)
                 if _running_push_id(conn, bucket, name) is not None:
@@ -266,7 +197,7 @@ class SqliteStore:
         self, bucket: str, name: str, status: ChannelStatus, now_ms: int
     ) -> None:
         def op(conn: sqlite3.Connection) -> None:
-            with _write(conn):
+            with write_transaction(conn):
                 cur = conn.execute(
                     "UPDATE channels SET status = ?, last_modified_ms = ? "
                     "WHERE bucket = ? AND name = ?",
@@ -285,7 +216,7 @@ class SqliteStore:
 
     async def delete_channel(self, bucket: str, name: str) -> None:
         def op(conn: sqlite3.Connection) -> None:
-            with _write(conn):
+            with write_transaction(conn):
                 if _running_push_id(conn, bucket, name) is not None:
                     raise _still_live(name)
                 cur = conn.execute(
@@ -303,7 +234,7 @@ class SqliteStore:
         self, bucket: str, channel: str, remote_addr: str, worker: str, now_ms: int
     ) -> Push:
         def op(conn: sqlite3.Connection) -> Push:
-            with _write(conn):
+            with write_transaction(conn):
                 row = conn.execute(
                     "SELECT status FROM channels WHERE bucket = ? AND name = ?",
                     (bucket, channel),

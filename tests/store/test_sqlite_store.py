@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from livechannel.errors import ChannelStillLive, StorageError
-from livechannel.store import sqlite as sqlite_module
+from livechannel.store import sqlite_connection
 from livechannel.store.base import Acl, ChannelConfig, ChannelStatus, Segment
 from livechannel.store.sqlite import SqliteStore
 from livechannel.store.sqlite_schema import SCHEMA_VERSION
@@ -143,7 +143,7 @@ async def test_unopenable_path_is_a_permanent_storage_error(tmp_path: Path) -> N
 async def test_a_locked_database_is_a_retryable_error_and_the_loop_keeps_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_S", 0.3)
     path = str(tmp_path / "meta.db")
     store = await _prepared(path)
     other = sqlite3.connect(path, isolation_level=None)
