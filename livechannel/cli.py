@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import multiprocessing
 import os
 import shlex
 import signal
@@ -100,23 +101,54 @@ def main(argv: list[str] | None = None) -> int:
         level=cfg.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if cfg.workers == 1:
+        _run_worker(cfg, 0)
+        return 0
+    if cfg.rtmp_listen.port == 0 or cfg.http_listen.port == 0:
+        print("livechannel: --workers > 1 needs fixed ports (not 0)", file=sys.stderr)
+        return 2
+    return _supervise(cfg)
+
+
+def _run_worker(cfg: Config, index: int) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - optional on platforms without uvloop
         run = asyncio.run
     else:
         run = uvloop.run
-    run(_serve(cfg))
-    return 0
+    run(_serve(cfg, index))
 
 
-async def _serve(cfg: Config) -> None:
+def _supervise(cfg: Config) -> int:
+    """N worker processes share both ports (SO_REUSEPORT: the kernel spreads connections)
+    and one metadata store, which keeps one-publisher and kicks right across them."""
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_run_worker, args=(cfg, i), name=f"worker-{i}")
+               for i in range(cfg.workers)]
+    for w in workers:
+        w.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for w in workers:
+            if w.pid is not None and w.is_alive():
+                os.kill(w.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for w in workers:
+        w.join()
+    return max((w.exitcode or 0) for w in workers)
+
+
+async def _serve(cfg: Config, index: int) -> None:
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.set)
 
     def ready(running: Running) -> None:
-        print(banner(cfg, running), flush=True)
+        if index == 0:
+            print(banner(cfg, running), flush=True)
 
     await serve(cfg, shutdown, ready)
