@@ -24,6 +24,12 @@ class Target:
     bucket: str | None  # None: the service itself (GetService)
     key: str  # decoded object name; "" for the bucket
     query: tuple[tuple[str, str | None], ...]  # in request order; None = no "=" (bare `live`)
+    path_style: bool = False  # the bucket was the first path segment, not in the Host
+
+    @property
+    def bucket_path(self) -> str:
+        """The URL path of the bucket's root as the client addressed it ("" or "/<bucket>")."""
+        return f"/{self.bucket}" if self.path_style and self.bucket else ""
 
     def has(self, name: str) -> bool:
         return any(k == name for k, _ in self.query)
@@ -97,6 +103,7 @@ def parse_target(host: str, raw_target: str, domain: str) -> Target:
         raw_path = "/" + raw_path
     query = parse_query(raw_query)
     bucket = bucket_from_host(host, domain) if domain else None
+    path_style = bucket is None
     rest = raw_path[1:]
     if bucket is None:
         if not rest:
@@ -111,4 +118,4 @@ def parse_target(host: str, raw_target: str, domain: str) -> Target:
         key = _decode(rest)
     except UnicodeDecodeError as e:
         raise InvalidObjectName("object name is not valid UTF-8 after decoding") from e
-    return Target(bucket, key, query)
+    return Target(bucket, key, query, path_style)

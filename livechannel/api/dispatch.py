@@ -107,6 +107,8 @@ def _object_operation(method: str, target: Target, subs: set[str]) -> Operation:
         if method == "POST":
             return Operation("PostVodPlaylist", vod.post_vod_playlist, Access.CHANNEL)
         raise _not_allowed(method)
+    if subs == {"objectMeta"} and method in ("GET", "HEAD"):
+        return Operation("GetObjectMeta", objects.get_object_meta, Access.READ)
     if subs - _OBJECT_MODIFIERS:
         raise _not_implemented("?" + "&".join(sorted(subs - _OBJECT_MODIFIERS)))
     if method in ("GET", "HEAD"):

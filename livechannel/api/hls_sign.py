@@ -1,10 +1,13 @@
 """`x-oss-process=hls/sign`: a playlist whose segment URIs carry their own signatures. Sans-IO.
 
 A player given one signed playlist URL of a private bucket cannot sign the segment URLs
-itself, so each relative segment URI becomes `<uri>?OSSAccessKeyId=..&Expires=..&Signature=..`
-(a GET signature of the segment's key, same key id and Expires as the playlist's URL). The URI
-stays relative, so it resolves against the playlist URL whichever addressing style the
-player used. Absolute URIs, URIs with a query, URIs leaving the bucket and URIs inside tag
+itself, so each relative segment URI becomes
+`<bucket path>/<segment key>?OSSAccessKeyId=..&Expires=..&Signature=..` (a GET signature of the
+segment's key, same key id and Expires as the playlist's URL). The URI is rewritten as an
+absolute path, not left relative: `oss2.sign_url` encodes the `/` of `<channel>/x.m3u8` as
+`%2F`, and against such a URL a relative `1000.ts` would resolve to the bucket's root. The
+bucket path is "" (virtual-host style) or "/<bucket>" (path style), as the player addressed
+the playlist. Absolute URIs, URIs with a query, URIs leaving the bucket and URIs inside tag
 attributes (EXT-X-KEY, EXT-X-MAP; our playlists have none) are left as they are.
 """
 
@@ -34,6 +37,7 @@ def sign_playlist(
     text: str,
     playlist_key: str,
     bucket: str,
+    bucket_path: str,
     access_key_id: str,
     secret: str,
     expires_s: int,
@@ -49,5 +53,6 @@ def sign_playlist(
             continue
         params = sign_url_params(access_key_id, secret, "GET", bucket, key, expires_s)
         query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params)
-        out.append(f"{uri}?{query}{line[len(body) :]}")
+        path = f"{bucket_path}/{quote(key, safe='/')}"
+        out.append(f"{path}?{query}{line[len(body) :]}")
     return "".join(out)

@@ -21,7 +21,7 @@ from livechannel.errors import OssError, ServiceUnavailable, StorageError
 
 log = logging.getLogger("livechannel.api")
 
-REQUEST_ID = "livechannel.request_id"  # request-scoped key holding the id we answer with
+REQUEST_ID = web.RequestKey("livechannel.request_id", str)  # the id we answer with
 SERVER_NAME = "livechannel"
 
 

@@ -242,7 +242,15 @@ async def _processed(call: Call, key: str, process: str) -> web.StreamResponse:
         expires_s = identity.url_expires_s or call.now_ms() // 1000 + HEADER_SIGNED_EXPIRES_S
         secret = call.ctx.credentials[identity.access_key_id]
         text = body.decode("utf-8", errors="surrogateescape")
-        signed = sign_playlist(text, key, call.bucket, identity.access_key_id, secret, expires_s)
+        signed = sign_playlist(
+            text,
+            key,
+            call.bucket,
+            call.target.bucket_path,
+            identity.access_key_id,
+            secret,
+            expires_s,
+        )
         body = signed.encode("utf-8", errors="surrogateescape")
     # Anonymous (public-read bucket): segments need no signature; the playlist goes as it is.
     headers = object_headers(call, info)
@@ -253,6 +261,22 @@ async def _processed(call: Call, key: str, process: str) -> web.StreamResponse:
         headers["Content-Length"] = str(len(body))
         return web.Response(status=200, headers=headers)
     return web.Response(status=200, body=body, headers=headers)
+
+
+async def get_object_meta(call: Call) -> web.StreamResponse:
+    """GetObjectMeta (`?objectMeta`): ETag, size and time only; `oss2.object_exists` uses it."""
+    key = call.target.key
+    check_object_name(key)
+    info = await _head(call.storage, key)
+    headers = {
+        "ETag": f'"{info.etag}"',
+        "Last-Modified": http_date(info.last_modified_ms),
+        # A HEAD answer's Content-Length describes the object; a GET's must describe its
+        # (empty) body, so the size travels in x-oss-object-size there too.
+        "x-oss-object-size": str(info.size),
+        "Content-Length": str(info.size) if call.request.method == "HEAD" else "0",
+    }
+    return web.Response(status=200, headers=headers)
 
 
 async def delete_object(call: Call) -> web.StreamResponse:
