@@ -167,6 +167,12 @@ class ClientConnection:
             raise LocalProtocolError("no stream yet: wait for StreamCreated")
         self._transport.send(csid, type_id, self.stream_id, payload, timestamp_ms, fmt=fmt)
 
+    def send_command(self, name: str, command_object: Any, *args: Any, stream_id: int = 0) -> float:
+        """Any AMF0 command with a fresh transaction id (returned); replies arrive as events."""
+        txn = self._next_txn()
+        self._command(name, txn, command_object, *args, stream_id=stream_id)
+        return txn
+
     def unpublish(self) -> None:
         """FCUnpublish then deleteStream, as libavformat ends a publish."""
         if self.stream_id is None:
