@@ -68,6 +68,8 @@ class Demuxer:
         if tag.codec != "H264":
             return [UnsupportedVideo(tag.codec)]
         if tag.kind == PacketKind.SEQUENCE_HEADER:
+            if not tag.data:  # seen from encoders flushing at stop: nothing to configure
+                return []
             config = parse_avc_decoder_config(tag.data)
             if config == self._video_config:
                 return []
@@ -90,6 +92,8 @@ class Demuxer:
         if tag.codec != "AAC":
             return self._refuse_audio(tag.codec)
         if tag.kind == PacketKind.SEQUENCE_HEADER:
+            if not tag.data:
+                return []
             config = parse_audio_specific_config(tag.data)
             reason = adts_unsupported_reason(config)
             if reason is not None:
