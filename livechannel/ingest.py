@@ -205,6 +205,15 @@ class RtmpProtocol(asyncio.Protocol):
     # --- publish policy ---------------------------------------------------------------------
 
     async def _decide(self, event: PublishRequested) -> None:
+        try:
+            await self._try_publish(event)
+        except Exception:
+            log.exception("publish of %s/%s failed", self.bucket, self.channel)
+            if self.push_id and self.pipeline is None:
+                await self.deps.store.end_push(self.push_id, self.deps.now_ms())
+            self._refuse("NetStream.Publish.Rejected", "internal error")
+
+    async def _try_publish(self, event: PublishRequested) -> None:
         deps = self.deps
         self.stream_id = event.stream_id
         try:
@@ -247,7 +256,8 @@ class RtmpProtocol(asyncio.Protocol):
             )
             return self._refuse(code, text)
         limits = deps.config.limits
-        self.pipeline = PushPipeline(
+        self.push_id = push.push_id
+        pipeline = PushPipeline(
             store=deps.store,
             storage=storage,
             push=push,
@@ -259,15 +269,12 @@ class RtmpProtocol(asyncio.Protocol):
             queue_segments=limits.upload_queue_segments,
             now_ms=deps.now_ms,
         )
-        self.push_id = push.push_id
-        try:
-            await self.pipeline.open()
-        except Exception:
-            log.exception("could not open the pipeline for %s/%s", self.bucket, self.channel)
-            await deps.store.end_push(push.push_id, deps.now_ms())
-            self.pipeline = None
-            return self._refuse("NetStream.Publish.Rejected", "internal error")
+        await pipeline.open()
+        self.pipeline = pipeline
         deps.registry.add(self)
+        if self.transport is None or self.transport.is_closing():
+            await self._end_push("connection closed while deciding")  # peer left meanwhile
+            return
         for timer in self._timers:
             timer.cancel()
         self.conn.accept_publish(event.stream_id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from livechannel.media.frames import AudioConfig, VideoConfig
 
@@ -53,12 +53,12 @@ class PushStats:
     segments: int = 0
     last_keyframe_dts_ms: int | None = None
     storage_error: str = ""
-
-    def __post_init__(self) -> None:
-        self._video_rate = _Rate()
-        self._audio_rate = _Rate()
-        self._frame_dts: deque[int] = deque(maxlen=MAX_SAMPLES)
-        self._keyframe_intervals_ms: deque[int] = deque(maxlen=KEYFRAME_HISTORY)
+    _video_rate: _Rate = field(default_factory=_Rate, repr=False)
+    _audio_rate: _Rate = field(default_factory=_Rate, repr=False)
+    _frame_dts: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_SAMPLES), repr=False)
+    _keyframe_intervals_ms: deque[int] = field(
+        default_factory=lambda: deque(maxlen=KEYFRAME_HISTORY), repr=False
+    )
 
     def on_video_frame(self, now_ms: int, dts_ms: int, size: int, keyframe: bool) -> None:
         self.frames += 1

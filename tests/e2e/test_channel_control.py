@@ -93,6 +93,7 @@ def test_vod_playlists_for_a_push(service: ServiceThread, sample_flv: Path, tmp_
     r = publishers.run(publishers.ffmpeg_copy(sample_flv, service.signed_publish_url("rec")),
                        timeout_s=14 + 30)
     assert r.returncode == 0, r.stderr
+    service.wait_idle("rec")
     end_s = int(time.time()) + 1
     segments = service.call(service.store.segments_between(BUCKET, "rec", 0, 2**62))
     body = bucket.get_vod_playlist("rec", start_s, end_s).read().decode()

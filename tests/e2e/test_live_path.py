@@ -23,6 +23,7 @@ def all_segments(service: ServiceThread, channel: str):  # type: ignore[no-untyp
 def check_output(service: ServiceThread, channel: str, *, frag_duration_s: int, frag_count: int,
                  gop_s: float, min_segments: int, audio: bool = True,
                  playlist: str = "playlist.m3u8") -> None:
+    service.wait_idle(channel)
     text = service.object_path(f"{channel}/{playlist}").read_text()
     pl = validate_media_playlist(text)
     assert len(pl.segments) == frag_count, text

@@ -75,6 +75,7 @@ def test_second_publisher_refused_first_untouched(service: ServiceThread, sample
         assert first.returncode == 0, err
     finally:
         publishers.stop(first)
+    service.wait_idle("one")
     segments = service.call(service.store.segments_between(BUCKET, "one", 0, 2**62))
     assert len(segments) >= 5  # the whole 14 s arrived
     history = service.call(service.store.history(BUCKET, "one", 10))

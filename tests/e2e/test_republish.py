@@ -19,6 +19,7 @@ GRACE_S = 2.0
 def push(svc: ServiceThread, flv: Path) -> None:
     r = publishers.run(publishers.ffmpeg_copy(flv, svc.signed_publish_url("re")), timeout_s=40)
     assert r.returncode == 0, r.stderr
+    svc.wait_idle("re")
 
 
 def test_republish_and_restart_continue_one_playlist(tmp_path: Path, sample_dir: Path) -> None:

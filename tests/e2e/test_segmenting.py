@@ -20,6 +20,7 @@ def test_single_keyframe_stream_is_cut_at_60s(service: ServiceThread, sample_dir
     url = service.signed_publish_url("nokeys", rtmp_port=True)
     r = publishers.run(publishers.ffmpeg_copy(flv, url, realtime=False), timeout_s=60)
     assert r.returncode == 0, r.stderr
+    service.wait_idle("nokeys")
     segments = service.call(service.store.segments_between(BUCKET, "nokeys", 0, 2**62))
     assert len(segments) == 2, [(s.key, s.duration_ms) for s in segments]
     first, rest = segments

@@ -32,17 +32,28 @@ def probe_segment(path: Path) -> SegmentProbe:
     width = height = rate = 0
     with av.open(str(path)) as c:
         streams = [s for s in c.streams if s.type in ("video", "audio")]
-        for packet in c.demux(streams):
-            if packet.size == 0:
-                continue
-            kind = packet.stream.type
-            if kind == "video" and first_key is None:
-                first_key = bool(packet.is_keyframe)
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError as e:
-                errors.append(f"{kind} packet at {packet.pts}: {e}")
-                continue
+        def decoded():  # type: ignore[no-untyped-def]
+            nonlocal first_key
+            for packet in c.demux(streams):
+                kind = packet.stream.type
+                if packet.size == 0:
+                    continue
+                if kind == "video" and first_key is None:
+                    first_key = bool(packet.is_keyframe)
+                try:
+                    yield kind, packet.decode()
+                except av.error.FFmpegError as e:
+                    errors.append(f"{kind} packet at {packet.pts}: {e}")
+            for stream in streams:  # drain the decoders: B-frames leave frames inside
+                try:
+                    frames = stream.codec_context.decode(None)
+                    for f in frames:
+                        f.time_base = f.time_base or stream.time_base
+                    yield stream.type, frames
+                except av.error.FFmpegError as e:
+                    errors.append(f"{stream.type} flush: {e}")
+
+        for kind, frames in decoded():
             for frame in frames:
                 t = float(frame.pts * frame.time_base) if frame.pts is not None else None
                 if kind == "video":
@@ -62,6 +73,9 @@ def probe_segment(path: Path) -> SegmentProbe:
 
 def ffmpeg_decode_errors(path: Path) -> str:
     """`ffmpeg -v error` decoding the whole file: empty output means a clean decode."""
+    # -enc_time_base: the null muxer would otherwise round our timestamps into its own time
+    # base and complain about DTS order that our stream does not have.
     r = subprocess.run(["ffmpeg", "-hide_banner", "-v", "error", "-nostdin", "-i", str(path),
-                        "-f", "null", "-"], capture_output=True, text=True, timeout=60)
+                        "-enc_time_base", "1/90000", "-f", "null", "-"],
+                       capture_output=True, text=True, timeout=60)
     return (r.stderr + ("" if r.returncode == 0 else f"\nexit {r.returncode}")).strip()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
@@ -118,6 +119,15 @@ class ServiceThread:
 
     def object_path(self, key: str, bucket: str = BUCKET) -> Path:
         return self.config.data_dir / "buckets" / bucket / key
+
+    def wait_idle(self, channel: str, bucket: str = BUCKET, timeout_s: float = 15.0) -> None:
+        """Wait until the channel's push has ended (its last segment flushed and indexed):
+        a publisher's exit does not mean we have finished writing."""
+        deadline = time.monotonic() + timeout_s
+        while self.call(self.store.live_push(bucket, channel)) is not None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{channel}: push still running after {timeout_s}s")
+            time.sleep(0.05)
 
     def signed_publish_url(self, channel: str, *, playlist: str = "playlist.m3u8",
                            expires_s: int = 3600, rtmp_port: bool = False) -> str:
