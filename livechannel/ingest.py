@@ -47,6 +47,7 @@ REFUSAL_TEXT: dict[type[OssError], str] = {
     LiveChannelDisabled: "channel disabled",
     ChannelStillLive: "channel is already live",
 }
+UNPUBLISHED_LINGER_S = 5.0  # after unpublish, the client closes; we close if it does not
 MIN_PLAYLIST_NAME = 6  # seed 10.4: PlaylistName is 6..128 characters and ends in .m3u8
 MAX_PLAYLIST_NAME = 128
 
@@ -167,8 +168,11 @@ class RtmpProtocol(asyncio.Protocol):
                 asyncio.create_task(self._decide(event))
             elif isinstance(event, Unpublished):
                 if self.pipeline is not None and event.stream_id == self.stream_id:
-                    self._waiting = True
-                    asyncio.create_task(self._end_push("unpublished"))
+                    # Keep the socket: clients send more commands after FCUnpublish and treat
+                    # a close from our side as an error (GStreamer rtmp2sink); they close it.
+                    asyncio.create_task(self._end_push("unpublished", close=False))
+                    loop = asyncio.get_running_loop()
+                    self._timers.append(loop.call_later(UNPUBLISHED_LINGER_S, self._close))
             elif isinstance(event, PlayRefused):
                 self._log("refused play of %r: playing over RTMP is not supported", event.name)
                 self._flush()
@@ -304,13 +308,14 @@ class RtmpProtocol(asyncio.Protocol):
         else:
             self._close()
 
-    async def _end_push(self, reason: str) -> None:
+    async def _end_push(self, reason: str, *, close: bool = True) -> None:
         pipeline, self.pipeline = self.pipeline, None
         self._ending = True
         if pipeline is None:
             return
         deps = self.deps
-        self._close()
+        if close:
+            self._close()
         try:
             await pipeline.close()
         except Exception:
