@@ -73,6 +73,9 @@ class Limits:
 class BucketConfig:
     name: str
     acl: Acl = Acl.PRIVATE
+    # Where the bucket's objects live: {} = the local filesystem under data_dir; otherwise a
+    # table interpreted by `livechannel.storage.factory` (e.g. {"type": "s3", ...}).
+    storage: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +161,11 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
         cfg = replace(cfg, end_grace_s=float(raw["end_grace_s"]))
     if "buckets" in raw:
         buckets = tuple(
-            BucketConfig(str(b["name"]), _acl(str(b.get("acl", "private")), "buckets.acl"))
+            BucketConfig(
+                str(b["name"]),
+                _acl(str(b.get("acl", "private")), "buckets.acl"),
+                dict(b.get("storage", {})),
+            )
             for b in raw["buckets"]
         )
         if not buckets:

@@ -26,7 +26,7 @@ from livechannel.hls.playlist import target_duration_s
 from livechannel.ingest import IngestDeps, IngestServer
 from livechannel.registry import Registry
 from livechannel.sniff import SniffingProtocol
-from livechannel.storage.local import LocalStorage
+from livechannel.storage.factory import make_storage
 from livechannel.store.base import ChannelConfig, MetadataStore
 from livechannel.store.sqlite import SqliteStore
 from livechannel.urls import ServiceUrls
@@ -37,7 +37,6 @@ SHUTDOWN_TIMEOUT_S = 10.0  # flushing open segments takes one storage put each
 STALE_PUSH_MS = 5_000  # a push whose owner has not heartbeaten for 5 s is dead (kill -9)
 STALE_SWEEP_INTERVAL_S = 2.0
 DB_FILE = "livechannel.db"
-BUCKETS_DIR = "buckets"
 
 
 def now_ms() -> int:
@@ -74,7 +73,7 @@ async def serve(
     now = now_ms()
     for bucket in config.buckets:
         await store.ensure_bucket(bucket.name, bucket.acl, now)
-        storages[bucket.name] = LocalStorage(str(data_dir / BUCKETS_DIR / bucket.name))
+        storages[bucket.name] = make_storage(bucket, data_dir)
     if config.demo_channel and await store.get_channel(config.default_bucket, config.demo_channel) is None:
         await store.put_channel(config.default_bucket, config.demo_channel, ChannelConfig(), now)
 
