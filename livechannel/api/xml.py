@@ -65,7 +65,8 @@ def child_text(parent: ET.Element, tag: str) -> str | None:
 
 def _escape(text: str) -> str:
     text = _NOT_XML_CHAR.sub("\ufffd", text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("\r", "&#13;")  # a literal CR would be read back as LF (XML 1.0 2.11)
 
 
 def _render_node(tag: str, value: object, out: list[str]) -> None:

@@ -8,6 +8,7 @@ import oss2
 import pytest
 from oss2.models import LiveChannelInfo, LiveChannelInfoTarget
 
+from livechannel.store.base import ChannelConfig
 from tests.api.conftest import PRIVATE, Service, sync
 
 
@@ -245,9 +246,9 @@ async def test_history_at_most_ten_oldest_first(service: Service) -> None:
 
 async def test_list_pages_with_markers_and_iterator(service: Service) -> None:
     bucket = service.bucket()
-    names = sorted(f"ch-{i:03d}" for i in range(130)) + ["other"]
+    names = [*sorted(f"ch-{i:03d}" for i in range(130)), "other"]
     for name in names:
-        await service.store.put_channel(PRIVATE, name, _default_config(), service.clock())
+        await service.store.put_channel(PRIVATE, name, ChannelConfig(), service.clock())
     first = await sync(bucket.list_live_channel)
     assert first.max_keys == 100 and first.is_truncated
     assert [c.name for c in first.channels] == names[:100]
@@ -278,9 +279,3 @@ async def test_list_max_keys_limits(service: Service) -> None:
 async def test_unknown_bucket(service: Service) -> None:
     with pytest.raises(oss2.exceptions.NoSuchBucket):
         await sync(service.bucket("nobucket").list_live_channel)
-
-
-def _default_config():  # noqa: ANN202 - tiny local helper
-    from livechannel.store.base import ChannelConfig
-
-    return ChannelConfig()

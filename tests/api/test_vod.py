@@ -13,11 +13,12 @@ from tests.api.conftest import PRIVATE, Service, sync
 T0_S = 1_543_895_700  # a push that started at this Unix time
 
 
-async def _segments(service: Service, channel: str, durations_ms: list[int], *,
-                    start_s: int = T0_S, new_push_at: int | None = None) -> list[Segment]:  # fmt: skip
+async def _segments(
+    service: Service, channel: str, durations_ms: list[int], *, new_push_at: int | None = None
+) -> list[Segment]:
     storage = service.storages[PRIVATE]
     out = []
-    start_ms = start_s * 1000
+    start_ms = T0_S * 1000
     for seq, duration_ms in enumerate(durations_ms):
         key = f"{channel}/{start_ms}.ts"
         data = f"segment {seq}".encode()
