@@ -44,10 +44,10 @@ class StreamCreated:
 class StatusReceived:
     """Any onStatus (Publish.Start included, which is also reported as PublishStarted)."""
 
-    stream_id: int
     level: str
     code: str
     description: str
+    stream_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +126,8 @@ class ClientConnection:
     def receive_data(self, data: bytes) -> None:
         if self.state is ClientState.IDLE:
             raise LocalProtocolError("initiate() first")
+        if not data:
+            return
         self._transport.account(len(data))
         if self.state is ClientState.AWAIT_S0S1S2:
             data = self._handshake(data)
@@ -249,9 +251,8 @@ class ClientConnection:
         elif name == "onStatus":
             info = args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
             level, code = str(info.get("level", "")), str(info.get("code", ""))
-            self._events.append(
-                StatusReceived(stream_id, level, code, str(info.get("description", "")))
-            )
+            description = str(info.get("description", ""))
+            self._events.append(StatusReceived(level, code, description, stream_id))
             if code == "NetStream.Publish.Start" and self.state is ClientState.PUBLISH_SENT:
                 self.state = ClientState.PUBLISHING
                 self._events.append(PublishStarted(stream_id))
