@@ -13,7 +13,7 @@ from livechannel.api.auth import authenticate, authorize
 from livechannel.api.call import Call
 from livechannel.api.context import ApiContext
 from livechannel.api.dispatch import resolve
-from livechannel.api.middleware import make_common_headers, make_error_middleware
+from livechannel.api.middleware import errors_middleware, make_common_headers
 from livechannel.errors import NoSuchBucket
 from livechannel.store.base import Acl
 
@@ -43,7 +43,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
 
 
 def create_app(ctx: ApiContext) -> web.Application:
-    app = web.Application(middlewares=[make_error_middleware(ctx)])
+    app = web.Application(middlewares=[errors_middleware])
     app[CTX_KEY] = ctx
     app.router.add_route("*", "/{tail:.*}", _handle)
     app.on_response_prepare.append(make_common_headers(ctx))

@@ -46,42 +46,37 @@ def _host_id(request: web.BaseRequest) -> str:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_error_middleware(
-    ctx: ApiContext,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    @web.middleware
-    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = new_request_id()
-        request[REQUEST_ID] = request_id
-        try:
-            response = await handler(request)
-        except OssError as e:
-            response = error_response(e, request.method, request_id, _host_id(request))
-        except StorageError as e:
-            log.warning(
-                "storage failed rid=%s %s %s: %s", request_id, request.method, request.path, e
-            )
-            error: OssError = (
-                InternalError("the object store failed")
-                if e.permanent
-                else ServiceUnavailable("the object store is unavailable; retry")
-            )
-            response = error_response(error, request.method, request_id, _host_id(request))
-        except (web.HTTPException, StreamAborted):
-            raise  # aiohttp's own answers; or too late to answer (headers already sent)
-        except Exception:
-            log.exception("unexpected error rid=%s %s %s", request_id, request.method, request.path)
-            response = error_response(
-                InternalError("we encountered an internal error; please try again"),
-                request.method,
-                request_id,
-                _host_id(request),
-            )
-        # The path only: the query may carry a Signature, which is never logged.
-        log.info("%s %s -> %d rid=%s", request.method, request.path, response.status, request_id)
-        return response
-
-    return errors
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = new_request_id()
+    request[REQUEST_ID] = request_id
+    try:
+        response = await handler(request)
+    except OssError as e:
+        response = error_response(e, request.method, request_id, _host_id(request))
+    except StorageError as e:
+        log.warning("storage failed rid=%s %s %s: %s", request_id, request.method, request.path, e)
+        error: OssError = (
+            InternalError("the object store failed")
+            if e.permanent
+            else ServiceUnavailable("the object store is unavailable; retry")
+        )
+        response = error_response(error, request.method, request_id, _host_id(request))
+    except (web.HTTPException, StreamAborted):
+        raise  # aiohttp's own answers; or too late to answer (headers already sent)
+    except Exception:
+        log.exception("unexpected error rid=%s %s %s", request_id, request.method, request.path)
+        response = error_response(
+            InternalError("we encountered an internal error; please try again"),
+            request.method,
+            request_id,
+            _host_id(request),
+        )
+    # The path only: the query may carry a Signature, which is never logged. Successes are
+    # debug-level: players fetch a segment every few seconds.
+    level = logging.DEBUG if response.status < 400 else logging.INFO
+    log.log(level, "%s %s -> %d rid=%s", request.method, request.path, response.status, request_id)
+    return response
 
 
 def make_common_headers(

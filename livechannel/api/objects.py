@@ -10,6 +10,7 @@ parameters override the answer's headers (seed 7.3); an anonymous one's are igno
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -28,6 +29,8 @@ from livechannel.errors import (
     ServiceUnavailable,
 )
 from livechannel.storage.base import ObjectInfo, ObjectStorage
+
+log = logging.getLogger("livechannel.api")
 
 PLAYLIST_CACHE_CONTROL = "max-age=1"  # replaced after every segment (seed 10.4)
 SEGMENT_CACHE_CONTROL = "max-age=31536000, immutable"  # a segment's bytes never change
@@ -202,7 +205,12 @@ async def _stream(
         async for chunk in chunks:
             await response.write(chunk)
         await response.write_eof()
+    except ConnectionError:
+        # The player went away (seeking, closing the tab): routine, not an error. aiohttp
+        # sees the dead transport when it finishes the response and drops the connection.
+        log.debug("client disconnected during %s", info.key)
     except Exception as e:
+        # Our side failed: the connection must close, or a short body would desync it.
         raise StreamAborted(f"object body failed after the headers were sent: {e!r}") from e
     finally:
         await _close(chunks)

@@ -535,3 +535,28 @@ async def test_response_override_refuses_header_injection(
     async with http.get(url(service, target), headers=headers) as r:
         assert r.status == 400 and code(await r.read()) == "InvalidArgument"
         assert "Set-Cookie" not in r.headers
+
+
+async def test_storage_failure_mid_body_closes_the_connection(
+    service: Service, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = service.storages[PRIVATE]
+    info = await storage.put("big.ts", b"x" * 1000, "video/MP2T")
+
+    async def failing_chunks() -> AsyncIterator[bytes]:
+        yield b"x" * 100
+        raise StorageError("disk read failed")
+
+    async def get(key: str, start: int = 0, end: int | None = None) -> object:
+        return info, failing_chunks()
+
+    monkeypatch.setattr(storage, "get", get)
+    headers = sign("GET", PRIVATE, "big.ts", [], date=now(service))
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with http.get(url(service, f"/{PRIVATE}/big.ts"), headers=headers) as r:
+            assert r.status == 200 and r.headers["Content-Length"] == "1000"
+            await r.read()  # short body, then the server closes: never a silent truncation
+    monkeypatch.undo()
+    headers = sign("GET", PRIVATE, "big.ts", [], date=now(service))
+    async with http.get(url(service, f"/{PRIVATE}/big.ts"), headers=headers) as r:
+        assert await r.read() == b"x" * 1000
