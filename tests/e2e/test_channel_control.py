@@ -66,6 +66,7 @@ def test_stat_history_and_kick(service: ServiceThread) -> None:
         assert bucket.get_live_channel_stat("studio").status == "Disabled"
     finally:
         publishers.stop(pub)
+    service.wait_idle("studio")
     history = bucket.get_live_channel_history("studio").records
     assert len(history) == 1
     assert history[0].remote_addr.startswith("127.0.0.1:")
@@ -77,6 +78,7 @@ def test_stat_history_and_kick(service: ServiceThread) -> None:
     bucket.put_live_channel_status("studio", "enabled")
     r = publishers.run(publishers.ffmpeg_live(url, duration_s=3, gop_s=1), timeout_s=20)
     assert r.returncode == 0, r.stderr
+    service.wait_idle("studio")
     assert len(bucket.get_live_channel_history("studio").records) == 2
 
     # Deleting the channel keeps its objects.
