@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from livechannel.hls.playlist import MediaPlaylist, PlaylistEntry
+from livechannel.hls.playlist import MediaPlaylist, PlaylistEntry, rounded_s
 from livechannel.store.base import MetadataStore, Segment
 
 
@@ -49,8 +49,11 @@ class LiveWindow:
 
     def playlist(self, *, ended: bool) -> MediaPlaylist:
         first_seq = self.segments[0].seq if self.segments else 0
+        # Segments written under an older, larger bound (the channel was re-created with a
+        # longer FragDuration) must still fit: never render an EXTINF above TARGETDURATION.
+        longest_s = max((rounded_s(s.duration_ms) for s in self.segments), default=1)
         return MediaPlaylist(
-            target_duration_s=self.target_duration_s,
+            target_duration_s=max(self.target_duration_s, longest_s),
             media_sequence=first_seq,
             discontinuity_sequence=self.discontinuity_sequence,
             entries=tuple(
