@@ -98,7 +98,7 @@ def test_vod_playlists_for_a_push(service: ServiceThread, sample_flv: Path, tmp_
     service.wait_idle("rec")
     end_s = int(time.time()) + 1
     segments = service.call(service.store.segments_between(BUCKET, "rec", 0, 2**62))
-    body = bucket.get_vod_playlist("rec", start_s, end_s).read().decode()
+    body = bucket.get_vod_playlist("rec", start_s, end_s).playlist
     assert body.rstrip().endswith("#EXT-X-ENDLIST")
     assert body.count("#EXTINF") == len(segments)
     bucket.post_vod_playlist("rec", "vod.m3u8", start_s, end_s)

@@ -91,6 +91,7 @@ def test_public_read_write_bucket_needs_no_signature(tmp_path: Path, sample_flv:
         url = f"rtmp://127.0.0.1:{svc.rtmp_port}/live/open"  # plain form, default bucket
         r = publishers.run(publishers.ffmpeg_copy(sample_flv, url, realtime=False), timeout_s=60)
         assert r.returncode == 0, r.stderr
+        svc.wait_idle("open")
         assert svc.object_path("open/playlist.m3u8").exists()
     finally:
         svc.stop()

@@ -37,7 +37,9 @@ def test_republish_and_restart_continue_one_playlist(tmp_path: Path, sample_dir:
         push(svc, flv)  # republish within the grace period
         second = history.add(playlist(svc))
         assert second.media_sequence > first.media_sequence
-        assert any(seg.discontinuity for seg in second.segments)
+        # The second push's first segment is a discontinuity (it may have scrolled out of the
+        # 4-segment window already, then DISCONTINUITY-SEQUENCE counts it).
+        assert any(seg.discontinuity for seg in second.segments) or second.discontinuity_sequence == 1
     finally:
         svc.stop()
 
@@ -46,7 +48,7 @@ def test_republish_and_restart_continue_one_playlist(tmp_path: Path, sample_dir:
         push(svc, flv)
         third = history.add(playlist(svc))
         assert third.media_sequence > second.media_sequence
-        assert third.segments[0].discontinuity or third.discontinuity_sequence > 0
+        assert any(seg.discontinuity for seg in third.segments) or third.discontinuity_sequence == 2
         time.sleep(GRACE_S + 1.5)
         text = playlist(svc)
         final = history.add(text)
