@@ -11,7 +11,7 @@ import shlex
 import signal
 import sys
 import time
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from livechannel import __version__, signing
 from livechannel.config import Config, ConfigError, ensure_credentials, load
@@ -31,13 +31,28 @@ def signed_publish_url(cfg: Config, running: Running, channel: str, expires_s: i
     return f"{base}?OSSAccessKeyId={key_id}&Expires={expires_s}&Signature={quote(sig, safe='')}"
 
 
+def signed_play_url(cfg: Config, running: Running, channel: str, expires_s: int) -> str:
+    """A play URL any HLS player can use: for a private bucket, signed with
+    `x-oss-process=hls/sign` so the segment URIs in the playlist come back signed too."""
+    bucket = cfg.buckets[0]
+    url = running.urls.play_url(bucket.name, channel, "playlist.m3u8")
+    if bucket.acl != Acl.PRIVATE:
+        return url
+    key_id, secret = next(iter(cfg.access_keys.items()))
+    process = [("x-oss-process", "hls/sign")]
+    params = signing.sign_url_params(
+        key_id, secret, "GET", bucket.name, f"{channel}/playlist.m3u8", expires_s, process
+    )
+    return f"{url}?{urlencode(process + params, quote_via=quote)}"
+
+
 def banner(cfg: Config, running: Running) -> str:
     bucket = cfg.buckets[0]
     channel = cfg.demo_channel
     expires = int(time.time()) + BANNER_URL_LIFETIME_S
     url = signed_publish_url(cfg, running, channel, expires)
     server_part, _, key_part = url.rpartition("/")
-    play = running.urls.play_url(bucket.name, channel, "playlist.m3u8")
+    play = signed_play_url(cfg, running, channel, expires)
     key_id = next(iter(cfg.access_keys))
     sample = "samples/sample.flv"
     lines = [
@@ -55,10 +70,8 @@ def banner(cfg: Config, running: Running) -> str:
         "OBS: Settings → Stream → Service 'Custom…'",
         f"  Server      {server_part}",
         f"  Stream Key  {key_part}",
-        "Play (HLS):",
-        f"  {play}" + ("" if bucket.acl != Acl.PRIVATE else
-                       "   (private bucket: sign it, e.g. oss2 sign_url with "
-                       "params={'x-oss-process': 'hls/sign'})"),
+        "Play (HLS)" + (", signed for 7 days:" if bucket.acl == Acl.PRIVATE else ":"),
+        f"  ffplay {shlex.quote(play)}",
     ]
     return "\n".join(lines)
 

@@ -86,4 +86,8 @@ def resolve(app: str, stream_name: str, tc_url: str, *, domain: str, default_buc
         raise PublishUrlError("no channel name in the publish URL")
     if "/" in channel or "\\" in channel or "\x00" in channel:
         raise PublishUrlError("invalid channel name")
+    try:
+        channel.encode("utf-8")  # librtmp may hand us raw bytes (surrogate-escaped)
+    except UnicodeEncodeError:
+        raise PublishUrlError("channel name is not valid UTF-8") from None
     return PublishTarget(bucket=bucket, channel=channel, params=parse_params(query))
