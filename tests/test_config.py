@@ -1,0 +1,70 @@
+"""Config layers: defaults < TOML < environment < flags; keys generated once, owner-only."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from livechannel.config import ConfigError, Listen, ensure_credentials, load
+from livechannel.store.base import Acl
+
+
+def test_defaults() -> None:
+    cfg = load(None, {}, {})
+    assert cfg.rtmp_listen == Listen("0.0.0.0", 1935)
+    assert cfg.http_listen == Listen("0.0.0.0", 8080)
+    assert cfg.default_bucket == "live" and cfg.buckets[0].acl == Acl.PRIVATE
+    assert cfg.data_dir == Path("data")
+
+
+def test_layers_in_order(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text(
+        'data_dir = "/srv/a"\nrtmp_listen = "127.0.0.1:1000"\nhttp_listen = "127.0.0.1:2000"\n'
+        '[[buckets]]\nname = "tv"\nacl = "public-read"\n'
+        '[[access_keys]]\nid = "K1"\nsecret = "S1"\n[limits]\nidle_timeout_s = 5\n'
+    )
+    env = {"LIVECHANNEL_RTMP_LISTEN": "127.0.0.1:1001", "LIVECHANNEL_BUCKET_ACL": "private",
+           "LIVECHANNEL_ACCESS_KEY_ID": "K2", "LIVECHANNEL_ACCESS_KEY_SECRET": "S2"}
+    cfg = load(str(toml), env, {"http_listen": "[::1]:3000", "data_dir": None})
+    assert cfg.data_dir == Path("/srv/a")  # TOML; flag None means "not given"
+    assert cfg.rtmp_listen.port == 1001  # env beats TOML
+    assert cfg.http_listen == Listen("::1", 3000)  # flag beats everything
+    assert cfg.buckets[0].name == "tv" and cfg.buckets[0].acl == Acl.PRIVATE
+    assert dict(cfg.access_keys) == {"K2": "S2"}
+    assert cfg.limits.idle_timeout_s == 5
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "toml", "message"),
+    [
+        ({}, {"rtmp_listen": "nope"}, "", "expected HOST:PORT"),
+        ({}, {"bucket_acl": "open"}, "", "expected one of"),
+        ({"LIVECHANNEL_ACCESS_KEY_ID": "x"}, {}, "", "set both"),
+        ({}, {"workers": "0"}, "", "at least 1"),
+        ({}, {}, "colour = 1\n", "unknown configuration keys"),
+        ({}, {}, "[limits]\nfoo = 1\n", "unknown limits"),
+        ({}, {}, "this is not toml", "config file"),
+    ],
+)
+def test_errors_name_the_value(tmp_path: Path, env: dict[str, str], flags: dict[str, str],
+                               toml: str, message: str) -> None:
+    path = None
+    if toml:
+        path = tmp_path / "c.toml"
+        path.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load(str(path) if path else None, env, flags)
+
+
+def test_generated_credentials_are_kept_and_owner_only(tmp_path: Path) -> None:
+    cfg = load(None, {}, {"data_dir": str(tmp_path / "d")})
+    first = ensure_credentials(cfg)
+    key_file = tmp_path / "d" / "credentials.json"
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    second = ensure_credentials(cfg)
+    assert dict(first.access_keys) == dict(second.access_keys)
+    assert len(next(iter(first.access_keys.values()))) >= 30
