@@ -65,8 +65,17 @@ class Limits:
     max_segment_s: int = 60
     # Largest RTMP message we reassemble (a 1080p high-bitrate keyframe is ~1–2 MB).
     max_rtmp_message_bytes: int = 8 * 1024 * 1024
-    # Concurrent HTTP requests in flight; more queue in the kernel's backlog.
+    # Largest Set Chunk Size a publisher may ask for: the 24-bit message length can never fill
+    # a bigger chunk; real clients use 128..65536.
+    max_rtmp_chunk_size: int = 0xFFFFFF
+    # Largest video/audio frame (one FLV tag body); one frame is at most one RTMP message.
+    max_access_unit_bytes: int = 8 * 1024 * 1024
+    # Concurrent HTTP requests in flight; beyond this we answer 503 at once instead of queueing.
     max_http_requests: int = 1024
+    # LiveChannel XML bodies are < 1 KiB; anything this big is not a client of ours.
+    max_xml_body_bytes: int = 64 * 1024
+    # An HTTP connection idle (or stuck mid-request, slowloris) this long is closed.
+    http_idle_timeout_s: float = 75.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +195,13 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
         bad = set(raw["limits"]) - limit_names
         if bad:
             raise ConfigError(f"unknown limits: {', '.join(sorted(bad))}")
+        kinds = {f.name: f.type for f in fields(Limits)}
+        for name, value in raw["limits"].items():
+            wanted = (int,) if kinds[name] == "int" else (int, float)
+            if isinstance(value, bool) or not isinstance(value, wanted) or value <= 0:
+                raise ConfigError(
+                    f"limits.{name}: expected a positive {kinds[name]}, got {value!r}"
+                )
         cfg = replace(cfg, limits=replace(cfg.limits, **raw["limits"]))
     return cfg
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -23,9 +22,10 @@ from livechannel.errors import (
     NoSuchLiveChannel,
     OssError,
 )
+from livechannel.gate import ConnectionGate
 from livechannel.hls.pipeline import PublishRefused, PushPipeline, end_playlist
-from livechannel.hls.playlist import target_duration_s
-from livechannel.rtmp.connection import ServerConnection
+from livechannel.registry import Registry
+from livechannel.rtmp.connection import ConnectionState, ServerConnection
 from livechannel.rtmp.errors import RtmpError
 from livechannel.rtmp.events import (
     AudioData,
@@ -36,9 +36,9 @@ from livechannel.rtmp.events import (
     Unpublished,
     VideoData,
 )
+from livechannel.rtmp.limits import RtmpLimits
 from livechannel.storage.base import ObjectStorage
 from livechannel.store.base import Acl, MetadataStore
-from livechannel.registry import Registry
 
 log = logging.getLogger("livechannel.ingest")
 
@@ -51,6 +51,18 @@ REFUSAL_TEXT: dict[type[OssError], str] = {
 UNPUBLISHED_LINGER_S = 5.0  # after unpublish, the client closes; we close if it does not
 MIN_PLAYLIST_NAME = 6  # seed 10.4: PlaylistName is 6..128 characters and ends in .m3u8
 MAX_PLAYLIST_NAME = 128
+HANDSHAKE_STATES = frozenset({ConnectionState.AWAIT_C0C1, ConnectionState.AWAIT_C2})
+
+
+def rtmp_limits(config: Config) -> RtmpLimits:
+    """The RTMP core's bounds, from the configured limits."""
+    limits = config.limits
+    return RtmpLimits(
+        max_message_bytes=limits.max_rtmp_message_bytes,
+        max_peer_chunk_size=limits.max_rtmp_chunk_size,
+        # a few interleaved maximum-size messages at once (the core's own default ratio)
+        max_partial_bytes=2 * limits.max_rtmp_message_bytes,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +82,10 @@ class IngestServer:
     def __init__(self, deps: IngestDeps) -> None:
         self.deps = deps
         self.connections: set[RtmpProtocol] = set()
-        self.per_ip: Counter[str] = Counter()
+        self.tasks: set[asyncio.Task[None]] = set()  # per-connection background work
+        limits = deps.config.limits
+        self.gate = ConnectionGate(limits.max_connections, limits.max_connections_per_ip)
+        self.rtmp_limits = rtmp_limits(deps.config)
         self._ids = itertools.count(1)
 
     def protocol(self) -> RtmpProtocol:
@@ -89,7 +104,7 @@ class RtmpProtocol(asyncio.Protocol):
         self.server = server
         self.deps = server.deps
         limits = self.deps.config.limits
-        self.conn = ServerConnection()
+        self.conn = ServerConnection(limits=server.rtmp_limits)
         self.conn_id = conn_id
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -102,10 +117,14 @@ class RtmpProtocol(asyncio.Protocol):
         self.push_id = 0
         self._waiting = False  # a publish decision or storage room is awaited: don't pump
         self._ending = False
+        self._admitted = False  # counted by the gate: release on connection_lost
         self._timers: list[asyncio.TimerHandle] = []
         loop = asyncio.get_running_loop()
         self.finished: asyncio.Future[None] = loop.create_future()
-        self._timers.append(loop.call_later(limits.handshake_timeout_s, self._deadline, "connect"))
+        self._handshake_timer = loop.call_later(
+            limits.handshake_timeout_s, self._deadline, "handshake"
+        )
+        self._timers.append(self._handshake_timer)
         self._timers.append(loop.call_later(limits.publish_timeout_s, self._deadline, "publish"))
 
     # --- asyncio callbacks ----------------------------------------------------------------
@@ -117,18 +136,17 @@ class RtmpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.ip = str(peer[0])
         self.peer = f"{peer[0]}:{peer[1]}"
-        limits = self.deps.config.limits
+        refusal = self.server.gate.admit(self.ip)
+        if refusal is not None:
+            self._log("refused: %s", refusal)
+            self._cancel_timers()
+            transport.abort()
+            return
+        self._admitted = True
         self.server.connections.add(self)
-        self.server.per_ip[self.ip] += 1
-        if len(self.server.connections) > limits.max_connections:
-            self._log("refused: too many connections (%d)", limits.max_connections)
-            transport.abort()
-        elif self.server.per_ip[self.ip] > limits.max_connections_per_ip:
-            self._log("refused: too many connections from %s", self.ip)
-            transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.closing:
+        if self.conn.closing or not self._admitted:
             return
         try:
             self.conn.receive_data(data)
@@ -136,19 +154,20 @@ class RtmpProtocol(asyncio.Protocol):
             self._log("protocol error: %s", e)
             self._close()
             return
+        if self.conn.state not in HANDSHAKE_STATES:
+            self._handshake_timer.cancel()
         self._pump()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in self._timers:
-            timer.cancel()
+        self._cancel_timers()
+        if self._admitted:
+            self._admitted = False
+            self.server.gate.release(self.ip)
         self.server.connections.discard(self)
-        self.server.per_ip[self.ip] -= 1
-        if self.server.per_ip[self.ip] <= 0:
-            del self.server.per_ip[self.ip]
         if self.pipeline is not None:
-            asyncio.create_task(self._end_push("connection closed"))
-        elif not self.finished.done():
-            self.finished.set_result(None)
+            self._spawn(self._end_push("connection closed"))
+        elif not self._ending and not self.finished.done():
+            self.finished.set_result(None)  # no push: nothing to flush
 
     # --- event pump -------------------------------------------------------------------------
 
@@ -167,12 +186,12 @@ class RtmpProtocol(asyncio.Protocol):
             elif isinstance(event, PublishRequested):
                 self._waiting = True
                 self._pause()
-                asyncio.create_task(self._decide(event))
+                self._spawn(self._decide(event))
             elif isinstance(event, Unpublished):
                 if self.pipeline is not None and event.stream_id == self.stream_id:
                     # Keep the socket: clients send more commands after FCUnpublish and treat
                     # a close from our side as an error (GStreamer rtmp2sink); they close it.
-                    asyncio.create_task(self._end_push("unpublished", close=False))
+                    self._spawn(self._end_push("unpublished", close=False))
                     loop = asyncio.get_running_loop()
                     self._timers.append(loop.call_later(UNPUBLISHED_LINGER_S, self._close))
             elif isinstance(event, PlayRefused):
@@ -184,6 +203,10 @@ class RtmpProtocol(asyncio.Protocol):
     def _media(self, event: VideoData | AudioData) -> None:
         pipeline = self.pipeline
         if pipeline is None or self._ending:
+            return
+        max_au = self.deps.config.limits.max_access_unit_bytes
+        if len(event.payload) > max_au:
+            self.kick(f"a frame of {len(event.payload)} bytes is over the {max_au}-byte limit")
             return
         try:
             if isinstance(event, VideoData):
@@ -200,7 +223,7 @@ class RtmpProtocol(asyncio.Protocol):
         if pipeline.backlog_full:
             self._waiting = True
             self._pause()
-            asyncio.create_task(self._wait_for_room(pipeline))
+            self._spawn(self._wait_for_room(pipeline))
 
     async def _wait_for_room(self, pipeline: PushPipeline) -> None:
         await pipeline.wait_for_room()
@@ -281,8 +304,7 @@ class RtmpProtocol(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             await self._end_push("connection closed while deciding")  # peer left meanwhile
             return
-        for timer in self._timers:
-            timer.cancel()
+        self._cancel_timers()
         self.conn.accept_publish(event.stream_id)
         self._log("publishing (playlist %s)", playlist)
         self._waiting = False
@@ -306,7 +328,7 @@ class RtmpProtocol(asyncio.Protocol):
             self.conn.send_status(self.stream_id, "error", "NetStream.Publish.Rejected", reason)
             self._flush()
             self._ending = True
-            asyncio.create_task(self._end_push(reason))
+            self._spawn(self._end_push(reason))
         else:
             self._close()
 
@@ -314,7 +336,15 @@ class RtmpProtocol(asyncio.Protocol):
         pipeline, self.pipeline = self.pipeline, None
         self._ending = True
         if pipeline is None:
-            return
+            return  # another call is ending it and will resolve `finished`
+        try:
+            await self._finish_push(pipeline, reason, close=close)
+        finally:
+            # Only now: shutdown waits on `finished` for the flush, not for the socket.
+            if not self.finished.done():
+                self.finished.set_result(None)
+
+    async def _finish_push(self, pipeline: PushPipeline, reason: str, *, close: bool) -> None:
         deps = self.deps
         if close:
             self._close()
@@ -334,8 +364,6 @@ class RtmpProtocol(asyncio.Protocol):
             channel,
             lambda: end_playlist(store, storage, bucket, channel, name, frag_count, target_s),
         )
-        if not self.finished.done():
-            self.finished.set_result(None)
 
     # --- LiveSession protocol (registry) ---------------------------------------------------
 
@@ -348,6 +376,18 @@ class RtmpProtocol(asyncio.Protocol):
         return pipeline.last_media_ms if pipeline is not None else self.deps.now_ms()
 
     # --- plumbing ---------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        """Run `coro` in the background, referenced until done (the loop keeps only a weak
+        reference, so an unreferenced task may be collected mid-flight)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.server.tasks.add(task)
+        task.add_done_callback(self.server.tasks.discard)
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
 
     def _deadline(self, what: str) -> None:
         if self.pipeline is None and not self._ending:

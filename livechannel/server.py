@@ -118,14 +118,24 @@ async def serve(
             urls=urls,
             now_ms=now_ms,
             on_channel_disabled=registry.kick,
+            max_xml_body_bytes=config.limits.max_xml_body_bytes,
+            max_http_requests=config.limits.max_http_requests,
         )
     )
-    runner = web.AppRunner(api, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        api,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=config.limits.http_idle_timeout_s,
+    )
     await runner.setup()
     http_handler = runner.server
     assert http_handler is not None
     http_server = await loop.create_server(
-        lambda: SniffingProtocol(ingest.protocol, http_handler), sock=http_sock
+        lambda: SniffingProtocol(
+            ingest.protocol, http_handler, ingest.gate, config.limits.handshake_timeout_s
+        ),
+        sock=http_sock,
     )
     registry.start()
     sweeper = asyncio.create_task(_sweep_stale(store), name="stale push sweeper")

@@ -6,6 +6,8 @@ the raw path, so routing is ours (`addressing` -> `auth` -> `dispatch`), not aio
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from livechannel.api.addressing import parse_target
@@ -14,7 +16,7 @@ from livechannel.api.call import Call
 from livechannel.api.context import ApiContext
 from livechannel.api.dispatch import resolve
 from livechannel.api.middleware import errors_middleware, make_common_headers
-from livechannel.errors import NoSuchBucket
+from livechannel.errors import NoSuchBucket, ServiceUnavailable
 from livechannel.store.base import Acl
 
 CTX_KEY = web.AppKey("livechannel.api.context", ApiContext)
@@ -42,8 +44,33 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     return await operation.handler(Call(request, ctx, target, identity, acl))
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def concurrency_limit(
+    max_requests: int,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """At most `max_requests` handlers run at once; the next one gets 503 ServiceUnavailable
+    (retryable; oss2 retries it) instead of waiting in an unbounded queue in our memory."""
+    in_flight = 0
+
+    @web.middleware
+    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal in_flight
+        if in_flight >= max_requests:
+            raise ServiceUnavailable("too many requests in flight; retry")
+        in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight -= 1
+
+    return limit
+
+
 def create_app(ctx: ApiContext) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware])
+    middlewares = [errors_middleware, concurrency_limit(ctx.max_http_requests)]
+    app = web.Application(middlewares=middlewares)
     app[CTX_KEY] = ctx
     app.router.add_route("*", "/{tail:.*}", _handle)
     app.on_response_prepare.append(make_common_headers(ctx))

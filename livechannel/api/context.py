@@ -21,3 +21,4 @@ class ApiContext:
     # once; other processes see the store's kick flag on their next heartbeat.
     on_channel_disabled: Callable[[str, str], None] = lambda bucket, channel: None
     max_xml_body_bytes: int = 64 * 1024  # OSS bodies here are < 1 KiB; refuse anything huge
+    max_http_requests: int = 1024  # in flight at once; beyond it 503 rather than a queue
