@@ -1,19 +1,75 @@
-"""Build a bucket's ObjectStorage from its config table (the one place that knows backends)."""
+"""Build a bucket's ObjectStorage from its config table (the one place that knows backends).
+
+A bucket's `[buckets.storage]` table picks the backend (`type = "local"`, the default, or
+`"s3"`) and carries two options that apply to every backend (docs/storage.md):
+`public_base_url` (players fetch objects there, e.g. a CDN, instead of from our API) and
+`retention_hours` (segments older than that, named by no stored playlist, are deleted).
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from livechannel.config import BucketConfig, ConfigError
 from livechannel.storage.base import ObjectStorage
 from livechannel.storage.local import LocalStorage
 
 BUCKETS_DIR = "buckets"
+LOCAL_KEYS = frozenset({"type", "root", "public_base_url", "retention_hours"})
 
 
-def make_storage(bucket: BucketConfig, data_dir: Path) -> ObjectStorage:
-    kind = str(bucket.storage.get("type", "local"))
+@dataclass(frozen=True, slots=True)
+class BucketPolicy:
+    public_base_url: str = ""  # "" = our own API; else "https://cdn.example.com/live" (no "/")
+    retention_hours: float | None = None  # None = keep segments forever
+
+
+def _what(bucket: BucketConfig) -> str:
+    return f"buckets.{bucket.name}.storage"
+
+
+def bucket_policy(bucket: BucketConfig) -> BucketPolicy:
+    table = bucket.storage
+    base = table.get("public_base_url", "")
+    if not isinstance(base, str) or (base and not base.startswith(("http://", "https://"))):
+        raise ConfigError(f"{_what(bucket)}.public_base_url: expected an http(s):// URL")
+    hours = table.get("retention_hours")
+    if hours is not None and (
+        isinstance(hours, bool)
+        or not isinstance(hours, int | float)
+        or not math.isfinite(hours)
+        or hours <= 0
+    ):
+        raise ConfigError(f"{_what(bucket)}.retention_hours: expected a positive number of hours")
+    return BucketPolicy(base.rstrip("/"), None if hours is None else float(hours))
+
+
+def make_storage(
+    bucket: BucketConfig,
+    data_dir: Path,
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+) -> ObjectStorage:
+    """`env` and `home` are where S3 settings are looked up the AWS way (s3_config.py);
+    None = nowhere (obstore still tries instance roles and reads AWS_* variables itself)."""
+    bucket_policy(bucket)  # refuse a bad option at start-up, whatever the backend
+    table: Mapping[str, Any] = bucket.storage
+    kind = str(table.get("type", "local"))
     if kind == "local":
-        root = bucket.storage.get("root") or data_dir / BUCKETS_DIR / bucket.name
+        unknown = set(table) - LOCAL_KEYS
+        if unknown:
+            raise ConfigError(f"{_what(bucket)}: unknown keys: {', '.join(sorted(unknown))}")
+        root = table.get("root") or data_dir / BUCKETS_DIR / bucket.name
         return LocalStorage(str(root))
+    if kind == "s3":
+        # Imported here: the S3 library loads a native extension a local-only setup never needs.
+        from livechannel.storage.s3 import S3Storage
+        from livechannel.storage.s3_config import s3_settings
+
+        settings = s3_settings(_what(bucket), table, env or {}, home)
+        return S3Storage(settings)
     raise ConfigError(f"bucket {bucket.name}: unknown storage type {kind!r}")

@@ -1,0 +1,116 @@
+"""The shared ObjectStorage conformance suite, run against S3Storage on moto (real signed S3
+requests over HTTP), plus what only S3 needs: the times and ETags S3 reports."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from livechannel.storage.s3 import S3Storage
+from livechannel.storage.s3_config import s3_settings
+from tests.storage.test_storage_conformance import (  # noqa: F401  (collected here on S3)
+    test_a_reader_keeps_the_version_it_opened,
+    test_content_type_follows_the_key,
+    test_delete,
+    test_empty_object,
+    test_get_ranges,
+    test_get_streams_in_bounded_chunks,
+    test_list_common_prefixes_count_toward_max_keys,
+    test_list_delimiter_like_oss_example,
+    test_list_is_in_utf8_byte_order,
+    test_list_other_delimiters,
+    test_list_pages_with_next_marker,
+    test_list_prefix_and_marker,
+    test_list_rejects_max_keys_below_one,
+    test_longest_key,
+    test_missing_object,
+    test_odd_but_safe_keys_are_literal,
+    test_unsafe_keys_are_refused,
+)
+from tests.support.moto import MotoServer
+
+
+def make(moto: MotoServer, bucket: str, **extra: object) -> S3Storage:
+    return S3Storage(s3_settings("test", moto.storage_table(bucket, **extra), {}, None))
+
+
+@pytest.fixture
+async def storage(moto: MotoServer) -> AsyncIterator[S3Storage]:
+    s = make(moto, moto.new_bucket())
+    yield s
+    await s.close()
+
+
+async def _read(storage: S3Storage, key: str) -> bytes:
+    _, chunks = await storage.get(key)
+    return b"".join([c async for c in chunks])
+
+
+# --- where S3 differs from a file: times come in whole seconds, a PUT answers no time -------
+async def test_put_head_get_on_s3(storage: S3Storage) -> None:
+    before_ms = (time.time_ns() // 1_000_000 // 1000 - 1) * 1000
+    info = await storage.put("chan/1.ts", b"segment bytes", "ignored/type")
+    assert (info.key, info.size) == ("chan/1.ts", 13)
+    assert info.etag == hashlib.md5(b"segment bytes").hexdigest().upper()
+    assert info.content_type == "video/MP2T"
+    head = await storage.head("chan/1.ts")
+    assert head is not None
+    assert (head.key, head.size, head.etag, head.content_type) == (
+        info.key,
+        info.size,
+        info.etag,
+        info.content_type,
+    )
+    assert before_ms <= head.last_modified_ms <= time.time_ns() // 1_000_000 + 1000
+    assert head.last_modified_ms % 1000 == 0
+    assert abs(head.last_modified_ms - info.last_modified_ms) <= 2000
+    got, chunks = await storage.get("chan/1.ts")
+    assert got == head
+    assert b"".join([c async for c in chunks]) == b"segment bytes"
+    listed = (await storage.list("", "", 10)).objects
+    assert listed == [head]  # listing and HEAD agree to the second
+
+
+async def test_put_replaces_on_s3(storage: S3Storage) -> None:
+    first = await storage.put("c/playlist.m3u8", b"#EXTM3U\n1", "")
+    second = await storage.put("c/playlist.m3u8", b"#EXTM3U\n22", "")
+    assert first.etag != second.etag
+    assert await _read(storage, "c/playlist.m3u8") == b"#EXTM3U\n22"
+    [listed] = (await storage.list("", "", 10)).objects
+    assert (listed.etag, listed.size) == (second.etag, second.size)
+
+
+async def test_prefix_keeps_buckets_apart(moto: MotoServer) -> None:
+    bucket = moto.new_bucket()
+    a, b = make(moto, bucket, prefix="tenant-a"), make(moto, bucket, prefix="tenant-b/live")
+    try:
+        await a.put("c/1.ts", b"a", "")
+        await b.put("c/1.ts", b"b", "")
+        assert await _read(a, "c/1.ts") == b"a"
+        assert await _read(b, "c/1.ts") == b"b"
+        assert [o.key for o in (await a.list("", "", 10)).objects] == ["c/1.ts"]
+        assert (await b.list("c/", "", 10, "/")).objects[0].key == "c/1.ts"
+        whole = make(moto, bucket)
+        keys = [o.key for o in (await whole.list("", "", 10)).objects]
+        assert keys == ["tenant-a/c/1.ts", "tenant-b/live/c/1.ts"]
+        await whole.close()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_list_skips_over_collapsed_prefixes(storage: S3Storage) -> None:
+    """A delimiter listing of many channels must not walk every segment of each."""
+    for channel in ("c1", "c2", "c3"):
+        for i in range(30):
+            await storage.put(f"{channel}/{i:04}.ts", b"x", "")
+    await storage.put("top.txt", b"x", "")
+    page = await storage.list("", "", 3, "/")
+    assert page.common_prefixes == ["c1/", "c2/", "c3/"] and page.is_truncated
+    rest = await storage.list("", page.next_marker, 3, "/")
+    assert [o.key for o in rest.objects] == ["top.txt"] and not rest.is_truncated
+    inside = await storage.list("c2/", "c2/0027.ts", 5, "/")
+    assert [o.key for o in inside.objects] == ["c2/0028.ts", "c2/0029.ts"]
