@@ -47,17 +47,35 @@ RTMP_UNSIGNED_PARAMS = frozenset({"SecurityToken", "OSSAccessKeyId", "Expires", 
 
 # Seed 4.3: a signed URL carries all three.
 URL_SIGNATURE_PARAMS = ("OSSAccessKeyId", "Expires", "Signature")
+# A Unix time has 10 digits until 2286; far longer is garbage (and int() refuses > 4300).
+MAX_EXPIRES_DIGITS = 20
+# Peer text reaches us with lone surrogates (AMF0 decodes invalid UTF-8 with surrogateescape);
+# encoding them must not raise, and such text simply never matches a real signature.
+_TEXT_ERRORS = "surrogatepass"
+
+
+def parse_expires(text: str) -> int | None:
+    """Expires as seconds since the epoch, None when it is not a plain decimal number."""
+    if not text.isascii() or not text.isdigit() or len(text) > MAX_EXPIRES_DIGITS:
+        return None
+    return int(text)
 
 
 def hmac_sha1_b64(secret: str, string_to_sign: str) -> str:
     """base64(hmac-sha1(secret, string)); both sides UTF-8 (seed 4.2 "签名的字符串必须为 UTF-8")."""
-    digest = hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha1).digest()
+    digest = hmac.new(
+        secret.encode("utf-8", _TEXT_ERRORS),
+        string_to_sign.encode("utf-8", _TEXT_ERRORS),
+        hashlib.sha1,
+    ).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
 def signatures_equal(expected: str, provided: str) -> bool:
     """Constant-time comparison, so response timing does not reveal a correct prefix."""
-    return hmac.compare_digest(expected.encode(), provided.encode())
+    return hmac.compare_digest(
+        expected.encode("utf-8", _TEXT_ERRORS), provided.encode("utf-8", _TEXT_ERRORS)
+    )
 
 
 def canonical_resource(
@@ -155,9 +173,10 @@ def check_rtmp_publish(
     provided = params.get("Signature")
     if not access_key_id or not expires or not provided:
         raise AccessDenied("missing OSSAccessKeyId, Expires or Signature")
-    if not expires.isascii() or not expires.isdigit():
+    expires_s = parse_expires(expires)
+    if expires_s is None:
         raise AccessDenied("invalid Expires")
-    if now_s > int(expires):
+    if now_s > expires_s:
         raise AccessDenied("signature expired")
     secret = credentials.get(access_key_id)
     if secret is None:

@@ -140,16 +140,17 @@ def authenticate(
         provided = target.param("Signature") or ""
         if not (access_key_id and expires and provided):
             raise AccessDenied("a signed URL needs OSSAccessKeyId, Expires and Signature")
-        if not (expires.isascii() and expires.isdigit()):
+        expires_s = signing.parse_expires(expires)
+        if expires_s is None:
             raise AccessDenied("Expires is not a Unix time")
         # Seed 4.3: the expiry is checked before the signature.
-        if now_s > int(expires):
+        if now_s > expires_s:
             raise AccessDenied("Request has expired.", Expires=expires)
         secret = credentials.get(access_key_id)
         if secret is None:
             raise InvalidAccessKeyId("the OSS access key id you provided does not exist")
         date_line = expires
-        identity = Identity(access_key_id, int(expires))
+        identity = Identity(access_key_id, expires_s)
 
     string_to_sign = signing.header_string_to_sign(
         method, content_md5, content_type, date_line, signed_headers, resource

@@ -18,6 +18,7 @@ SNAPSHOT_INTERVAL_RANGE = range(1, 101)  # seed 10.4 Snapshot Interval: [1, 100]
 PLAYLIST_NAME_LENGTH = range(6, 129)  # seed 10.4 PlaylistName: length in [6, 128]
 DEFAULT_PLAYLIST_NAME = "playlist.m3u8"  # seed 10.4; also what an empty <PlaylistName/> means
 TARGET_TYPES = frozenset({"HLS"})  # seed 10.4: Type's only valid value
+MAX_NUMBER_DIGITS = 9  # longer is out of range anyway; int() raises ValueError past 4300 digits
 
 
 def _argument(message: str, name: str, value: str) -> InvalidArgument:
@@ -50,7 +51,8 @@ def check_playlist_name(name: str, argument: str = "PlaylistName") -> None:
 
 
 def _int_in(text: str, allowed: range, name: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) not in allowed:
+    digits = text.isascii() and text.isdigit() and len(text) <= MAX_NUMBER_DIGITS
+    if not digits or int(text) not in allowed:
         raise _argument(f"{name} must be an integer in [{allowed[0]}, {allowed[-1]}]", name, text)
     return int(text)
 

@@ -21,6 +21,7 @@ log = logging.getLogger("livechannel.api")
 HISTORY_LIMIT = 10  # seed 10.9: at most the 10 most recent pushes
 DEFAULT_MAX_KEYS = 100  # seed 10.10: max-keys default
 MAX_MAX_KEYS = 1000  # seed 10.10: max-keys may not exceed 1000
+MAX_NUMBER_DIGITS = 9  # longer is out of range anyway; int() raises ValueError past 4300 digits
 
 _VIDEO_FIELDS = (("Width", "width"), ("Height", "height"), ("FrameRate", "frame_rate"),
                  ("Bandwidth", "bandwidth"))  # fmt: skip
@@ -37,7 +38,9 @@ async def _channel(call: Call) -> Channel:
 def parse_max_keys(text: str | None) -> int:
     if text is None or text == "":
         return DEFAULT_MAX_KEYS
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_MAX_KEYS:
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_NUMBER_DIGITS) or not (
+        1 <= int(text) <= MAX_MAX_KEYS
+    ):
         raise InvalidArgument(
             "max-keys must be an integer in [1, 1000]", ArgumentName="max-keys", ArgumentValue=text
         )
