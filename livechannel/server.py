@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -73,7 +74,7 @@ async def serve(
     now = now_ms()
     for bucket in config.buckets:
         await store.ensure_bucket(bucket.name, bucket.acl, now)
-        storages[bucket.name] = make_storage(bucket, data_dir)
+        storages[bucket.name] = make_storage(bucket, data_dir, os.environ, Path.home())
     if config.demo_channel and await store.get_channel(config.default_bucket, config.demo_channel) is None:
         await store.put_channel(config.default_bucket, config.demo_channel, ChannelConfig(), now)
 

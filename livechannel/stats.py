@@ -53,6 +53,12 @@ class PushStats:
     segments: int = 0
     last_keyframe_dts_ms: int | None = None
     storage_error: str = ""
+    # Segments (and their bytes) waiting for storage now, and the most ever: what a storage
+    # outage costs in memory, bounded by Limits.upload_queue_segments.
+    upload_queue: int = 0
+    upload_queue_bytes: int = 0
+    upload_queue_peak: int = 0
+    upload_queue_peak_bytes: int = 0
     _video_rate: _Rate = field(default_factory=_Rate, repr=False)
     _audio_rate: _Rate = field(default_factory=_Rate, repr=False)
     _frame_dts: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_SAMPLES), repr=False)
@@ -69,6 +75,11 @@ class PushStats:
             if self.last_keyframe_dts_ms is not None and dts_ms > self.last_keyframe_dts_ms:
                 self._keyframe_intervals_ms.append(dts_ms - self.last_keyframe_dts_ms)
             self.last_keyframe_dts_ms = dts_ms
+
+    def on_upload_queue(self, segments: int, size: int) -> None:
+        self.upload_queue, self.upload_queue_bytes = segments, size
+        self.upload_queue_peak = max(self.upload_queue_peak, segments)
+        self.upload_queue_peak_bytes = max(self.upload_queue_peak_bytes, size)
 
     def on_audio_frame(self, now_ms: int, size: int) -> None:
         self._audio_rate.add(now_ms, size)
@@ -113,6 +124,10 @@ class PushStats:
                 "frame_rate": round(self.frame_rate(), 2),
                 "segments": self.segments,
                 "storage_error": self.storage_error,
+                "upload_queue": self.upload_queue,
+                "upload_queue_bytes": self.upload_queue_bytes,
+                "upload_queue_peak": self.upload_queue_peak,
+                "upload_queue_peak_bytes": self.upload_queue_peak_bytes,
             },
         }
 

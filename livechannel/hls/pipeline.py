@@ -74,6 +74,7 @@ class PushPipeline:
             max_segment_bytes=max_segment_bytes,
         )
         self._queue: deque[SegmentReady] = deque()
+        self._queue_bytes = 0
         self._queue_changed = asyncio.Event()
         self._window: LiveWindow | None = None
         self._last_key_ms = 0
@@ -82,7 +83,7 @@ class PushPipeline:
         self._audio_dropped = False
         self._closing = False
         self._uploader: asyncio.Task[None] | None = None
-        self.last_media_ms = push.start_ms
+        self._last_media_ms = push.start_ms
 
     async def open(self) -> None:
         self._window = await LiveWindow.load(
@@ -94,9 +95,16 @@ class PushPipeline:
 
     # --- media in (synchronous, called by the ingest edge) ---------------------------------
 
+    @property
+    def last_media_ms(self) -> int:
+        """When media last arrived, for the idle check. While the upload queue is full we
+        stopped reading the publisher ourselves, so that time is not its idleness: a storage
+        outage must not get the publisher kicked for "no media"."""
+        return self.now_ms() if self.backlog_full else self._last_media_ms
+
     def video(self, timestamp_ms: int, payload: bytes) -> None:
         now = self.now_ms()
-        self.last_media_ms = now
+        self._last_media_ms = now
         for event in self._demuxer.video(self._video_clock.unwrap(timestamp_ms), payload):
             if isinstance(event, UnsupportedVideo):
                 raise PublishRefused(f"video codec {event.codec} is not supported; send H.264")
@@ -104,7 +112,7 @@ class PushPipeline:
 
     def audio(self, timestamp_ms: int, payload: bytes) -> None:
         now = self.now_ms()
-        self.last_media_ms = now
+        self._last_media_ms = now
         ts = self._audio_clock.unwrap(timestamp_ms)
         if self.stats.video is None:
             if self._audio_only_since_ms is None:
@@ -151,6 +159,8 @@ class PushPipeline:
 
     def _enqueue(self, ready: SegmentReady) -> None:
         self._queue.append(ready)
+        self._queue_bytes += len(ready.data)
+        self.stats.on_upload_queue(len(self._queue), self._queue_bytes)
         self._queue_changed.set()
 
     @property
@@ -186,6 +196,8 @@ class PushPipeline:
             ready = self._queue[0]
             await self._store_segment(ready)
             self._queue.popleft()
+            self._queue_bytes -= len(ready.data)
+            self.stats.on_upload_queue(len(self._queue), self._queue_bytes)
             self._queue_changed.set()
 
     async def _store_segment(self, ready: SegmentReady) -> None:

@@ -7,12 +7,37 @@ import oss2
 import pytest
 
 from samples.make_sample import SampleSpec, make_sample
+from tests.support.moto import MotoServer, start_moto
 from tests.support.service import ServiceThread
 
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[ServiceThread]:
     svc = ServiceThread(tmp_path / "data").start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    """moto's S3 server (subprocess, port 0), for tests that run on both storage backends."""
+    server = start_moto()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceThread]:
+    """The service with its bucket on the local filesystem, then on S3 (moto)."""
+    storage = None
+    if request.param == "s3":
+        server: MotoServer = request.getfixturevalue("moto")
+        storage = server.storage_table(server.new_bucket())
+    svc = ServiceThread(tmp_path / "data", storage=storage).start()
     try:
         yield svc
     finally:

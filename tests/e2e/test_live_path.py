@@ -62,7 +62,8 @@ def test_ffmpeg_cli_pushes_30s_to_oss2_signed_url(service: ServiceThread) -> Non
     assert history[0].remote_addr.startswith("127.0.0.1:")
 
 
-def test_pyav_publisher(service: ServiceThread, sample_flv: Path) -> None:
+def test_pyav_publisher(any_service: ServiceThread, sample_flv: Path) -> None:
+    service = any_service  # local filesystem and S3 (issue 5)
     create_channel(service.bucket(), "pyav", frag_duration=2, frag_count=3)
     url = service.signed_publish_url("pyav", rtmp_port=True)
     r = publishers.run(publishers.pyav(sample_flv, url), timeout_s=14 + 30)

@@ -31,9 +31,18 @@ def play(url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=PLAYER_TIMEOUT_S)
 
 
-@pytest.mark.parametrize("acl", [Acl.PUBLIC_READ, Acl.PRIVATE])
-def test_ffmpeg_plays_live_stream_over_http(tmp_path: Path, acl: Acl) -> None:
-    svc = ServiceThread(tmp_path / "data", acl=acl).start()
+@pytest.mark.parametrize(
+    ("acl", "backend"),
+    [(Acl.PUBLIC_READ, "local"), (Acl.PRIVATE, "local"), (Acl.PRIVATE, "s3")],  # s3: issue 5
+)
+def test_ffmpeg_plays_live_stream_over_http(
+    tmp_path: Path, acl: Acl, backend: str, request: pytest.FixtureRequest
+) -> None:
+    storage = None
+    if backend == "s3":
+        moto = request.getfixturevalue("moto")
+        storage = moto.storage_table(moto.new_bucket())
+    svc = ServiceThread(tmp_path / "data", acl=acl, storage=storage).start()
     pub = None
     try:
         bucket = svc.bucket()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,7 +30,9 @@ STOP_TIMEOUT_S = 30.0
 
 
 class ServiceThread:
-    def __init__(self, data_dir: Path, *, acl: Acl = Acl.PRIVATE, **overrides: Any) -> None:
+    def __init__(self, data_dir: Path, *, acl: Acl = Acl.PRIVATE,
+                 storage: Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        """`storage`: the bucket's `[buckets.storage]` table (None = local under data_dir)."""
         limits = overrides.pop("limits", Limits())
         self.config = replace(
             Config(),
@@ -38,7 +40,7 @@ class ServiceThread:
             rtmp_listen=Listen("127.0.0.1", 0),
             http_listen=Listen("127.0.0.1", 0),
             domain="127.0.0.1",
-            buckets=(BucketConfig(BUCKET, acl),),
+            buckets=(BucketConfig(BUCKET, acl, dict(storage or {})),),
             access_keys={ACCESS_KEY_ID: ACCESS_KEY_SECRET},
             end_grace_s=overrides.pop("end_grace_s", 3.0),
             demo_channel="",
@@ -118,7 +120,20 @@ class ServiceThread:
         return oss2.Bucket(auth, self.endpoint, name)
 
     def object_path(self, key: str, bucket: str = BUCKET) -> Path:
-        return self.config.data_dir / "buckets" / bucket / key
+        """Where the object's bytes can be read as a file. For a bucket that is not local,
+        a fresh copy fetched through our API (GetObject); a missing object gives a path that
+        does not exist."""
+        config = next(b for b in self.config.buckets if b.name == bucket)
+        if config.storage.get("type", "local") == "local":
+            return self.config.data_dir / "buckets" / bucket / key
+        copy = self.config.data_dir / "fetched" / bucket / key
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.unlink(missing_ok=True)
+        try:
+            self.bucket(bucket).get_object_to_file(key, str(copy))
+        except oss2.exceptions.NoSuchKey:
+            copy.unlink(missing_ok=True)
+        return copy
 
     def wait_idle(self, channel: str, bucket: str = BUCKET, timeout_s: float = 15.0) -> None:
         """Wait until the channel's push has ended (its last segment flushed and indexed):
