@@ -25,6 +25,7 @@ from livechannel.config import Config
 from livechannel.hls.pipeline import end_playlist
 from livechannel.hls.playlist import target_duration_s
 from livechannel.ingest import IngestDeps, IngestServer
+from livechannel.redact import http_server_logger
 from livechannel.registry import Registry
 from livechannel.sniff import SniffingProtocol
 from livechannel.storage.factory import make_storage
@@ -127,6 +128,7 @@ async def serve(
         api,
         access_log=None,
         handle_signals=False,
+        logger=http_server_logger(),  # malformed requests: one redacted line, no traceback
         keepalive_timeout=config.limits.http_idle_timeout_s,
     )
     await runner.setup()

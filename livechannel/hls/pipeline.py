@@ -103,6 +103,7 @@ class PushPipeline:
         return self.now_ms() if self.backlog_full else self._last_media_ms
 
     def video(self, timestamp_ms: int, payload: bytes) -> None:
+        self._check_uploads()
         now = self.now_ms()
         self._last_media_ms = now
         for event in self._demuxer.video(self._video_clock.unwrap(timestamp_ms), payload):
@@ -111,6 +112,7 @@ class PushPipeline:
             self._media_event(event, now)
 
     def audio(self, timestamp_ms: int, payload: bytes) -> None:
+        self._check_uploads()
         now = self.now_ms()
         self._last_media_ms = now
         ts = self._audio_clock.unwrap(timestamp_ms)
@@ -129,6 +131,15 @@ class PushPipeline:
                     )
                 continue
             self._media_event(event, now)
+
+    def _check_uploads(self) -> None:
+        """Storage faults are retried; anything else (a key the storage refuses) ends the
+        upload task, and then the publisher is refused instead of queueing without bound."""
+        task = self._uploader
+        if task is not None and task.done() and not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                raise PublishRefused(f"storage refused the stream: {error}")
 
     def _media_event(self, event: object, now: int) -> None:
         if isinstance(event, VideoFrame):
