@@ -1,0 +1,107 @@
+"""nginx-rtmp's `push` relay as a publisher: ffmpeg → nginx → us → HLS checked by decoders.
+
+nginx's relay client is the odd one (rtmp-clients.md): digest handshake with a real digest C2,
+no releaseStream/FCPublish, no `@setDataFrame`, media before `Publish.Start`, no
+FCUnpublish/deleteStream (it just closes), and it retries every `push_reconnect` after a
+refusal. Which of our URL forms it can carry is explained in `nginx_relay.py`.
+
+Audio joins one segment late: nginx-rtmp forwards a codec's sequence header only just before
+that codec's first frame, and with no `@setDataFrame` nothing announces the audio track, so
+the first keyframe (and the first segment, video-only) comes before the AAC config. The next
+segment starts with audio and EXT-X-DISCONTINUITY (the segmenter's TRACKS cut).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from tests.e2e.conftest import create_channel
+from tests.e2e.test_live_path import AV_SYNC_TOLERANCE_S, check_output
+from tests.interop.nginx_relay import NginxRelay, PushTarget
+from tests.support import publishers
+from tests.support.hls import probe_segment
+from tests.support.service import BUCKET, ServiceThread
+
+PUSH_S = 12  # six 2 s GOPs: five full segments and a flushed tail
+REFUSED_FOR_S = 5  # the channel stays disabled this long: nginx is refused, retries, then joins
+
+
+def plain_form(signed_url: str) -> str:
+    """oss2's `rtmp://h:p/<bucket>/live/<chan>?q` → `rtmp://h:p/live/<chan>?q` (default bucket);
+    the signature covers `/<bucket>/<chan>`, not the URL's shape, so it stays valid."""
+    parts = urlsplit(signed_url)
+    bucket, rest = parts.path.lstrip("/").split("/", 1)
+    assert bucket == BUCKET
+    return urlunsplit(parts._replace(path="/" + rest))
+
+
+def check_relay_output(service: ServiceThread, channel: str, *, min_segments: int) -> None:
+    """check_output's checks, with audio required from the segment where it joined on."""
+    check_output(
+        service,
+        channel,
+        frag_duration_s=2,
+        frag_count=3,
+        gop_s=2,
+        min_segments=min_segments,
+        audio=False,
+    )
+    segments = service.call(service.store.segments_between(BUCKET, channel, 0, 2**62))
+    probes = [probe_segment(service.object_path(s.key)) for s in segments]
+    with_audio = [p.audio_frames > 0 for p in probes]
+    joined = with_audio.index(True)
+    assert joined <= 1 and all(with_audio[joined:]), with_audio
+    if joined == 1:
+        assert segments[1].discontinuity, segments[:2]
+    for seg, probe in zip(segments[joined:], probes[joined:], strict=True):
+        assert probe.sample_rate == 44_100, seg.key
+        assert probe.video_start_s is not None and probe.audio_start_s is not None
+        assert abs(probe.video_start_s - probe.audio_start_s) <= AV_SYNC_TOLERANCE_S, seg.key
+
+
+def push_through(relay: NginxRelay, duration_s: int) -> publishers.subprocess.Popen[str]:
+    return publishers.start(
+        publishers.ffmpeg_live(relay.publish_url, duration_s=duration_s, gop_s=2, bframes=2)
+    )
+
+
+def finish(proc: publishers.subprocess.Popen[str], duration_s: int) -> None:
+    _, err = proc.communicate(timeout=duration_s + publishers.PUBLISH_TIMEOUT_MARGIN_S)
+    assert proc.returncode == 0, err
+
+
+def test_nginx_push_with_plain_signed_url(service: ServiceThread, tmp_path: Path) -> None:
+    create_channel(service.bucket(), "relayed", frag_duration=2, frag_count=3)
+    url = plain_form(service.signed_publish_url("relayed", rtmp_port=True))
+    relay = NginxRelay(tmp_path / "nginx", PushTarget(url)).start()
+    try:
+        finish(push_through(relay, PUSH_S), PUSH_S)
+        check_relay_output(service, "relayed", min_segments=5)
+    finally:
+        relay.stop()
+    history = service.call(service.store.history(BUCKET, "relayed", 10))
+    assert len(history) == 1, (history, relay.log()[-3000:])
+
+
+def test_nginx_push_path_style_joins_mid_stream_after_refusals(
+    service: ServiceThread, tmp_path: Path
+) -> None:
+    bucket = service.bucket()
+    create_channel(bucket, "late", frag_duration=2, frag_count=3)
+    bucket.put_live_channel_status("late", "disabled")
+    target = PushTarget.path_style(service.signed_publish_url("late", rtmp_port=True))
+    relay = NginxRelay(tmp_path / "nginx", target).start()
+    duration_s = PUSH_S + REFUSED_FOR_S
+    try:
+        proc = push_through(relay, duration_s)
+        time.sleep(REFUSED_FOR_S)
+        assert service.call(service.store.live_push(BUCKET, "late")) is None
+        bucket.put_live_channel_status("late", "enabled")
+        finish(proc, duration_s)
+        check_relay_output(service, "late", min_segments=4)
+    finally:
+        relay.stop()
+    history = service.call(service.store.history(BUCKET, "late", 10))
+    assert len(history) == 1, (history, relay.log()[-3000:])
