@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""The ingest hot path in one process, no sockets: CPU per stream-minute and MB/s per core.
+
+    python bench/hotpath.py [--input in.flv] [--seconds 300] [--storage null|local] [--profile]
+
+A real `RtmpProtocol` (the ingest edge, with its ServerConnection, PushPipeline, demuxer,
+segmenter and TS muxer) is driven with a fake transport: the publisher's handshake and
+commands come from `ClientConnection`, the media from the load generator's pre-built chunk
+stream, fed in READ_BYTES pieces as a socket would deliver them. Storage is a null sink by
+default (what is measured is our code, not the disk); `--storage local` adds LocalStorage.
+`--read-bytes 6600` imitates a paced 2.6 Mbit/s publisher's 20 ms writes.
+`--profile` runs pyinstrument around the feed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.chunkplan import build_plan, load_flv
+from livechannel.config import Config
+from livechannel.ingest import IngestDeps, IngestServer
+from livechannel.registry import Registry
+from livechannel.rtmp.client import ClientConnection, PublishStarted
+from livechannel.storage.base import ObjectInfo
+from livechannel.storage.local import LocalStorage
+from livechannel.store.base import Acl, ChannelConfig
+from livechannel.store.memory import MemoryStore
+
+READ_BYTES = 256 * 1024  # what uvloop hands data_received at most per read
+CHUNK_SIZE = 65536  # what libavformat sends us after our Set Chunk Size
+YIELD_EVERY = 16  # reads between event-loop turns (uploads run then)
+DEFAULT_INPUT = Path(tempfile.gettempdir()) / "livechannel-bench" / "input.flv"
+
+
+class NullStorage:
+    """Counts what it is given and keeps nothing."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.puts = 0
+
+    async def put(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+        self.bytes += len(data)
+        self.puts += 1
+        return ObjectInfo(key, len(data), "", 0, content_type)
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.reading = True
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+async def run(args: argparse.Namespace) -> None:
+    flv = load_flv(args.input)
+    plan = build_plan(flv, CHUNK_SIZE, args.seconds * 1000)
+    store = await MemoryStore.open()
+    await store.ensure_bucket("live", Acl.PUBLIC_READ_WRITE, 0)
+    await store.put_channel("live", "bench", ChannelConfig(), 0)
+    tmp = tempfile.TemporaryDirectory()
+    storage = LocalStorage(tmp.name) if args.storage == "local" else NullStorage()
+    now_ms = lambda: time.time_ns() // 1_000_000  # noqa: E731
+    registry = Registry(store, now_ms=now_ms, idle_timeout_s=30, end_grace_s=10)
+    server = IngestServer(
+        IngestDeps(Config(), store, {"live": storage}, {}, registry, "bench", now_ms)  # type: ignore[arg-type]
+    )
+    proto = server.protocol()
+    transport = FakeTransport()
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    client = ClientConnection("live", "bench", "rtmp://127.0.0.1/live", chunk_size=CHUNK_SIZE)
+    client.initiate()
+    started = False
+    while not started:
+        proto.data_received(client.data_to_send())
+        await asyncio.sleep(0.01)  # the publish decision is a task
+        client.receive_data(bytes(transport.out))
+        transport.out.clear()
+        while (event := client.next_event()) is not None:
+            started = started or isinstance(event, PublishStarted)
+    data = memoryview(plan.data)
+    profiler = None
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    step = args.read_bytes
+    for n, start in enumerate(range(0, len(data), step)):
+        proto.data_received(bytes(data[start : start + step]))
+        if n % YIELD_EVERY == 0 or not transport.reading:
+            await asyncio.sleep(0)
+            while not transport.reading:
+                await asyncio.sleep(0.001)
+    await proto._end_push("bench over")
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    if profiler is not None:
+        profiler.stop()
+        print(profiler.output_text(unicode=True, color=False, show_all=False))
+    media_min = plan.duration_ms / 60_000
+    print(
+        f"{len(data) / 1e6:.0f} MB, {plan.duration_ms / 1000:.0f} s of media in {wall:.2f} s "
+        f"({cpu:.2f} CPU-s): {cpu / media_min:.4f} CPU-s per stream-minute, "
+        f"{len(data) / cpu / 1e6:.1f} MB/s per core, storage {args.storage}"
+    )
+    await storage.close()
+    tmp.cleanup()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--input", default=str(DEFAULT_INPUT))
+    p.add_argument("--seconds", type=int, default=300, help="media seconds to push")
+    p.add_argument("--storage", choices=("null", "local"), default="null")
+    p.add_argument("--read-bytes", type=int, default=READ_BYTES, help="bytes per data_received")
+    p.add_argument("--profile", action="store_true")
+    args = p.parse_args()
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The benchmark's markdown: context, the side-by-side table, ratios, and the issue's checks."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from bench.chunkplan import FlvInput
+from bench.metrics import TrialResult, percentile
+
+DOCS_BEGIN = "<!-- bench:begin -->"
+DOCS_END = "<!-- bench:end -->"
+# The issue's targets ("Done when").
+MAX_CPU_RATIO = 2.0  # ours / nginx-rtmp CPU-s per stream-minute at 200 publishers
+MIN_WORKER_SCALING = 1.7  # capacity with 2 workers / with 1
+MIN_UNPACED_MB_PER_CORE = 50.0
+MAX_P99_LATENCY_MS = 50.0
+MAX_RSS_PER_PUBLISHER_MIB = 3.0
+CHECK_N = 200
+
+
+def _fmt(x: float, digits: int = 1) -> str:
+    return "-" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def _row(t: TrialResult) -> str:
+    lat = t.latencies_ms
+    cells = [
+        str(t.n),
+        t.server,
+        _fmt(t.cpu_per_stream_min, 3),
+        _fmt(t.cpu_pct_of_cores),
+        _fmt(t.peak_rss / 2**20),
+        _fmt(t.rss_per_publisher / 2**20, 2),
+        f"{t.segments_written}/{t.segments_expected}",
+        _fmt(t.max_gap_ms / 1000),
+        f"{_fmt(percentile(lat, 0.5))} / {_fmt(percentile(lat, 0.99))}",
+        "yes" if t.on_time else "**no**" + (f" ({t.errors[0][:60]})" if t.errors else ""),
+        _fmt(100 * t.loadgen_cpu_s / t.loadgen_wall_s / t.cores if t.loadgen_wall_s else math.nan),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def capacity_lines(capacities: dict[int, tuple[int, int | None]]) -> list[str]:
+    lines = []
+    for workers, (ok, bad) in sorted(capacities.items()):
+        upper = f", {bad} were not" if bad is not None else " (no larger count was tried)"
+        lines.append(f"- `--workers {workers}`: {ok} real-time publishers stayed on time{upper}.")
+    if 1 in capacities and 2 in capacities and capacities[1][0]:
+        ratio = capacities[2][0] / capacities[1][0]
+        lines.append(
+            f"- Two workers / one: at least {ratio:.2f}x (target {MIN_WORKER_SCALING}x: "
+            f"{_verdict(ratio >= MIN_WORKER_SCALING)}; both counts are lower bounds from a "
+            "bracketing search)."
+        )
+    return lines
+
+
+def _checks(paced: list[TrialResult], unpaced: list[TrialResult]) -> list[str]:
+    ours = {t.n: t for t in paced if t.server.startswith("livechannel")}
+    nginx = {t.n: t for t in paced if t.server.startswith("nginx")}
+    out = []
+    if CHECK_N in ours and CHECK_N in nginx:
+        o, g = ours[CHECK_N], nginx[CHECK_N]
+        ours_cpu, nginx_cpu = o.cpu_per_stream_min, g.cpu_per_stream_min
+        ratio = ours_cpu / nginx_cpu
+        p99 = percentile(o.latencies_ms, 0.99)
+        rss = o.rss_per_publisher / 2**20
+        out += [
+            f"- CPU at {CHECK_N} publishers: ours {ours_cpu:.3f} vs nginx-rtmp {nginx_cpu:.3f} "
+            f"CPU-s per stream-minute = {ratio:.2f}x (target <= {MAX_CPU_RATIO}x: "
+            f"{_verdict(ratio <= MAX_CPU_RATIO)}).",
+            f"- Segments at {CHECK_N}: {o.segments_written}/{o.segments_expected} written, "
+            f"largest gap {o.max_gap_ms / 1000:.1f} s (bound {o.gap_bound_ms / 1000:.0f} s = one "
+            f"segment + one GOP: {_verdict(o.on_time)}).",
+            f"- p99 playlist latency at {CHECK_N}: {p99:.1f} ms (target <= "
+            f"{MAX_P99_LATENCY_MS:.0f} ms: {_verdict(p99 <= MAX_P99_LATENCY_MS)}).",
+            f"- RSS per publisher at {CHECK_N}: {rss:.2f} MiB (target <= "
+            f"{MAX_RSS_PER_PUBLISHER_MIB} MiB: {_verdict(rss <= MAX_RSS_PER_PUBLISHER_MIB)}).",
+        ]
+    for t in unpaced:
+        if t.server.startswith("livechannel"):
+            rate = t.mb_per_cpu_s
+            out.append(
+                f"- One unpaced publisher: {rate:.0f} MB/s per core (target >= "
+                f"{MIN_UNPACED_MB_PER_CORE:.0f}: {_verdict(rate >= MIN_UNPACED_MB_PER_CORE)})."
+            )
+    return out
+
+
+def _unpaced_line(t: TrialResult) -> str:
+    errors = f" (errors: {t.errors[0][:80]})" if t.errors else ""
+    return f"- {t.server}: {t.mb_per_s:.0f} MB/s, {t.mb_per_cpu_s:.0f} MB/s per core{errors}"
+
+
+def markdown(
+    machine: dict[str, str],
+    flv: FlvInput,
+    paced: list[TrialResult],
+    unpaced: list[TrialResult],
+    capacity: list[str],
+    elapsed_s: float,
+) -> str:
+    gop = (flv.keyframes_ms[1] - flv.keyframes_ms[0]) / 1000 if len(flv.keyframes_ms) > 1 else 0
+    lines = [
+        f"Measured {machine['date']} in {elapsed_s / 60:.1f} minutes "
+        "(`python bench/run_bench.py --update-docs`).",
+        "",
+        f"- Machine: {machine['cpu']}, Linux {machine['kernel']}; load generator on the same box.",
+        f"- Versions: Python {machine['python']}; livechannel {machine['livechannel']}; "
+        f"{machine['nginx']}.",
+        f"- Input: `{flv.path.name}`, {flv.media_bytes_per_s * 8 / 1e6:.2f} Mbit/s H.264/AAC FLV, "
+        f"{flv.period_ms / 1000:.0f} s looped, keyframe every {gop:.0f} s; FragDuration 5, "
+        "FragCount 3 (nginx: `hls_fragment 5s`, `hls_playlist_length 15s`).",
+        "",
+        "| publishers | server | CPU-s per stream-min | CPU % of all cores | peak RSS MiB "
+        "| RSS per publisher MiB | segments written/expected | largest gap s "
+        "| playlist latency p50 / p99 ms | on time | loadgen CPU % of all cores |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        *(_row(t) for t in paced),
+        "",
+        "Unpaced (one publisher sending as fast as the server reads):",
+        "",
+        *(_unpaced_line(t) for t in unpaced),
+        "",
+        "Largest real-time publisher count on time (`livechannel serve --workers N`):",
+        "",
+        *(capacity or ["- not measured in this run"]),
+        "",
+        "Against the issue's targets:",
+        "",
+        *_checks(paced, unpaced),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def update_docs(path: Path, text: str) -> None:
+    doc = path.read_text() if path.exists() else f"{DOCS_BEGIN}\n{DOCS_END}\n"
+    pattern = re.compile(re.escape(DOCS_BEGIN) + ".*?" + re.escape(DOCS_END), re.S)
+    path.write_text(pattern.sub(lambda _: f"{DOCS_BEGIN}\n{text}{DOCS_END}", doc))

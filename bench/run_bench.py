@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Benchmark: livechannel vs nginx-rtmp, side by side, one invocation (~12-15 minutes).
+
+    python bench/run_bench.py                       # the full run; prints the markdown table
+    python bench/run_bench.py --update-docs         # ... and puts it into docs/performance.md
+    python bench/run_bench.py --ns 1,50 --no-capacity --no-unpaced   # a quick look
+
+For each N in --ns, N real-time publishers (bench/loadgen.py) replay the same FLV into ours
+(`--workers 1`) and then into nginx-rtmp (one worker), each on a fresh server. Then one
+unpaced publisher per server (MB/s per core), then the largest on-time N for `--workers 1`
+and `--workers 2` (a short search, bounded by --budget-s). Every run is bounded: trials
+have fixed lengths and the servers are stopped by PID. Needs: nginx + libnginx-mod-rtmp
+(apt-get install nginx libnginx-mod-rtmp) for the comparison; PyAV to make the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.chunkplan import load_flv
+from bench.metrics import TrialResult, analyse_publishers
+from bench.report import capacity_lines, markdown, update_docs
+from bench.servers import NginxServer, OursServer, Server, cpu_seconds, rss_bytes, version_of
+from bench.watch import PlaylistWatcher
+
+ROOT = Path(__file__).resolve().parent.parent
+FRAG_DURATION_S, FRAG_COUNT = 5, 3  # the issue's configuration (hls_fragment 5s, 15 s list)
+SETTLE_S = 2.0  # after the ramp, before the CPU window opens (last publishers connecting)
+WINDOW_END_MARGIN_S = 1.0  # the window closes before the first publisher stops
+FLUSH_WAIT_S = 3.0  # after the load generator exits: last segments and playlists land
+RSS_SAMPLE_S = 0.5
+LOADGEN_TIMEOUT_EXTRA_S = 60.0  # ramp + duration + this, then the trial is abandoned
+UNPACED_S = 8.0  # one publisher as fast as the server reads; ~1 GB through the disk
+CAPACITY_TRIALS = 3  # per worker count: a bracket search, not an exhaustive one
+CAPACITY_STEP = 25  # publisher counts are multiples of this
+TRIAL_OVERHEAD_S = 12.0  # server start, channel creation, flush, stop (for the budget)
+
+
+def round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def input_path(args: argparse.Namespace) -> Path:
+    path = Path(args.input)
+    if not path.exists():
+        from samples.make_sample import SampleSpec, make_sample
+
+        print(f"making the input {path} (30 s 720p30, 2 s GOP, B-frames, AAC)", file=sys.stderr)
+        make_sample(path, SampleSpec(duration_s=30.0))
+    return path
+
+
+def run_trial(
+    make: Callable[[Path], Server], n: int, args: argparse.Namespace, flv: Path, speed: float = 1
+) -> TrialResult:
+    workdir = Path(tempfile.mkdtemp(prefix="lcbench-", dir=args.workdir))
+    server = make(workdir)
+    result = TrialResult(server.name, n, cores=os.cpu_count() or 1)
+    try:
+        server.start()
+        names = [f"b{n}c{i}" for i in range(n)]
+        if isinstance(server, OursServer):
+            server.create_channels(names, FRAG_DURATION_S, FRAG_COUNT)
+        server.prepare_channels(names)
+        watcher = PlaylistWatcher({c: server.segment_dir(c) for c in names}, server.playlist_name())
+        watcher.start()
+        pids = server.pids()
+        result.baseline_rss = rss_bytes(pids)
+        duration = UNPACED_S if speed == 0 else args.duration
+        ramp = 0.0 if n == 1 else args.ramp
+        report_path = workdir / "loadgen.json"
+        cmd = [
+            sys.executable, str(ROOT / "bench" / "loadgen.py"), "--input", str(flv),
+            "--url", server.url(f"b{n}c") + "{i}", "-n", str(n), "--duration", str(duration),
+            "--speed", str(speed), "--ramp", str(ramp), "--chunk-size", str(server.chunk_size),
+            "--json", str(report_path),
+        ]  # fmt: skip
+        start = time.time()
+        loadgen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if speed == 0:
+            window = (start, start + duration + FLUSH_WAIT_S)
+        else:
+            window = (start + ramp + SETTLE_S, start + duration - WINDOW_END_MARGIN_S)
+        cpu0 = cpu1 = None
+        deadline = start + ramp + duration + LOADGEN_TIMEOUT_EXTRA_S
+        while time.time() < deadline:
+            now = time.time()
+            if cpu0 is None and now >= window[0]:
+                cpu0 = cpu_seconds(pids)
+            if cpu1 is None and now >= window[1]:
+                cpu1 = cpu_seconds(pids)
+                result.window_s = now - window[0]
+            result.peak_rss = max(result.peak_rss, rss_bytes(pids))
+            if loadgen.poll() is not None and cpu1 is not None:
+                break
+            time.sleep(RSS_SAMPLE_S)
+        if loadgen.poll() is None:
+            loadgen.kill()
+            result.errors.append("load generator did not finish in time")
+        _, err = loadgen.communicate()
+        time.sleep(FLUSH_WAIT_S)
+        if cpu0 is not None and cpu1 is not None:
+            result.cpu_s = cpu1 - cpu0
+        result.peak_rss = max(result.peak_rss, rss_bytes(pids))
+        watcher.stop()
+        if not report_path.exists():
+            result.errors.append(f"no load generator report: {err.decode()[-300:]}")
+            return result
+        report = json.loads(report_path.read_text())
+        result.loadgen_cpu_s = report["cpu_s"]
+        result.loadgen_wall_s = report["wall_s"]
+        result.bytes_sent = report["bytes_sent"]
+        result.send_s = max((p["end"] - p["start"] for p in report["publishers"]), default=0)
+        written = {c: sum(1 for f in server.segment_dir(c).glob("*.ts")) for c in names}
+        analyse_publishers(result, report["publishers"], watcher.channels, written,
+                           FRAG_DURATION_S * 1000)  # fmt: skip
+        return result
+    except Exception as e:  # a broken trial is a row with an error, not a lost run
+        result.errors.append(f"trial failed: {type(e).__name__}: {e}")
+        return result
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def capacity(
+    workers: int,
+    args: argparse.Namespace,
+    flv: Path,
+    known: dict[int, bool],
+    start_n: int,
+    budget_ok: Callable[[], bool],
+) -> tuple[int, int | None, list[TrialResult]]:
+    """(largest N on time, smallest N late or None, trials run) by bracketing from start_n."""
+    ok = max((n for n, good in known.items() if good), default=0)
+    bad = min((n for n, good in known.items() if not good), default=None)
+    trials: list[TrialResult] = []
+    n = (ok + bad) // 2 if bad is not None else max(start_n, ok * 5 // 4)
+    for _ in range(CAPACITY_TRIALS):
+        n = max(CAPACITY_STEP, round(n / CAPACITY_STEP) * CAPACITY_STEP)
+        if n <= ok or (bad is not None and n >= bad) or not budget_ok():
+            break
+        trial = run_trial(lambda d: OursServer(d, workers), n, args, flv)
+        trials.append(trial)
+        print(json.dumps(trial.summary()), file=sys.stderr)
+        if trial.on_time:
+            ok = n
+        else:
+            bad = n
+        n = (ok + bad) // 2 if bad is not None else ok * 5 // 4
+    return ok, bad, trials
+
+
+def machine() -> dict[str, str]:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mod = version_of(["dpkg-query", "-W", "-f=${Version}", "libnginx-mod-rtmp"])
+    commit = version_of(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    import uvloop
+
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
+        "kernel": platform.release(),
+        "python": platform.python_version() + f", uvloop {uvloop.__version__}",
+        "livechannel": f"git {commit}",
+        "nginx": version_of(["nginx", "-v"]) + f", libnginx-mod-rtmp {mod}",
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--input", default=str(Path(tempfile.gettempdir()) / "livechannel-bench" / "input.flv")
+    )
+    p.add_argument("--ns", default="1,50,100,200,400", help="real-time publisher counts")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds each publisher sends")
+    p.add_argument("--ramp", type=float, default=5.0, help="seconds over which publishers start")
+    p.add_argument("--servers", default="ours,nginx")
+    p.add_argument("--no-unpaced", action="store_true")
+    p.add_argument("--no-capacity", action="store_true")
+    p.add_argument("--budget-s", type=float, default=900.0, help="capacity search stops here")
+    p.add_argument("--workdir", default=None, help="where servers write (default: temp)")
+    p.add_argument("--json", default=None, help="also write all results here")
+    p.add_argument("--update-docs", action="store_true", help="write docs/performance.md")
+    args = p.parse_args()
+    t0 = time.time()
+    flv = input_path(args)
+    info = load_flv(flv)
+    servers = args.servers.split(",")
+    if "nginx" in servers and not NginxServer.available():
+        print("nginx with libnginx-mod-rtmp not found: comparing nothing", file=sys.stderr)
+        servers.remove("nginx")
+    makers: dict[str, Callable[[Path], Server]] = {
+        "ours": lambda d: OursServer(d, 1),
+        "nginx": lambda d: NginxServer(d, FRAG_DURATION_S, FRAG_COUNT),
+    }
+    paced: list[TrialResult] = []
+    for n in (int(x) for x in args.ns.split(",")):
+        for name in servers:
+            trial = run_trial(makers[name], n, args, flv)
+            paced.append(trial)
+            print(json.dumps(trial.summary()), file=sys.stderr)
+    unpaced = []
+    if not args.no_unpaced:
+        for name in servers:
+            trial = run_trial(makers[name], 1, args, flv, speed=0)
+            unpaced.append(trial)
+            print(json.dumps(trial.summary()), file=sys.stderr)
+
+    def budget_ok() -> bool:
+        return time.time() - t0 + args.duration + args.ramp + TRIAL_OVERHEAD_S < args.budget_s
+
+    capacities = {}
+    if not args.no_capacity:
+        known1 = {t.n: t.on_time for t in paced if t.server.startswith("livechannel")}
+        ok1, bad1, _ = capacity(1, args, flv, known1, 200, budget_ok)
+        capacities[1] = (ok1, bad1)
+        start2 = round_up(-(-ok1 * 17 // 10), CAPACITY_STEP)  # 1.7 times, rounded up
+        ok2, bad2, _ = capacity(2, args, flv, {}, start2, budget_ok)
+        capacities[2] = (ok2, bad2)
+    text = markdown(machine(), info, paced, unpaced, capacity_lines(capacities), time.time() - t0)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "paced": [t.summary() for t in paced], "unpaced": [t.summary() for t in unpaced],
+            "capacity": capacities,
+        }, indent=1))  # fmt: skip
+    if args.update_docs:
+        update_docs(ROOT / "docs" / "performance.md", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""The two servers under test, started and stopped by PID, and what /proc says about them.
+
+`OursServer` runs `python -m livechannel serve` (uvloop, `--workers N`) on loopback with a
+fresh data directory and a public-read-write bucket (the load generator needs no signed URL;
+signing costs nothing per byte anyway), and creates the channels through `oss2`.
+`NginxServer` runs Debian's nginx with libnginx-mod-rtmp from a config written into a temp
+directory: one worker, `hls on`, the same FragDuration/FragCount, loopback only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 20.0  # both servers listen within a second or two; 20 s means broken
+STOP_TIMEOUT_S = 20.0  # ours flushes every open segment on SIGTERM; then SIGKILL
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+NGINX_RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+BENCH_KEY_ID, BENCH_KEY_SECRET = "LTAIbenchkey000001", "bench-secret-not-for-production"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port} within {START_TIMEOUT_S} s")
+
+
+def process_tree(root_pid: int) -> list[int]:
+    """root_pid and all its descendants (forked workers, nginx's worker)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes (all their threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5) fields 14, 15)
+    return total / CLK_TCK
+
+
+def rss_bytes(pids: list[int], field: str = "VmRSS") -> int:
+    """Sum of VmRSS (or VmHWM, the peak) of these processes."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+class Server:
+    name = ""
+    chunk_size = 0  # what this server announces, so what libavformat would send it
+    proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, channel: str) -> str:
+        raise NotImplementedError
+
+    def segment_dir(self, channel: str) -> Path:
+        raise NotImplementedError
+
+    def playlist_name(self) -> str:
+        raise NotImplementedError
+
+    def prepare_channels(self, names: list[str]) -> None:
+        for name in names:
+            self.segment_dir(name).mkdir(parents=True, exist_ok=True)
+
+    def pids(self) -> list[int]:
+        assert self.proc is not None
+        return process_tree(self.proc.pid)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class OursServer(Server):
+    def __init__(self, workdir: Path, workers: int = 1) -> None:
+        self.name = f"livechannel --workers {workers}"
+        self.workdir = workdir
+        self.workers = workers
+        self.chunk_size = 65536  # rtmp/connection.py SERVER_CHUNK_SIZE
+        self.rtmp_port, self.http_port = free_port(), free_port()
+        self.data_dir = workdir / "data"
+
+    def start(self) -> None:
+        env = dict(os.environ, LIVECHANNEL_ACCESS_KEY_ID=BENCH_KEY_ID,
+                   LIVECHANNEL_ACCESS_KEY_SECRET=BENCH_KEY_SECRET)  # fmt: skip
+        cmd = [
+            sys.executable, "-m", "livechannel", "serve",
+            "--data-dir", str(self.data_dir),
+            "--rtmp-listen", f"127.0.0.1:{self.rtmp_port}",
+            "--http-listen", f"127.0.0.1:{self.http_port}",
+            "--bucket-acl", "public-read-write",
+            "--workers", str(self.workers),
+            "--log-level", "WARNING",
+        ]  # fmt: skip
+        log = open(self.workdir / "server.log", "wb")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
+        wait_listening(self.rtmp_port, self.proc, self.name)
+        wait_listening(self.http_port, self.proc, self.name)
+
+    def create_channels(self, names: list[str], frag_duration_s: int, frag_count: int) -> None:
+        import oss2
+
+        bucket = oss2.Bucket(
+            oss2.Auth(BENCH_KEY_ID, BENCH_KEY_SECRET), f"http://127.0.0.1:{self.http_port}", "live"
+        )
+        target = oss2.models.LiveChannelInfoTarget(
+            playlist_name="playlist.m3u8", frag_count=frag_count, frag_duration=frag_duration_s
+        )
+        for name in names:
+            bucket.create_live_channel(name, oss2.models.LiveChannelInfo(target=target))
+
+    def url(self, channel: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/live/{channel}"
+
+    def segment_dir(self, channel: str) -> Path:
+        return self.data_dir / "buckets" / "live" / channel
+
+    def playlist_name(self) -> str:
+        return "playlist.m3u8"
+
+
+NGINX_CONF = """\
+load_module {module};
+{user}
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+rtmp {{
+    server {{
+        listen 127.0.0.1:{port};
+        chunk_size 4096;
+        application live {{
+            live on;
+            hls on;
+            hls_path {dir}/hls;
+            hls_nested on;
+            hls_fragment {frag_s}s;
+            hls_playlist_length {playlist_s}s;
+            hls_cleanup off;
+        }}
+    }}
+}}
+"""
+
+
+class NginxServer(Server):
+    def __init__(self, workdir: Path, frag_duration_s: int, frag_count: int) -> None:
+        self.name = "nginx-rtmp (1 worker)"
+        self.workdir = workdir
+        self.chunk_size = 4096  # nginx-rtmp's default chunk_size, which we also set
+        self.port = free_port()
+        self.frag_duration_s = frag_duration_s
+        self.frag_count = frag_count
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("nginx") is not None and Path(NGINX_RTMP_MODULE).exists()
+
+    def start(self) -> None:
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(
+            NGINX_CONF.format(
+                module=NGINX_RTMP_MODULE,
+                user="user root;" if os.geteuid() == 0 else "",  # the worker writes our dir
+                dir=self.workdir,
+                port=self.port,
+                frag_s=self.frag_duration_s,
+                playlist_s=self.frag_duration_s * self.frag_count,
+            )
+        )
+        (self.workdir / "hls").mkdir(exist_ok=True)
+        cmd = [
+            "nginx",
+            "-c",
+            str(conf),
+            "-p",
+            str(self.workdir),
+            "-e",
+            str(self.workdir / "error.log"),
+        ]
+        log = open(self.workdir / "server.log", "wb")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+        wait_listening(self.port, self.proc, self.name)
+
+    def stop(self, sig: int = signal.SIGQUIT) -> None:
+        super().stop(sig)  # SIGQUIT: graceful; nginx-rtmp closes its fragments
+
+    def url(self, channel: str) -> str:
+        return f"rtmp://127.0.0.1:{self.port}/live/{channel}"
+
+    def segment_dir(self, channel: str) -> Path:
+        return self.workdir / "hls" / channel
+
+    def playlist_name(self) -> str:
+        return "index.m3u8"
+
+
+def version_of(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (out.stdout + out.stderr).strip().splitlines()[0] if (out.stdout + out.stderr) else "?"
