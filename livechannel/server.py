@@ -28,7 +28,7 @@ from livechannel.ingest import IngestDeps, IngestServer
 from livechannel.redact import http_server_logger
 from livechannel.registry import Registry
 from livechannel.sniff import SniffingProtocol
-from livechannel.storage.factory import make_storage
+from livechannel.storage.factory import bucket_policy, make_storage
 from livechannel.store.base import ChannelConfig, MetadataStore
 from livechannel.store.sqlite import SqliteStore
 from livechannel.urls import ServiceUrls
@@ -111,7 +111,12 @@ async def serve(
         reuse_port=config.workers > 1,
     )
     http_port = http_sock.getsockname()[1]
-    urls = ServiceUrls(config.domain, rtmp_port, http_port)
+    public_base_urls = {
+        b.name: policy.public_base_url
+        for b in config.buckets
+        if (policy := bucket_policy(b)).public_base_url
+    }
+    urls = ServiceUrls(config.domain, rtmp_port, http_port, public_base_urls)
     api = create_app(
         ApiContext(
             store=store,
@@ -128,8 +133,8 @@ async def serve(
         api,
         access_log=None,
         handle_signals=False,
-        logger=http_server_logger(),  # malformed requests: one redacted line, no traceback
         keepalive_timeout=config.limits.http_idle_timeout_s,
+        logger=http_server_logger(),  # malformed requests: one redacted line, no traceback
     )
     await runner.setup()
     http_handler = runner.server

@@ -7,7 +7,8 @@ Virtual-host style (`<bucket>.<domain>`) for a real domain name; path style
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 
@@ -27,6 +28,9 @@ class ServiceUrls:
     domain: str  # host name users reach the service by, e.g. "localhost" or "live.example.com"
     rtmp_port: int
     http_port: int
+    # bucket -> where players fetch its objects instead of from us (a CDN, the store's own
+    # public URL): "https://cdn.example.com/live", no trailing "/" (storage/factory.py).
+    public_base_urls: Mapping[str, str] = field(default_factory=dict)
 
     def _host(self, bucket: str, port: int, default_port: int) -> tuple[str, str]:
         """(authority, path prefix) for a bucket."""
@@ -40,6 +44,14 @@ class ServiceUrls:
         authority, prefix = self._host(bucket, self.rtmp_port, 1935)
         return f"rtmp://{authority}{prefix}/live/{quote(channel, safe='')}"
 
+    def public_url(self, bucket: str, key: str) -> str | None:
+        """The object's URL under the bucket's public base URL, if it has one."""
+        base = self.public_base_urls.get(bucket)
+        return f"{base}/{quote(key, safe='/')}" if base else None
+
     def play_url(self, bucket: str, channel: str, playlist_name: str) -> str:
+        public = self.public_url(bucket, f"{channel}/{playlist_name}")
+        if public is not None:
+            return public
         authority, prefix = self._host(bucket, self.http_port, 80)
         return f"http://{authority}{prefix}/{quote(channel, safe='')}/{quote(playlist_name)}"

@@ -7,6 +7,9 @@ segment started). Segment URIs are relative and resolve from where the playlist 
   resolve against the request URL in both addressing styles (seed 10.5's example shows bare
   `<ms>.ts`, which would not resolve from that URL).
 * POST stores `<channel>/<name>.m3u8` next to the segments, so URIs are `<ms>.ts`.
+
+A bucket with a public base URL (a CDN; docs/storage.md) gets absolute segment URIs under it
+in both, so players fetch the segments from there rather than from us.
 """
 
 from __future__ import annotations
@@ -71,7 +74,12 @@ def playlist_text(segments: list[Segment], uri_of: Callable[[Segment], str]) -> 
 
 async def get_vod_playlist(call: Call) -> web.StreamResponse:
     segments = await _segments(call, call.target.key)
-    body = playlist_text(segments, lambda s: quote(s.key, safe="/")).encode()
+    public = call.ctx.urls.public_url  # a bucket's public base URL (issue 5) wins
+
+    def uri_of(s: Segment) -> str:
+        return public(call.bucket, s.key) or quote(s.key, safe="/")
+
+    body = playlist_text(segments, uri_of).encode()
     return web.Response(
         status=200,
         body=body,
@@ -92,6 +100,9 @@ async def post_vod_playlist(call: Call) -> web.StreamResponse:
     prefix = channel + "/"
 
     def uri_of(s: Segment) -> str:
+        public = call.ctx.urls.public_url(call.bucket, s.key)
+        if public is not None:
+            return public  # the bucket's public base URL (issue 5)
         inside = s.key[len(prefix) :] if s.key.startswith(prefix) else "../" + s.key
         return quote(inside, safe="/")
 

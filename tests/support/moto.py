@@ -34,11 +34,13 @@ class MotoServer:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def new_bucket(self, endpoint: str | None = None) -> str:
+    def new_bucket(self, *, public: bool = False) -> str:
         """Create an empty S3 bucket with a fresh name (moto does not check signatures on
-        this unsigned call); `endpoint` lets it go through a proxy."""
+        this unsigned call). `public`: anyone may read its objects (moto honours the
+        public-read bucket ACL for that, where AWS would need a bucket policy)."""
         name = f"lc-{os.getpid()}-{next(_names)}"
-        request = urllib.request.Request(f"{endpoint or self.endpoint}/{name}", method="PUT")
+        headers = {"x-amz-acl": "public-read"} if public else {}
+        request = urllib.request.Request(f"{self.endpoint}/{name}", method="PUT", headers=headers)
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
         return name
