@@ -14,6 +14,13 @@ if ! command -v gst-inspect-1.0 >/dev/null \
   need+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
          gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 fi
+# tests/interop: nginx-rtmp relay, OBS Studio under Xvfb, Chromium (+ hls.js from npm, below)
+[ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] && command -v nginx >/dev/null \
+  || need+=(nginx libnginx-mod-rtmp)
+command -v obs >/dev/null || need+=(obs-studio)
+command -v Xvfb >/dev/null || need+=(xvfb)
+command -v chromium >/dev/null || need+=(chromium)
+command -v npm >/dev/null || need+=(npm)
 if ((${#need[@]})); then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
@@ -21,4 +28,5 @@ if ((${#need[@]})); then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m tests.interop.hlsjs >/dev/null  # npm install hls.js into a cache dir if missing
 exec python3 -m pytest -q -p no:cacheprovider "$@"
