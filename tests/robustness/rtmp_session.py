@@ -18,6 +18,7 @@ from livechannel.rtmp.errors import RtmpError
 from livechannel.rtmp.messages import MessageType
 
 IO_TIMEOUT_S = 10.0  # loopback: every answer comes in milliseconds
+SEND_TIMEOUT_S = 30.0  # a server applying backpressure may hold a send this long
 READ_BYTES = 64 * 1024
 
 Tag = tuple[int, int, bytes]  # FLV tag type, timestamp ms, body
@@ -31,7 +32,7 @@ def flv_tags(path: Path) -> list[Tag]:
 class RtmpSession:
     def __init__(self, port: int, app: str, stream: str, *, tc_url: str | None = None,
                  host: str = "127.0.0.1", source_ip: str | None = None,
-                 chunk_size: int = 4096) -> None:  # fmt: skip
+                 chunk_size: int = 4096, sndbuf: int | None = None) -> None:  # fmt: skip
         self.client = ClientConnection(
             app, stream, tc_url or f"rtmp://{host}:{port}/{app}", chunk_size=chunk_size
         )
@@ -39,10 +40,13 @@ class RtmpSession:
         self.sock.settimeout(IO_TIMEOUT_S)
         if source_ip is not None:
             self.sock.bind((source_ip, 0))
+        if sndbuf is not None:  # small: a server that stops reading blocks us quickly
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         self.sock.connect((host, port))
         self.statuses: list[StatusReceived] = []
         self.errors: list[ErrorReceived] = []
         self.closed_by_server = False
+        self.bytes_sent = 0
 
     def __enter__(self) -> RtmpSession:
         return self
@@ -82,9 +86,12 @@ class RtmpSession:
         data = self.client.data_to_send()
         if data:
             try:
+                self.sock.settimeout(SEND_TIMEOUT_S)
                 self.sock.sendall(data)
             except OSError:
                 self.closed_by_server = True
+            else:
+                self.bytes_sent += len(data)
 
     def publish(self) -> StatusReceived:
         """Handshake, connect, createStream, publish; the first onStatus that answers it."""

@@ -1,0 +1,201 @@
+"""Issue 6 point 5: disk full, permission denied, read-only storage.
+
+While storage fails: no crash, the reason is logged and shown in the push's stats
+(`health.storage_error`), uploads are retried and the publisher is slowed (we stop reading its
+socket once the bounded upload queue is full) rather than its data dropped. Once the fault is
+gone, everything queued is stored without a restart: contiguous segments, all the media.
+
+Faults are injected two ways: at the storage interface (every errno, any machine), and for
+real on a small tmpfs the test mounts over the bucket's directory (ENOSPC, then EROFS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gc
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from livechannel import server as server_module
+from livechannel.config import Limits
+from livechannel.errors import StorageError
+from livechannel.ingest import IngestServer, RtmpProtocol
+from livechannel.storage.base import ObjectInfo
+from tests.hls_validator import assert_segments_exist, validate_media_playlist
+from tests.robustness.conftest import create_channel, session_for
+from tests.robustness.rtmp_session import flv_tags
+from tests.support.service import BUCKET, ServiceThread
+
+LIMITS = Limits(upload_queue_segments=2)  # the publisher is held back after two segments
+FAULT_HOLD_S = 1.5  # how long the fault lasts once it has shown up in the stats
+SNDBUF_BYTES = 16 * 1024  # the publisher's socket buffer: blocks soon after we stop reading
+TMPFS_BYTES = 16 * 1024 * 1024
+
+
+class FaultyStorage:
+    """Delegates to a real storage; `put` fails like the local store does for `errno_`."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.errno_: int | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def put(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+        if self.errno_ is not None:
+            name = errno.errorcode[self.errno_]
+            raise StorageError(
+                f"local storage cannot write {key!r}: {os.strerror(self.errno_)} ({name})",
+                permanent=self.errno_ in (errno.EACCES, errno.EROFS),
+            )
+        result: ObjectInfo = await self._inner.put(key, data, content_type)
+        return result
+
+
+def _rtmp_connections() -> list[RtmpProtocol]:
+    """The service runs in this process: its live RTMP connections, to watch them read."""
+    servers = [o for o in gc.get_objects() if isinstance(o, IngestServer)]
+    return [conn for server in servers for conn in server.connections]
+
+
+def _health(svc: ServiceThread, channel: str) -> dict[str, Any]:
+    push = svc.call(svc.store.live_push(BUCKET, channel))
+    assert push is not None, "the push ended during the fault"
+    return json.loads(push.stats_json or "{}").get("health") or {}
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def ride_out_a_fault(
+    svc: ServiceThread, channel: str, flv: Path, *, heal: Callable[[], None], reason: str
+) -> None:
+    """Publish `flv` unpaced into a failing storage, heal it, and check nothing was lost."""
+    tags = flv_tags(flv)
+    media_ms = tags[-1][1] - tags[0][1]
+    before = svc.call(svc.store.segments_between(BUCKET, channel, 0, 2**62))
+    with session_for(svc, channel, sndbuf=SNDBUF_BYTES) as s:
+        assert s.publish().code == "NetStream.Publish.Start"
+        sender = threading.Thread(target=s.send, args=(tags,), daemon=True)
+        sender.start()  # unpaced: as fast as we read
+        _wait(lambda: reason in _health(svc, channel).get("storage_error", ""), 10.0,
+              f"no {reason!r} in the push's health")  # fmt: skip
+        (conn,) = [c for c in _rtmp_connections() if c.channel == channel]
+        time.sleep(0.5)  # what was already read is segmented; then reading stops
+        read_at_fault = conn.conn.bytes_received
+        time.sleep(FAULT_HOLD_S)
+        # Backpressure: we stopped reading (the rest waits in TCP buffers and the encoder).
+        assert conn.conn.bytes_received == read_at_fault
+        assert svc.call(svc.store.live_push(BUCKET, channel)) is not None, "push dropped"
+        heal()
+        sender.join(30)
+        assert not sender.is_alive() and not s.closed_by_server
+        assert read_at_fault < s.bytes_sent * 0.8, (read_at_fault, s.bytes_sent)
+        _wait(lambda: _health(svc, channel).get("storage_error") == "", 15.0, "no recovery")
+        s.client.unpublish()
+        s.send([])
+    svc.wait_idle(channel, timeout_s=30)
+    segments = svc.call(svc.store.segments_between(BUCKET, channel, 0, 2**62))[len(before) :]
+    assert [seg.seq for seg in segments] == list(range(len(before), len(before) + len(segments)))
+    stored_ms = sum(seg.duration_ms for seg in segments)
+    assert stored_ms >= media_ms - 100, (stored_ms, media_ms)  # all the media, none dropped
+    for seg in segments:
+        assert svc.object_path(seg.key).stat().st_size == seg.size
+    playlist = validate_media_playlist(svc.object_path(f"{channel}/playlist.m3u8").read_text())
+    assert_segments_exist(playlist, lambda uri: svc.object_path(f"{channel}/{uri}").exists())
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [(errno.ENOSPC, "No space left on device"), (errno.EACCES, "Permission denied"),
+     (errno.EROFS, "Read-only file system")],
+    ids=["disk-full", "permission-denied", "read-only"],
+)  # fmt: skip
+def test_injected_fault_slows_the_publisher_and_recovers(
+    tmp_path: Path,
+    short_flv: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    logs: pytest.LogCaptureFixture,
+    fault: int,
+    reason: str,
+) -> None:
+    made: list[FaultyStorage] = []
+    real_make = server_module.make_storage
+
+    def make(*args: Any, **kwargs: Any) -> FaultyStorage:
+        made.append(FaultyStorage(real_make(*args, **kwargs)))
+        return made[-1]
+
+    monkeypatch.setattr(server_module, "make_storage", make)
+    svc = ServiceThread(tmp_path / "data", limits=LIMITS).start()
+    try:
+        create_channel(svc.bucket(), "disk", frag_duration=1, frag_count=3)
+        (storage,) = made
+        storage.errno_ = fault
+
+        def heal() -> None:
+            storage.errno_ = None
+
+        ride_out_a_fault(svc, "disk", short_flv, heal=heal, reason=reason)
+        assert svc.bucket().get_live_channel_stat("disk").status == "Idle"  # API unaffected
+    finally:
+        svc.stop()
+    assert "storage failed for disk/" in logs.text and reason in logs.text
+    assert "storage recovered" in logs.text
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size_bytes: int) -> Iterator[None]:
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs",
+                              str(path)], capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); "
+                    "the injected-fault tests cover the same paths")  # fmt: skip
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _remount(path: Path, mode: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(path)], check=True)
+
+
+def test_real_full_and_read_only_filesystem(
+    tmp_path: Path, short_flv: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    bucket_dir = data / "buckets" / BUCKET
+    with tmpfs(bucket_dir, TMPFS_BYTES):
+        svc = ServiceThread(data, limits=LIMITS).start()
+        try:
+            create_channel(svc.bucket(), "fs", frag_duration=1, frag_count=3)
+            filler = bucket_dir / "filler.bin"
+            with open(filler, "wb") as f, contextlib.suppress(OSError):
+                while True:  # until ENOSPC: the disk is full
+                    f.write(bytes(256 * 1024))
+            ride_out_a_fault(svc, "fs", short_flv, heal=filler.unlink,
+                             reason="No space left on device")  # fmt: skip
+            _remount(bucket_dir, "ro")
+            ride_out_a_fault(svc, "fs", short_flv, heal=lambda: _remount(bucket_dir, "rw"),
+                             reason="Read-only file system")  # fmt: skip
+        finally:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _remount(bucket_dir, "rw")
+            svc.stop()
+    assert "(ENOSPC)" in logs.text and "(EROFS)" in logs.text
