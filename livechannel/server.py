@@ -27,6 +27,7 @@ from livechannel.hls.playlist import target_duration_s
 from livechannel.ingest import IngestDeps, IngestServer
 from livechannel.redact import http_server_logger
 from livechannel.registry import Registry
+from livechannel.retention import retention_loop
 from livechannel.sniff import SniffingProtocol
 from livechannel.storage.factory import bucket_policy, make_storage
 from livechannel.store.base import ChannelConfig, MetadataStore
@@ -147,6 +148,15 @@ async def serve(
     )
     registry.start()
     sweeper = asyncio.create_task(_sweep_stale(store), name="stale push sweeper")
+    retention: list[asyncio.Task[None]] = []
+    for bucket in config.buckets:
+        policy = bucket_policy(bucket)
+        if policy.retention_hours is not None:
+            sweeps = retention_loop(
+                store, storages[bucket.name], bucket.name, policy.retention_hours,
+                policy.public_base_url, now_ms,
+            )  # fmt: skip
+            retention.append(asyncio.create_task(sweeps, name=f"retention {bucket.name}"))
     await _schedule_pending_endlists(config, store, storages, registry)
     log.info("RTMP on %s:%d, HTTP (and RTMP) on %s:%d",
              config.rtmp_listen.host, rtmp_port, config.http_listen.host, http_port)
@@ -163,6 +173,10 @@ async def serve(
         except TimeoutError:
             log.error("shutdown: publishers not flushed within %.0f s", SHUTDOWN_TIMEOUT_S)
         sweeper.cancel()
+        for task in retention:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await registry.stop()

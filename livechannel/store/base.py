@@ -7,6 +7,7 @@ here, never in process memory. Times are integer milliseconds since the Unix epo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -171,6 +172,15 @@ class MetadataStore(Protocol):
 
     async def discontinuities_before(self, bucket: str, channel: str, seq: int) -> int:
         """How many segments with seq < `seq` carry a discontinuity (EXT-X-DISCONTINUITY-SEQUENCE)."""
+        ...
+
+    async def delete_segments(self, bucket: str, channel: str, seqs: Sequence[int]) -> int:
+        """Drop these segments from the index (retention); return how many were there.
+
+        The index must never name a missing object, so callers drop entries before deleting
+        the objects. Removed discontinuities still count in `discontinuities_before`: a live
+        playlist's EXT-X-DISCONTINUITY-SEQUENCE never goes back (RFC 8216 6.2.2).
+        """
         ...
 
     async def close(self) -> None: ...

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+from collections.abc import Sequence
 
 from livechannel.errors import (
     ChannelStillLive,
@@ -39,6 +40,8 @@ class MemoryStore:
         self._segments: dict[tuple[str, str], dict[int, Segment]] = {}
         self._seqs: dict[tuple[str, str], list[int]] = {}
         self._segment_keys: dict[tuple[str, str], Segment] = {}  # (bucket, key) -> segment
+        # seqs of deleted segments that carried a discontinuity (see delete_segments)
+        self._removed_discontinuities: dict[tuple[str, str], set[int]] = {}
 
     @classmethod
     async def open(cls) -> MemoryStore:
@@ -212,7 +215,24 @@ class MemoryStore:
 
     async def discontinuities_before(self, bucket: str, channel: str, seq: int) -> int:
         by_seq = self._segments.get((bucket, channel), {})
-        return sum(1 for s in by_seq.values() if s.seq < seq and s.discontinuity)
+        removed = self._removed_discontinuities.get((bucket, channel), set())
+        return sum(1 for s in by_seq.values() if s.seq < seq and s.discontinuity) + sum(
+            1 for r in removed if r < seq
+        )
+
+    async def delete_segments(self, bucket: str, channel: str, seqs: Sequence[int]) -> int:
+        by_seq = self._segments.get((bucket, channel), {})
+        removed = 0
+        for seq in set(seqs):
+            segment = by_seq.pop(seq, None)
+            if segment is None:
+                continue
+            removed += 1
+            self._seqs[(bucket, channel)].remove(seq)
+            del self._segment_keys[(bucket, segment.key)]
+            if segment.discontinuity:
+                self._removed_discontinuities.setdefault((bucket, channel), set()).add(seq)
+        return removed
 
     async def close(self) -> None:
         return None

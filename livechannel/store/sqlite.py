@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -48,6 +48,7 @@ from livechannel.store.sqlite_schema import (
 )
 
 T = TypeVar("T")
+DELETE_BATCH = 500  # seqs per statement: under SQLite's default limit of 999 parameters
 
 
 def _no_channel(name: str) -> NoSuchLiveChannel:
@@ -367,10 +368,34 @@ class SqliteStore:
     async def discontinuities_before(self, bucket: str, channel: str, seq: int) -> int:
         def op(conn: sqlite3.Connection) -> int:
             row = conn.execute(
-                "SELECT count(*) FROM segments WHERE bucket = ? AND channel = ? "
-                "AND seq < ? AND discontinuity",
-                (bucket, channel, seq),
+                "SELECT (SELECT count(*) FROM segments WHERE bucket = ? AND channel = ? "
+                "AND seq < ? AND discontinuity) + (SELECT count(*) FROM removed_discontinuities "
+                "WHERE bucket = ? AND channel = ? AND seq < ?)",
+                (bucket, channel, seq, bucket, channel, seq),
             ).fetchone()
             return int(row[0])
+
+        return await self._run(op)
+
+    async def delete_segments(self, bucket: str, channel: str, seqs: Sequence[int]) -> int:
+        wanted = sorted(set(seqs))
+
+        def op(conn: sqlite3.Connection) -> int:
+            removed = 0
+            with write_transaction(conn):
+                for start in range(0, len(wanted), DELETE_BATCH):
+                    batch = wanted[start : start + DELETE_BATCH]
+                    marks = ", ".join("?" * len(batch))
+                    where = f"bucket = ? AND channel = ? AND seq IN ({marks})"
+                    conn.execute(
+                        "INSERT OR IGNORE INTO removed_discontinuities (bucket, channel, seq) "
+                        f"SELECT bucket, channel, seq FROM segments WHERE {where} "
+                        "AND discontinuity",
+                        (bucket, channel, *batch),
+                    )
+                    removed += conn.execute(
+                        f"DELETE FROM segments WHERE {where}", (bucket, channel, *batch)
+                    ).rowcount
+            return removed
 
         return await self._run(op)

@@ -75,6 +75,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX segments_time ON segments (bucket, channel, start_ms);
     CREATE INDEX segments_discontinuities ON segments (bucket, channel, seq) WHERE discontinuity;
     """,
+    # 2: retention deletes segments; the discontinuities among them keep counting, so a live
+    # playlist's EXT-X-DISCONTINUITY-SEQUENCE never goes back.
+    """
+    CREATE TABLE removed_discontinuities (
+        bucket TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (bucket, channel, seq)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
