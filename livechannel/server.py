@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from livechannel.registry import Registry
 from livechannel.retention import retention_loop
 from livechannel.sniff import SniffingProtocol
 from livechannel.storage.factory import bucket_policy, make_storage
-from livechannel.store.base import ChannelConfig, MetadataStore
+from livechannel.store.base import ChannelConfig, MetadataStore, Push
 from livechannel.store.sqlite import SqliteStore
 from livechannel.urls import ServiceUrls
 
@@ -56,11 +56,18 @@ class Running:
     store: MetadataStore
 
 
-async def _sweep_stale(store: MetadataStore) -> None:
+async def _sweep_stale(
+    store: MetadataStore, on_closed: Callable[[Push], Awaitable[None]]
+) -> None:
+    """Close pushes whose owner died (kill -9, power loss) at their last heartbeat, and let
+    their playlists end. A failed sweep is retried: this loop must outlive store hiccups."""
     while True:
-        closed = await store.close_stale_pushes(now_ms() - STALE_PUSH_MS)
-        for push in closed:
-            log.warning("closed push of %s/%s left by a dead worker", push.bucket, push.channel)
+        try:
+            for push in await store.close_stale_pushes(now_ms() - STALE_PUSH_MS):
+                log.warning("closed push of %s/%s left by a dead worker", push.bucket, push.channel)
+                await on_closed(push)
+        except Exception:
+            log.exception("stale push sweep failed; retrying")
         await asyncio.sleep(STALE_SWEEP_INTERVAL_S)
 
 
@@ -147,7 +154,12 @@ async def serve(
         sock=http_sock,
     )
     registry.start()
-    sweeper = asyncio.create_task(_sweep_stale(store), name="stale push sweeper")
+    async def stale_closed(push: Push) -> None:
+        channel = await store.get_channel(push.bucket, push.channel)
+        if channel is not None and push.bucket in storages and push.end_ms is not None:
+            _schedule_endlist(config, store, storages, registry, push.bucket, channel, push.end_ms)
+
+    sweeper = asyncio.create_task(_sweep_stale(store, stale_closed), name="stale push sweeper")
     retention: list[asyncio.Task[None]] = []
     for bucket in config.buckets:
         policy = bucket_policy(bucket)
@@ -187,9 +199,26 @@ async def serve(
         log.info("stopped")
 
 
+def _schedule_endlist(config, store, storages, registry, bucket, ch, end_ms) -> None:  # type: ignore[no-untyped-def]
+    """#EXT-X-ENDLIST for `ch` once the grace period after `end_ms` has passed."""
+    cfg = ch.config
+    target_s = target_duration_s(
+        cfg.frag_duration_s, max(config.limits.max_segment_s, 2 * cfg.frag_duration_s) * 1000
+    )
+    delay_s = max(0.0, config.end_grace_s - (now_ms() - end_ms) / 1000)
+    storage = storages[bucket]
+    registry.schedule_end(
+        bucket,
+        ch.name,
+        lambda: end_playlist(
+            store, storage, bucket, ch.name, cfg.playlist_name, cfg.frag_count, target_s
+        ),
+        delay_s=delay_s,
+    )
+
+
 async def _schedule_pending_endlists(config, store, storages, registry) -> None:  # type: ignore[no-untyped-def]
     """After a restart, channels whose publisher left still need their #EXT-X-ENDLIST."""
-    now = now_ms()
     for bucket in config.buckets:
         marker = ""
         while True:
@@ -200,20 +229,8 @@ async def _schedule_pending_endlists(config, store, storages, registry) -> None:
                 last = await store.history(bucket.name, ch.name, 1)
                 if not last or last[0].end_ms is None:
                     continue
-                cfg = ch.config
-                target_s = target_duration_s(
-                    cfg.frag_duration_s, max(config.limits.max_segment_s, 2 * cfg.frag_duration_s) * 1000
-                )
-                delay_s = max(0.0, config.end_grace_s - (now - last[0].end_ms) / 1000)
-                storage = storages[bucket.name]
-                registry.schedule_end(
-                    bucket.name,
-                    ch.name,
-                    lambda b=bucket.name, c=ch.name, n=cfg.playlist_name, fc=cfg.frag_count, s=storage, t=target_s: end_playlist(
-                        store, s, b, c, n, fc, t
-                    ),
-                    delay_s=delay_s,
-                )
+                end_ms = last[0].end_ms
+                _schedule_endlist(config, store, storages, registry, bucket.name, ch, end_ms)
             if len(channels) < 1000:
                 break
             marker = channels[-1].name
