@@ -9,6 +9,8 @@ const query = new URLSearchParams(location.search);
 const src = query.get("src");
 const needSeconds = Number(query.get("seconds"));
 const budgetMs = Number(query.get("budget_ms"));
+// ?start=<s>: play from there instead of hls.js's live-edge choice
+const startPosition = query.has("start") ? Number(query.get("start")) : -1;
 const video = document.getElementById("video");
 
 const report = {
@@ -47,7 +49,7 @@ function start() {
     finish("unsupported");
     return;
   }
-  const hls = new Hls();
+  const hls = new Hls({ startPosition });
   hls.on(Hls.Events.ERROR, (_event, data) => {
     report.errors.push({
       type: data.type,
