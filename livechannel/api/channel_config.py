@@ -27,10 +27,11 @@ def _argument(message: str, name: str, value: str) -> InvalidArgument:
 
 def check_channel_name(name: str) -> None:
     """Seed 10.4: object-name rules, and no `/`. We also refuse control characters and the
-    names `.` and `..`, which would make `<channel>/...` keys leave the channel's prefix."""
+    names `.` and `..`, which would make `<channel>/...` keys leave the channel's prefix, and
+    a backslash, which a publish URL cannot carry (publish.resolve) nor a local path hold."""
     check_object_name(name)
-    if "/" in name:
-        raise InvalidObjectName("a channel name must not contain /")
+    if "/" in name or "\\" in name:
+        raise InvalidObjectName("a channel name must not contain / or \\")
     if name in (".", "..") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         raise InvalidObjectName("a channel name must not be . or .. or contain control characters")
 
