@@ -29,7 +29,7 @@ import obstore
 from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
 from obstore.store import S3Store
 
-from livechannel.errors import InvalidArgument, NoSuchKey, StorageError
+from livechannel.errors import InvalidArgument, InvalidObjectName, NoSuchKey, StorageError
 from livechannel.storage.base import ListResult, ObjectInfo, content_type_for
 from livechannel.storage.keys import key_segments
 from livechannel.storage.s3_config import S3Settings
@@ -51,6 +51,29 @@ def _storage_error(e: BaseException, action: str, key: str) -> StorageError:
         f"S3 cannot {action} {key!r}: {type(e).__name__}: {first_line}",
         permanent=isinstance(e, _PERMANENT),
     )
+
+
+def _refused_name(key: str) -> InvalidObjectName:
+    # obstore parses keys as paths and refuses some our key rules let through (control
+    # characters): such a name cannot exist in this store.
+    return InvalidObjectName("the S3 client cannot use this object name", Key=key)
+
+
+def _path_part(segment: str) -> bool:
+    """Whether obstore accepts `segment` as one path segment (for a listing offset)."""
+    return segment not in ("", ".", "..") and not any(
+        ord(c) < 0x20 or ord(c) == 0x7F for c in segment
+    )
+
+
+def _offset(after: str) -> str | None:
+    """The longest leading run of whole path segments of `after` that obstore accepts. It sorts
+    at or before `after`, so listing from it misses nothing; the caller filters the rest."""
+    parts = after.split("/")
+    good = 0
+    while good < len(parts) and _path_part(parts[good]):
+        good += 1
+    return "/".join(parts[:good]) or None
 
 
 def _etag(raw: str | None) -> str:
@@ -113,6 +136,8 @@ class S3Storage:
             result = await obstore.put_async(
                 self._store, key, data, attributes={"Content-Type": ctype}, use_multipart=False
             )
+        except ValueError:
+            raise _refused_name(key) from None
         except Exception as e:
             raise _storage_error(e, "write", key) from e
         return ObjectInfo(
@@ -130,6 +155,8 @@ class S3Storage:
             return _info(await obstore.head_async(self._store, key))
         except FileNotFoundError:
             return None
+        except ValueError:
+            raise _refused_name(key) from None
         except Exception as e:
             raise _storage_error(e, "stat", key) from e
 
@@ -148,6 +175,8 @@ class S3Storage:
             result = await obstore.get_async(self._store, key, options=options)  # type: ignore[arg-type]
         except FileNotFoundError:
             raise NoSuchKey("the object does not exist", Key=key) from None
+        except ValueError:
+            raise _refused_name(key) from None
         except Exception as e:
             if not options:
                 raise _storage_error(e, "read", key) from e
@@ -181,10 +210,8 @@ class S3Storage:
             raise InvalidArgument("max-keys must be at least 1", ArgumentName="max-keys")
         # obstore's prefix matches whole path segments: list from the prefix's directory.
         directory = prefix[: prefix.rfind("/")] if "/" in prefix else ""
-        try:
-            key_segments(directory) if directory else None
-        except Exception:
-            return ListResult([], [], False, "")  # no key can start with such a prefix
+        if directory and not all(_path_part(part) for part in directory.split("/")):
+            return ListResult([], [], False, "")  # no key we can hold starts like that
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
         # Keys below `prefix[:-1]` cannot start with `prefix`; start just there, or after the
@@ -216,10 +243,11 @@ class S3Storage:
     ) -> str | None:
         """Collect up to max_keys + 1 entries (one more tells "truncated"). Returns where to
         restart the listing (after a common prefix), or None when done."""
-        stream = obstore.list(
-            self._store, directory or None, offset=after or None, chunk_size=LIST_CHUNK_KEYS
-        )
+        skipping = ""  # a common prefix whose keys are passed over in this same stream
         try:
+            stream = obstore.list(
+                self._store, directory or None, offset=_offset(after), chunk_size=LIST_CHUNK_KEYS
+            )
             async for chunk in stream:
                 for meta in chunk:
                     key = meta["path"]
@@ -227,7 +255,7 @@ class S3Storage:
                         if key > prefix:
                             return None  # past every key with the prefix
                         continue
-                    if key <= marker:
+                    if key <= marker or (skipping and key.startswith(skipping)):
                         continue
                     cut = key.find(delimiter, len(prefix)) if delimiter else -1
                     if cut < 0:
@@ -237,7 +265,10 @@ class S3Storage:
                         if common > marker:
                             prefixes.append(common)
                         if len(objects) + len(prefixes) <= max_keys:
-                            return common + AFTER_ALL  # skip the rest under it
+                            restart = common + AFTER_ALL
+                            if _offset(restart) == restart:
+                                return restart  # a new listing, past everything under it
+                            skipping = common  # obstore cannot start there: walk past
                     if len(objects) + len(prefixes) > max_keys:
                         return None
         except Exception as e:

@@ -3,12 +3,17 @@ requests over HTTP), plus what only S3 needs: the times and ETags S3 reports."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from livechannel.storage.base import ListResult
+from livechannel.storage.memory import MemoryStorage
 from livechannel.storage.s3 import S3Storage
 from livechannel.storage.s3_config import s3_settings
 from tests.storage.test_storage_conformance import (  # noqa: F401  (collected here on S3)
@@ -114,3 +119,43 @@ async def test_list_skips_over_collapsed_prefixes(storage: S3Storage) -> None:
     assert [o.key for o in rest.objects] == ["top.txt"] and not rest.is_truncated
     inside = await storage.list("c2/", "c2/0027.ts", 5, "/")
     assert [o.key for o in inside.objects] == ["c2/0028.ts", "c2/0029.ts"]
+
+
+# --- listing as a model: S3's rebuilt OSS paging answers exactly like the in-memory store ---
+KEY_ALPHABET = "ab-/.é%"  # separators, a multi-byte character and characters S3 escapes
+MODEL_KEYS = sorted(
+    {"a", "a/b", "a/b/c", "a-b/c", "a/.x", "b/é/a", "b/é-a", "ab/a", "é", "é/a/b", "%/a", "a.b"}
+)
+
+
+def test_list_matches_the_in_memory_model(moto: MotoServer) -> None:
+    loop = asyncio.new_event_loop()
+    s3 = make(moto, moto.new_bucket())
+    model = MemoryStorage()
+
+    async def fill() -> None:
+        for key in MODEL_KEYS:
+            await s3.put(key, key.encode(), "")
+            await model.put(key, key.encode(), "")
+
+    loop.run_until_complete(fill())
+    text = st.text(alphabet=KEY_ALPHABET + "\x00\\", max_size=5)
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(prefix=text, marker=text, delimiter=st.sampled_from(["", "/", "-", "é", "/a"]),
+           max_keys=st.integers(1, 4))  # fmt: skip
+    def check(prefix: str, marker: str, delimiter: str, max_keys: int) -> None:
+        async def both() -> tuple[ListResult, ListResult]:
+            return (await s3.list(prefix, marker, max_keys, delimiter),
+                    await model.list(prefix, marker, max_keys, delimiter))  # fmt: skip
+
+        got, want = loop.run_until_complete(both())
+        assert [o.key for o in got.objects] == [o.key for o in want.objects]
+        assert (got.common_prefixes, got.is_truncated, got.next_marker) == (
+            want.common_prefixes, want.is_truncated, want.next_marker)  # fmt: skip
+
+    try:
+        check()
+    finally:
+        loop.run_until_complete(s3.close())
+        loop.close()
