@@ -6,11 +6,13 @@ slowed rather than the queue grown, and the outage was visible while it lasted."
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import oss2
 import pytest
 
 from livechannel.config import Limits
@@ -54,8 +56,9 @@ def live_health(svc: ServiceThread, channel: str) -> dict[str, object] | None:
 
 
 def test_storage_outage_mid_push_loses_nothing(
-    tmp_path: Path, moto: MotoServer, proxy: TcpProxy
+    tmp_path: Path, moto: MotoServer, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="livechannel.pipeline")
     endpoint = f"http://127.0.0.1:{proxy.port}"
     table = moto.storage_table(
         moto.new_bucket(),
@@ -99,7 +102,12 @@ def test_storage_outage_mid_push_loses_nothing(
         proxy.set_mode(Mode.BLACKHOLE)
         time.sleep(OUTAGE_BLACKHOLE_S)
         proxy.set_mode(Mode.REFUSE)
-        time.sleep(OUTAGE_REFUSE_S)
+        refused_at = time.monotonic()
+        # Players reading through our API get a retryable 503 meanwhile, not a hang or a 404.
+        with pytest.raises(oss2.exceptions.ServerError) as unavailable:
+            svc.bucket().get_object("cam/playlist.m3u8")
+        assert (unavailable.value.status, unavailable.value.code) == (503, "ServiceUnavailable")
+        time.sleep(max(0.0, OUTAGE_REFUSE_S - (time.monotonic() - refused_at)))
         during = len(svc.call(svc.store.segments_between(BUCKET, "cam", 0, 2**62)))
         proxy.set_mode(Mode.FORWARD)
 
@@ -116,6 +124,9 @@ def test_storage_outage_mid_push_loses_nothing(
         assert len(history) == 1, history
 
         # The outage was visible while it lasted, and cleared once storage came back.
+        logged = [r.getMessage() for r in caplog.records if r.name == "livechannel.pipeline"]
+        assert any(m.startswith("storage failed for cam/") for m in logged), logged[:5]
+        assert any(m.startswith("storage recovered for cam/") for m in logged), logged[-5:]
         errors = [h["storage_error"] for h in samples if h["storage_error"]]
         assert errors, "health.storage_error never reported the outage"
         assert any("S3 cannot write" in str(e) for e in errors), errors[:3]
