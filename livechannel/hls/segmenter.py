@@ -7,9 +7,12 @@ Rules (seed 10.4, spec "HLS output"):
   max(2·FragDuration, 60 s) (FORCED); that bound is also the playlist's TARGETDURATION
   (`playlist.target_duration_s`), and no segment's rounded duration ever exceeds it.
 * Nothing is emitted before the first keyframe (earlier video and audio are dropped), so
-  every segment starts with a keyframe, except the one after a FORCED or SIZE cut, or after a
-  DISCONTINUITY cut that happened on a non-key frame: the frames are kept (a player that was
-  already playing still holds their references) rather than dropping up to a whole GOP.
+  every segment starts with a keyframe, except the one after a FORCED or SIZE cut: there the
+  frames are kept (a player that was already playing still holds their references) rather
+  than dropping up to a whole GOP. A DISCONTINUITY cut on a non-key frame waits for the next
+  keyframe like the start of a push: after EXT-X-DISCONTINUITY players reset (MSE drops
+  frames until a random access point after a timestamp jump) and joining players start
+  there, so that segment must decode on its own.
 * Audio is written to the open segment as it arrives: RTMP interleaves by time, so audio that
   arrives after the cutting keyframe belongs to the new segment. Audio more than
   `MAX_DTS_GAP_MS` away from the segment's video is off the timeline and dropped.
@@ -262,7 +265,8 @@ class Segmenter:
     def _cut(
         self, frame: VideoFrame, now_ms: int, reason: CutReason, *, discontinuity: bool
     ) -> list[SegmentReady]:
-        """Close the open segment before `frame` and start the next one with it."""
+        """Close the open segment before `frame` and start the next one with it (after a
+        clock jump: only if it is a keyframe)."""
         seg = self._open
         assert seg is not None
         # Whatever the reason, a segment whose tracks or configs differ from its
@@ -280,6 +284,9 @@ class Segmenter:
         if reason is CutReason.DISCONTINUITY:
             self._last_audio_pts_ms = None
             self._frame_deltas_ms.clear()
+            if not frame.keyframe:
+                self.stats.dropped_video += 1  # undecodable on its own: wait for a keyframe
+                return [ready]
         self._start(frame, now_ms)
         return [ready]
 

@@ -223,8 +223,9 @@ def test_unsupported_tracks_are_ignored() -> None:
 # --- timestamps ----------------------------------------------------------------------------
 
 
-def test_forward_jump_cuts_with_discontinuity_keeping_frames() -> None:
-    """The clock leaps 93 s mid-GOP: cut at once, keep the (non-key) frame, flag it."""
+def test_forward_jump_cuts_with_discontinuity_then_waits_for_a_keyframe() -> None:
+    """The clock leaps 93 s mid-GOP: cut at once; the next segment, flagged, starts at the
+    next keyframe (it must decode on its own: players reset at a discontinuity)."""
     events = [
         VC,
         AC,
@@ -236,14 +237,14 @@ def test_forward_jump_cuts_with_discontinuity_keeping_frames() -> None:
     assert summary == [
         (0, CutReason.KEYFRAME, False),
         (5_000, CutReason.DISCONTINUITY, False),
-        (100_020, CutReason.KEYFRAME, True),
-        (105_020, CutReason.END, False),
+        (101_020, CutReason.KEYFRAME, True),
+        (106_020, CutReason.END, False),
     ]
     assert out[1].duration_ms == 2_000  # estimated: the 93 s gap is not part of it
-    assert not videos(log, out[2])[0].keyframe
-    assert seg.stats.dropped_video == 0
+    assert videos(log, out[2])[0].keyframe
+    assert seg.stats.dropped_video == 1_000 // FRAME_MS  # the rest of the broken GOP
     # Audio of the new clock went to the new segment, none of it before its video.
-    assert min(f.pts_ms for f in audios(log, out[2])) >= 100_020
+    assert min(f.pts_ms for f in audios(log, out[2])) >= 101_020
 
 
 def test_backward_jump_cuts_with_discontinuity() -> None:

@@ -90,11 +90,7 @@ def check(out: list[SegmentReady], log: MuxLog, seg: Segmenter) -> None:
         pts = [f.pts_ms for f in audio]  # type: ignore[attr-defined]
         assert pts == sorted(set(pts)), f"audio PTS not strictly increasing: {pts}"
         assert not audio or muxer[1], "audio written to a muxer without an audio track"
-        unforced = previous is None or previous.reason not in (
-            CutReason.FORCED,
-            CutReason.SIZE,
-            CutReason.DISCONTINUITY,
-        )
+        unforced = previous is None or previous.reason not in (CutReason.FORCED, CutReason.SIZE)
         if unforced:
             assert video[0].keyframe, f"segment after {previous} starts with a non-keyframe"  # type: ignore[attr-defined]
         if previous is not None and muxer != previous_muxer:
