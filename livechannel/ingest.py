@@ -49,6 +49,10 @@ REFUSAL_TEXT: dict[type[OssError], str] = {
     ChannelStillLive: "channel is already live",
 }
 UNPUBLISHED_LINGER_S = 5.0  # after unpublish, the client closes; we close if it does not
+# After a kick's onStatus, keep reading (and discarding) this long so the publisher can read
+# it and close: closing with its media unread would send a TCP reset, which can destroy the
+# status before the publisher reads it.
+KICK_LINGER_S = 2.0
 MIN_PLAYLIST_NAME = 6  # seed 10.4: PlaylistName is 6..128 characters and ends in .m3u8
 MAX_PLAYLIST_NAME = 128
 HANDSHAKE_STATES = frozenset({ConnectionState.AWAIT_C0C1, ConnectionState.AWAIT_C2})
@@ -97,6 +101,8 @@ class IngestServer:
         for conn in conns:
             conn.kick(reason)
         await asyncio.gather(*(c.finished for c in conns), return_exceptions=True)
+        for conn in conns:
+            conn._close()  # do not linger: the service is stopping
 
 
 class RtmpProtocol(asyncio.Protocol):
@@ -347,7 +353,7 @@ class RtmpProtocol(asyncio.Protocol):
     async def _finish_push(self, pipeline: PushPipeline, reason: str, *, close: bool) -> None:
         deps = self.deps
         if close:
-            self._close()
+            self._close_after_status()
         try:
             await pipeline.close()
         except Exception:
@@ -402,6 +408,19 @@ class RtmpProtocol(asyncio.Protocol):
     def _close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    def _close_after_status(self) -> None:
+        """Send what is queued, then FIN; close for good when the publisher does or after
+        KICK_LINGER_S (media still arriving meanwhile is ignored: no pipeline)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(KICK_LINGER_S, self._close))
 
     def _pause(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
