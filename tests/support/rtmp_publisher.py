@@ -34,6 +34,8 @@ CONNECT_TIMEOUT_S = 10.0  # loopback: connect + handshake + publish take millise
 CLOSE_TIMEOUT_S = 10.0  # after unpublish, the server flushes one segment at most
 DRAIN_EVERY_BYTES = 256 * 1024  # let the server push back (paused reading) this often
 READ_BYTES = 64 * 1024
+# Not a command the server knows: it answers `_error`, after every message sent before it.
+SYNC_COMMAND = "livechannelTestSync"
 RTMP_PORT = 1935  # RTMP's registered port, when the URL names none
 _TYPE_IDS = {
     TAG_TYPE_AUDIO: MessageType.AUDIO,
@@ -102,13 +104,16 @@ async def publish(
     chunk_size: int = 4096,
     type0_headers: bool = False,
 ) -> PublishResult:
-    """Connect, publish, send every tag (mapped), unpublish and close."""
+    """Connect, publish, send every tag (mapped), wait until the server has read them all,
+    unpublish and close. A refusal or kick stops the sending and shows in the result."""
     host, port, app, stream, tc_url = split_url(url)
     client = ClientConnection(app, stream, tc_url, chunk_size=chunk_size)
     result = PublishResult()
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT_S)
     publishing = asyncio.Event()
     closed = asyncio.Event()
+    synced = asyncio.Event()
+    sync_txn = -1.0
 
     def collect() -> None:
         while (event := client.next_event()) is not None:
@@ -116,6 +121,8 @@ async def publish(
                 result.statuses.append(event)
                 if event.level == "error":
                     closed.set()  # refused or kicked: stop sending
+            elif isinstance(event, ErrorReceived) and event.transaction_id == sync_txn:
+                synced.set()
             elif isinstance(event, ErrorReceived):
                 result.errors.append(event)
                 closed.set()
@@ -155,6 +162,13 @@ async def publish(
                 unsent = 0
                 await writer.drain()
                 await asyncio.sleep(0)  # let the reader see a kick
+        if not closed.is_set():
+            # A barrier: the server answers commands in order, so once it has answered this
+            # one it has processed every tag, and a refusal of the stream has reached us.
+            sync_txn = client.send_command(SYNC_COMMAND, None)
+            writer.write(client.data_to_send())
+            await _first(synced, closed, CLOSE_TIMEOUT_S)
+            assert synced.is_set() or closed.is_set(), "the server never answered"
         if not closed.is_set():
             client.unpublish()
             writer.write(client.data_to_send())
