@@ -107,3 +107,44 @@ def test_playlist_uris_resolve_to_keys() -> None:
                     "https://elsewhere.example/x/cam/6.ts?sig=1")  # fmt: skip
     assert playlist_keys(text.decode(), "cam/vod.m3u8", CDN) == {
         "cam/1.ts", "other/2.ts", "cam/3.ts", "cam/4 5.ts", "cam/6.ts"}  # fmt: skip
+
+
+async def test_the_service_sweeps_buckets_with_retention_hours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wiring: `retention_hours` in a bucket's storage table starts the sweeps in `serve`."""
+    import asyncio
+
+    from livechannel import retention
+    from tests.support.service import ServiceThread
+
+    monkeypatch.setattr(retention, "FIRST_SWEEP_DELAY_S", 0.0)
+    data = tmp_path / "data"
+    data.mkdir()
+    now = time.time_ns() // 1_000_000
+    store = await SqliteStore.open(str(data / "livechannel.db"))
+    objects = LocalStorage(str(data / "buckets" / BUCKET), fsync=False)
+    await store.ensure_bucket(BUCKET, Acl.PRIVATE, now)
+    await store.put_channel(BUCKET, "cam", ChannelConfig(frag_count=1), now)
+    for seq in range(3):
+        start = now - 5 * HOUR_MS + seq * 2000
+        await store.add_segment(Segment(BUCKET, "cam", seq, f"cam/{start}.ts", start, 2000, 1, 1,
+                                        seq == 0))  # fmt: skip
+        await objects.put(f"cam/{start}.ts", b"x", "")
+    await store.close()
+
+    svc = await asyncio.to_thread(
+        lambda: ServiceThread(data, storage={"retention_hours": 2}).start()
+    )
+    try:
+        last = f"cam/{now - 5 * HOUR_MS + 4000}.ts"  # the live window (FragCount 1) stays
+        deadline = time.monotonic() + 10
+        while True:
+            indexed = svc.call(svc.store.segments_between(BUCKET, "cam", 0, 2**62))
+            stored = [o.key for o in (await objects.list("cam/", "", 10)).objects]
+            if [s.key for s in indexed] == stored == [last]:
+                break
+            assert time.monotonic() < deadline, (indexed, stored)
+            await asyncio.sleep(0.1)
+    finally:
+        await asyncio.to_thread(svc.stop)
