@@ -61,6 +61,12 @@ MAX_FRAME_INTERVAL_MS = 1_000
 FRAME_INTERVAL_HISTORY = 16
 # A rounded EXTINF equals TARGETDURATION up to just below the next half second.
 ROUNDING_SLACK_MS = 499
+# Some publishers announce a track only with its first frame (the nginx-rtmp relay sends the
+# AAC header just after the first keyframe, and no @setDataFrame). Audio whose config arrives
+# within this much media of a push's first segment is folded into that segment (its video is
+# re-muxed with the audio track in the PMT) instead of joining one segment later with a track
+# change that MSE players (hls.js) cannot follow from the start. Bounds the frames kept.
+TRACK_PROBE_MS = 1_000
 
 
 class CutReason(Enum):
@@ -165,6 +171,9 @@ class Segmenter:
         self._last_audio_pts_ms: int | None = None
         self._last_keyframe_dts_ms: int | None = None
         self._frame_deltas_ms: deque[int] = deque(maxlen=FRAME_INTERVAL_HISTORY)
+        # Video of a push's first segment while a late track may still join (TRACK_PROBE_MS);
+        # None once the window passed.
+        self._probe: list[VideoFrame] | None = []
 
     # --- input -------------------------------------------------------------------------
 
@@ -190,6 +199,7 @@ class Segmenter:
         ready = self._close(CutReason.END, next_dts_ms=None)
         self._next_discontinuity = True
         self._last_audio_pts_ms = None
+        self._probe = []  # what starts after a flush is a new push: its tracks are new too
         return [ready]
 
     # --- configs -----------------------------------------------------------------------
@@ -208,6 +218,9 @@ class Segmenter:
         self._audio_config = config
         seg = self._open
         if seg is None or seg.audio_config == config:
+            return
+        if seg.audio_config is None and self._probe is not None:
+            self._reopen_with_audio(seg)
             return
         # A new track or a new config: either way the PMT/decoder setup changes at a keyframe.
         if self._pending_cut is None:
@@ -294,6 +307,7 @@ class Segmenter:
         seg = self._open
         assert seg is not None
         self._open = None
+        self._probe = None
         duration_ms = -1 if next_dts_ms is None else next_dts_ms - seg.first_dts_ms
         if not 0 <= duration_ms <= self._duration_limit_ms:
             if duration_ms > self._duration_limit_ms:
@@ -331,12 +345,31 @@ class Segmenter:
         self._open = seg
         self._next_discontinuity = False
         self._pending_cut = None
+        if self._probe is not None:
+            self._probe = []
         seg.write(seg.muxer.start_segment())
         self._write_video(seg, frame)
 
     def _write_video(self, seg: _OpenSegment, frame: VideoFrame) -> None:
         seg.write(seg.muxer.video(frame))
         seg.last_dts_ms = frame.dts_ms
+        if self._probe is not None:
+            if frame.dts_ms - seg.first_dts_ms <= TRACK_PROBE_MS:
+                self._probe.append(frame)
+            else:
+                self._probe = None
+
+    def _reopen_with_audio(self, seg: _OpenSegment) -> None:
+        """The first segment's audio track arrived late but within TRACK_PROBE_MS: start the
+        segment again with audio in its PMT and re-mux the video it holds."""
+        frames, self._probe = self._probe or [], []
+        self._next_discontinuity = seg.discontinuity
+        self._open = None
+        self._start(frames[0], seg.arrival_ms)
+        reopened = self._open
+        assert reopened is not None
+        for frame in frames[1:]:
+            self._write_video(reopened, frame)
 
     def _frame_interval_ms(self) -> int:
         if not self._frame_deltas_ms:

@@ -371,8 +371,9 @@ def test_audio_config_change_cuts_at_next_keyframe_with_discontinuity() -> None:
 
 
 def test_forced_cut_while_audio_waits_still_marks_the_track_change() -> None:
-    events = [VC, v(0, True), *[v(t) for t in range(40, 1_000, 40)], AC]
-    events += [e for e in av_stream(1_000, 61_500, None, first_key=False)]
+    # The AAC header comes after the first segment's track probe window (TRACK_PROBE_MS).
+    events = [VC, v(0, True), *[v(t) for t in range(40, 1_520, 40)], AC]
+    events += [e for e in av_stream(1_520, 61_500, None, first_key=False)]
     out, log, _ = run(events, frag_ms=1_000)
     assert [(r.first_dts_ms, r.reason, r.discontinuity) for r in out] == [
         (0, CutReason.FORCED, False),
@@ -428,3 +429,20 @@ def test_rejects_nonsense_configuration() -> None:
             Segmenter(**kwargs)
     with pytest.raises(ValueError):
         Segmenter(1_000, max_segment_bytes=0)
+
+
+def test_audio_header_just_after_first_keyframe_joins_the_first_segment() -> None:
+    """nginx-rtmp relay: the AAC header arrives only after the first keyframe. Within
+    TRACK_PROBE_MS the first segment is re-muxed with audio: no video-only segment and no
+    track change for players to trip over."""
+    stream = av_stream(0, 6_000, 2_000)
+    first_audio = next(i for i, e in enumerate(stream) if isinstance(e, AudioFrame) and e.pts_ms > 0)
+    events: list[MediaEvent] = [VC, *stream[:first_audio], AC, *stream[first_audio:]]
+    out, log, _ = run(events, frag_ms=2_000)
+    assert [(r.first_dts_ms, r.reason, r.discontinuity) for r in out] == [
+        (0, CutReason.KEYFRAME, False),
+        (2_000, CutReason.KEYFRAME, False),
+        (4_000, CutReason.END, False),
+    ]
+    assert muxer_of(log, out[0]) == (True, True, AC)
+    assert [f.dts_ms for f in videos(log, out[0])] == list(range(0, 2_000, 40))

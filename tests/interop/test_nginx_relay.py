@@ -5,12 +5,11 @@ no releaseStream/FCPublish, no `@setDataFrame`, media before `Publish.Start`, no
 FCUnpublish/deleteStream (it just closes), and it retries every `push_reconnect` after a
 refusal. Which of our URL forms it can carry is explained in `nginx_relay.py`.
 
-Audio joins one segment late: nginx-rtmp forwards a codec's sequence header only just before
-that codec's first frame, and with no `@setDataFrame` nothing announces the audio track, so
-the first keyframe (and the first segment, video-only) comes before the AAC config. The next
-segment starts with audio and EXT-X-DISCONTINUITY (the segmenter's TRACKS cut). Every segment
-decodes, but hls.js cannot add an audio track once playback started: a viewer who starts at
-that first segment gets a fatal error (the strict xfail below, to be fixed in the segmenter).
+nginx-rtmp forwards a codec's sequence header only just before that codec's first frame, and
+with no `@setDataFrame` nothing announces the audio track, so the first keyframe comes before
+the AAC config. The segmenter folds audio that arrives within TRACK_PROBE_MS of a push's first
+segment into that segment, so the output starts with both tracks (hls.js cannot add an audio
+track once playback started).
 """
 
 from __future__ import annotations
@@ -67,9 +66,7 @@ def check_relay_output(service: ServiceThread, channel: str, *, min_segments: in
     probes = [probe_segment(service.object_path(s.key)) for s in segments]
     with_audio = [p.audio_frames > 0 for p in probes]
     joined = with_audio.index(True)
-    assert joined <= 1 and all(with_audio[joined:]), with_audio
-    if joined == 1:
-        assert segments[1].discontinuity, segments[:2]
+    assert joined == 0 and all(with_audio), with_audio  # audio from the first segment on
     for seg, probe in zip(segments[joined:], probes[joined:], strict=True):
         assert probe.sample_rate == 44_100, seg.key
         assert probe.video_start_s is not None and probe.audio_start_s is not None
@@ -122,14 +119,6 @@ def test_nginx_push_path_style_joins_mid_stream_after_refusals(
     assert len(history) == 1, (history, relay.log()[-3000:])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=PlaybackFailed,
-    reason="known defect: the segmenter opens the first segment before nginx's late AAC config "
-    "(video-only segment, then audio + discontinuity); hls.js fails with bufferAppendError when "
-    "audio appears mid-stream. To fix in hls/segmenter.py (hold the first cut until the tracks "
-    "are known, or re-open the first segment with audio).",
-)
 def test_hlsjs_plays_nginx_relayed_push_from_its_first_segment(tmp_path: Path) -> None:
     service = ServiceThread(tmp_path / "data", acl=Acl.PUBLIC_READ).start()
     try:
