@@ -60,6 +60,7 @@ async def test_get_object_to_file_with_crc_check(service: Service, tmp_path: Pat
         ((10, 10**9), SEGMENT[10:], f"bytes 10-{len(SEGMENT) - 1}/{len(SEGMENT)}"),
         ((None, 10**9), SEGMENT, f"bytes 0-{len(SEGMENT) - 1}/{len(SEGMENT)}"),
     ],
+    ids=["first-10", "from-100", "last-5", "past-end", "suffix-past-start"],
 )
 async def test_ranges(
     service: Service, byte_range: tuple[int | None, int | None], expected: bytes, content_range: str
