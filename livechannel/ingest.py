@@ -359,8 +359,20 @@ class RtmpProtocol(asyncio.Protocol):
         except Exception:
             log.exception("flushing the last segment of %s/%s failed", self.bucket, self.channel)
         deps.registry.remove(self)
+        # A last heartbeat: the final figures outlive the push (history, GET /-/status), even
+        # for a push shorter than one heartbeat interval.
+        now = deps.now_ms()
+        try:
+            await deps.store.heartbeat(self.push_id, now, pipeline.stats.to_json(now))
+        except Exception:
+            log.exception("final figures of %s/%s not recorded", self.bucket, self.channel)
         await deps.store.end_push(self.push_id, deps.now_ms())
-        self._log("push ended (%s): %d segments", reason, pipeline.stats.segments)
+        stats = pipeline.stats
+        self._log(
+            "push ended (%s): %d segments, keyframe interval %s ms, %.2f fps, %d kbit/s",
+            reason, stats.segments, stats.keyframe_interval_ms(), stats.frame_rate(),
+            stats.bitrate_bps() // 1000,
+        )
         store, storage = deps.store, pipeline.storage
         bucket, channel = self.bucket, self.channel
         name = pipeline.playlist_key.rsplit("/", 1)[-1]

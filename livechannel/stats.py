@@ -19,7 +19,7 @@ KEYFRAME_HISTORY = 8  # keyframe intervals kept to report a stable recent interv
 class _Rate:
     """Bytes and counts in a sliding window of wall-clock time."""
 
-    __slots__ = ("_samples", "_bytes")
+    __slots__ = ("_bytes", "_samples")
 
     def __init__(self) -> None:
         self._samples: deque[tuple[int, int]] = deque(maxlen=MAX_SAMPLES)
@@ -44,6 +44,34 @@ class _Rate:
         return self._bytes * 1000 // span_ms
 
 
+class _MediaRate:
+    """Bits per second of one track over its last WINDOW_MS of *media* time: right for an
+    unpaced push or a publisher catching up, where wall-clock rates mean nothing."""
+
+    __slots__ = ("_bytes", "_samples")
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[int, int]] = deque()
+        self._bytes = 0
+
+    def add(self, media_ms: int, size: int) -> None:
+        samples = self._samples
+        if samples and media_ms < samples[-1][0]:
+            samples.clear()  # the publisher's clock went back: start over
+            self._bytes = 0
+        samples.append((media_ms, size))
+        self._bytes += size
+        while len(samples) > MAX_SAMPLES or samples[0][0] < media_ms - WINDOW_MS:
+            self._bytes -= samples.popleft()[1]
+
+    def bits_per_s(self) -> int:
+        samples = self._samples
+        if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
+            return 0
+        # n samples span n - 1 intervals: leave the first one's bytes out.
+        return (self._bytes - samples[0][1]) * 8000 // (samples[-1][0] - samples[0][0])
+
+
 @dataclass(slots=True)
 class PushStats:
     video: VideoConfig | None = None
@@ -61,6 +89,8 @@ class PushStats:
     upload_queue_peak_bytes: int = 0
     _video_rate: _Rate = field(default_factory=_Rate, repr=False)
     _audio_rate: _Rate = field(default_factory=_Rate, repr=False)
+    _video_bits: _MediaRate = field(default_factory=_MediaRate, repr=False)
+    _audio_bits: _MediaRate = field(default_factory=_MediaRate, repr=False)
     _frame_dts: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_SAMPLES), repr=False)
     _keyframe_intervals_ms: deque[int] = field(
         default_factory=lambda: deque(maxlen=KEYFRAME_HISTORY), repr=False
@@ -69,6 +99,7 @@ class PushStats:
     def on_video_frame(self, now_ms: int, dts_ms: int, size: int, keyframe: bool) -> None:
         self.frames += 1
         self._video_rate.add(now_ms, size)
+        self._video_bits.add(dts_ms, size)
         self._frame_dts.append(dts_ms)
         if keyframe:
             self.keyframes += 1
@@ -81,8 +112,10 @@ class PushStats:
         self.upload_queue_peak = max(self.upload_queue_peak, segments)
         self.upload_queue_peak_bytes = max(self.upload_queue_peak_bytes, size)
 
-    def on_audio_frame(self, now_ms: int, size: int) -> None:
+    def on_audio_frame(self, now_ms: int, size: int, pts_ms: int | None = None) -> None:
         self._audio_rate.add(now_ms, size)
+        if pts_ms is not None:
+            self._audio_bits.add(pts_ms, size)
 
     def frame_rate(self) -> float:
         """Frames per second of media time over the recent frames (not wall clock: a
@@ -91,6 +124,10 @@ class PushStats:
         if len(dts) < 2 or dts[-1] <= dts[0]:
             return 0.0
         return (len(dts) - 1) * 1000 / (dts[-1] - dts[0])
+
+    def bitrate_bps(self) -> int:
+        """Video + audio bits per second of media time, over the recent WINDOW_MS."""
+        return self._video_bits.bits_per_s() + self._audio_bits.bits_per_s()
 
     def keyframe_interval_ms(self) -> int | None:
         if not self._keyframe_intervals_ms:
@@ -122,6 +159,9 @@ class PushStats:
                 "keyframes": self.keyframes,
                 "keyframe_interval_ms": self.keyframe_interval_ms(),
                 "frame_rate": round(self.frame_rate(), 2),
+                "bitrate_bps": self.bitrate_bps(),
+                "video_bitrate_bps": self._video_bits.bits_per_s(),
+                "audio_bitrate_bps": self._audio_bits.bits_per_s(),
                 "segments": self.segments,
                 "storage_error": self.storage_error,
                 "upload_queue": self.upload_queue,

@@ -147,7 +147,7 @@ class PushPipeline:
             if event.keyframe:
                 self._check_keyframe_interval()
         elif isinstance(event, AudioFrame):
-            self.stats.on_audio_frame(now, len(event.data))
+            self.stats.on_audio_frame(now, len(event.data), event.pts_ms)
         elif isinstance(event, VideoConfig):
             self.stats.video = event
         elif isinstance(event, AudioConfig):
