@@ -16,6 +16,7 @@ from livechannel.api.call import Call
 from livechannel.api.context import ApiContext
 from livechannel.api.dispatch import resolve
 from livechannel.api.middleware import errors_middleware, make_common_headers
+from livechannel.api.status import STATUS_PATH, status_handler
 from livechannel.errors import NoSuchBucket, ServiceUnavailable
 from livechannel.store.base import Acl
 
@@ -72,6 +73,7 @@ def create_app(ctx: ApiContext) -> web.Application:
     middlewares = [errors_middleware, concurrency_limit(ctx.max_http_requests)]
     app = web.Application(middlewares=middlewares)
     app[CTX_KEY] = ctx
+    app.router.add_get(STATUS_PATH, status_handler(ctx, _handle))  # before the catch-all
     app.router.add_route("*", "/{tail:.*}", _handle)
     app.on_response_prepare.append(make_common_headers(ctx))
     return app
