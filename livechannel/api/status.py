@@ -78,9 +78,8 @@ async def collect_status(
     for bucket in sorted(buckets):
         marker, listed = "", 0
         while listed < MAX_STATUS_CHANNELS:
-            page = await store.list_channels(
-                bucket, "", marker, min(LIST_PAGE, MAX_STATUS_CHANNELS - listed)
-            )
+            want = min(LIST_PAGE, MAX_STATUS_CHANNELS - listed)
+            page = await store.list_channels(bucket, "", marker, want)
             for channel in page:
                 running = await store.live_push(bucket, channel.name)
                 last = running
@@ -99,7 +98,7 @@ async def collect_status(
                     }
                 )
             listed += len(page)
-            if len(page) < LIST_PAGE:
+            if len(page) < want:
                 break
             marker = page[-1].name
         else:

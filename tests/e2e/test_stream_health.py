@@ -19,9 +19,11 @@ import oss2
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
+from livechannel.api import status as status_module
 from livechannel.api.context import ApiContext
-from livechannel.api.status import STATUS_PATH, is_loopback, status_handler
+from livechannel.api.status import STATUS_PATH, collect_status, is_loopback, status_handler
 from livechannel.errors import AccessDenied, SignatureDoesNotMatch
+from livechannel.store.base import Acl, ChannelConfig
 from livechannel.store.memory import MemoryStore
 from livechannel.urls import ServiceUrls
 from samples.make_sample import SampleSpec, make_sample
@@ -244,3 +246,35 @@ async def test_signed_remote_callers_are_served(handler) -> None:  # type: ignor
 )
 def test_loopback_addresses(remote: str | None, loopback: bool) -> None:
     assert is_loopback(remote) is loopback
+
+
+async def test_collect_status_pairs_channels_with_their_last_push(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = MemoryStore()
+    await store.ensure_bucket("b", Acl.PRIVATE, 0)
+    for name in ("a-live", "b-ended", "c-never", "d-extra"):
+        await store.put_channel("b", name, ChannelConfig(), 0)
+    old = await store.start_push("b", "a-live", "1.2.3.4:5", "w", 1)
+    await store.end_push(old.push_id, 2)
+    running = await store.start_push("b", "a-live", "1.2.3.4:6", "w", 3)
+    await store.heartbeat(running.push_id, 4, '{"health":{"keyframe_interval_ms":2000}}')
+    ended = await store.start_push("b", "b-ended", "1.2.3.4:7", "w", 5)
+    await store.heartbeat(ended.push_id, 6, "not json")
+    await store.end_push(ended.push_id, 7)
+    monkeypatch.setattr(status_module, "LIST_PAGE", 2)
+    monkeypatch.setattr(status_module, "MAX_STATUS_CHANNELS", 3)
+
+    status = await collect_status(store, ["b"], 99)
+    assert [p["push_id"] for p in status["live"]] == [running.push_id]  # type: ignore[index]
+    by_name = {c["channel"]: c for c in status["channels"]}  # type: ignore[attr-defined]
+    assert list(by_name) == ["a-live", "b-ended", "c-never"]  # the cap: 3 of 4
+    assert status["truncated"] is True
+    assert by_name["a-live"]["live"] is True
+    assert by_name["a-live"]["last_push"]["stats"]["health"]["keyframe_interval_ms"] == 2000
+    assert by_name["b-ended"]["live"] is False
+    assert by_name["b-ended"]["last_push"]["end_ms"] == 7
+    assert by_name["b-ended"]["last_push"]["stats"] == {}  # unreadable figures: left out
+    assert by_name["c-never"]["last_push"] is None
+    monkeypatch.setattr(status_module, "MAX_STATUS_CHANNELS", 4)
+    assert (await collect_status(store, ["b"], 99))["truncated"] is False
