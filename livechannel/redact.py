@@ -35,12 +35,9 @@ class HttpServerLogFilter(logging.Filter):
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
             reason = " ".join(str(error).split())[:MAX_REASON_CHARS]
+            what = redact(record.getMessage())
             record.msg = "%s; connection closed: %s: %s"
-            record.args = (
-                record.getMessage(),
-                type(error).__name__,
-                redact(reason),
-            )
+            record.args = (what, type(error).__name__, redact(reason))
             record.exc_info = None
             record.exc_text = None
             if record.levelno > logging.INFO:

@@ -8,6 +8,8 @@ never needed, it does not validate C2), reads whatever comes back until the serv
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import socket
 import time
@@ -131,11 +133,18 @@ class Attack:
     data: bytes
     hold_s: float = 0.0  # keep the socket open (silent) this long after sending
 
+    @property
+    def detail(self) -> str:
+        return f"{self.kind} on the {self.port} port, {len(self.data)} bytes"
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     kind: str
-    ended: str  # "closed by server", "abandoned", "connect failed"
+    # "closed by server"; "answered" (a reply came, the connection stayed open: HTTP
+    # keep-alive, we closed it); "abandoned" (no reply, still open at our deadline: we closed
+    # it); "connect failed"
+    ended: str
     seconds: float
 
 
@@ -221,13 +230,47 @@ def run(attack: Attack, ports: dict[str, int], source_ip: str = "127.0.0.1") -> 
         except OSError:
             return Outcome(attack.kind, "closed by server", time.monotonic() - start)
         deadline = start + (attack.hold_s or SESSION_DEADLINE_S)
+        answered = False
         while (left := deadline - time.monotonic()) > 0:
             sock.settimeout(min(left, 1.0))
             try:
                 if not sock.recv(65536):
                     return Outcome(attack.kind, "closed by server", time.monotonic() - start)
+                answered = True
             except TimeoutError:
                 continue
             except OSError:
                 return Outcome(attack.kind, "closed by server", time.monotonic() - start)
-    return Outcome(attack.kind, "abandoned", time.monotonic() - start)
+    ended = "answered" if answered else "abandoned"
+    return Outcome(attack.kind, ended, time.monotonic() - start)
+
+
+async def run_async(attack: Attack, ports: dict[str, int], source_ip: str = "127.0.0.1") -> Outcome:
+    """`run` for an asyncio attacker (the soak script keeps a thousand of these open)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", ports[attack.port],
+                                    local_addr=(source_ip, 0)), SESSION_DEADLINE_S)  # fmt: skip
+    except (OSError, TimeoutError):
+        return Outcome(attack.kind, "connect failed", loop.time() - start)
+    ended = "abandoned"
+    try:
+        writer.write(attack.data)
+        deadline = start + (attack.hold_s or SESSION_DEADLINE_S)
+        while (left := deadline - loop.time()) > 0:
+            try:
+                if not await asyncio.wait_for(reader.read(65536), left):
+                    ended = "closed by server"
+                    break
+                ended = "answered"
+            except TimeoutError:
+                break
+    except OSError:
+        ended = "closed by server"
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return Outcome(attack.kind, ended, loop.time() - start)

@@ -253,6 +253,8 @@ def test_no_secret_or_signature_reaches_the_logs(
         for form in {sig, quote(sig, safe=""), oss2.compat.to_string(sig)}:
             assert form not in text, f"signature {form!r} logged"
     assert "Traceback" not in text
+    assert "connection closed: BadStatusLine" in text  # logged, with its signature redacted
+    assert "Signature=<redacted>" in text
 
 
 # --- the key file ---------------------------------------------------------------------------
