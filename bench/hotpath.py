@@ -75,6 +75,9 @@ class FakeTransport:
 
     abort = close
 
+    def can_write_eof(self) -> bool:
+        return False
+
     def pause_reading(self) -> None:
         self.reading = False
 

@@ -8,8 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from livechannel.media.aac import adts_header, adts_unsupported_reason, parse_audio_specific_config
-from livechannel.media.flv import PacketKind, parse_audio_tag, parse_video_tag
+from livechannel.media.aac import (
+    MAX_ADTS_PAYLOAD_BYTES,
+    AdtsFramer,
+    adts_header,
+    adts_unsupported_reason,
+    parse_audio_specific_config,
+)
+from livechannel.media.flv import (
+    FRAME_TYPE_COMMAND,
+    SOUND_FORMAT_AAC,
+    VIDEO_CODEC_AVC,
+    PacketKind,
+    parse_audio_tag,
+    parse_video_tag,
+)
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.h264 import build_access_unit, parse_avc_decoder_config, split_avcc
 
@@ -38,6 +51,11 @@ MediaEvent = (
     | UnsupportedAudio
 )  # fmt: skip
 
+# Fast-path tests on the first byte of a tag body (FLV spec E.4.3.1 / E.4.2.1).
+_LEGACY_AVC_MASK = 0x8F  # bit 7 clear (not enhanced RTMP) and CodecID in the low nibble
+AVC_PACKET_NALU = 1  # AVCPacketType 1: coded frames
+AAC_PACKET_RAW = 1  # AACPacketType 1: a raw frame
+
 
 class Demuxer:
     """Tracks the current sequence headers and turns tag bodies into events.
@@ -46,11 +64,12 @@ class Demuxer:
     config. Frames that arrive before their config are dropped: they cannot be decoded.
     """
 
-    __slots__ = ("_audio_config", "_audio_refused", "_video_config")
+    __slots__ = ("_adts", "_audio_config", "_audio_refused", "_video_config")
 
     def __init__(self) -> None:
         self._video_config: VideoConfig | None = None
         self._audio_config: AudioConfig | None = None
+        self._adts: AdtsFramer | None = None  # for _audio_config
         self._audio_refused = False  # UnsupportedAudio already reported
 
     @property
@@ -62,6 +81,25 @@ class Demuxer:
         return self._audio_config
 
     def video(self, timestamp_ms: int, payload: bytes) -> list[MediaEvent]:
+        config = self._video_config
+        # Fast path, same result as `_video` (which tests compare it with): an AVC NALU
+        # message in the legacy layout once configured, i.e. nearly every video message.
+        if (
+            config is not None
+            and len(payload) >= 5
+            and payload[0] & _LEGACY_AVC_MASK == VIDEO_CODEC_AVC
+            and payload[0] >> 4 != FRAME_TYPE_COMMAND
+            and payload[1] == AVC_PACKET_NALU
+        ):
+            nals = split_avcc(memoryview(payload)[5:], config.nal_length_size)  # no copies
+            if not nals:
+                return []
+            data, keyframe = build_access_unit(nals, config)
+            pts_ms = timestamp_ms + int.from_bytes(payload[2:5], "big", signed=True)
+            return [VideoFrame(timestamp_ms, pts_ms, keyframe, data)]
+        return self._video(timestamp_ms, payload)
+
+    def _video(self, timestamp_ms: int, payload: bytes) -> list[MediaEvent]:
         tag = parse_video_tag(payload)
         if tag.kind == PacketKind.IGNORED:
             return []
@@ -88,6 +126,18 @@ class Demuxer:
         return [VideoFrame(dts_ms=timestamp_ms, pts_ms=pts_ms, keyframe=keyframe, data=data)]
 
     def audio(self, timestamp_ms: int, payload: bytes) -> list[MediaEvent]:
+        adts = self._adts
+        # Fast path, same result as `_audio`: a raw AAC frame once configured.
+        if (
+            adts is not None
+            and 2 < len(payload) <= MAX_ADTS_PAYLOAD_BYTES + 2
+            and payload[0] >> 4 == SOUND_FORMAT_AAC
+            and payload[1] == AAC_PACKET_RAW
+        ):
+            return [AudioFrame(timestamp_ms, adts.frame(memoryview(payload)[2:]))]
+        return self._audio(timestamp_ms, payload)
+
+    def _audio(self, timestamp_ms: int, payload: bytes) -> list[MediaEvent]:
         tag = parse_audio_tag(payload)
         if tag.codec != "AAC":
             return self._refuse_audio(tag.codec)
@@ -97,11 +147,12 @@ class Demuxer:
             config = parse_audio_specific_config(tag.data)
             reason = adts_unsupported_reason(config)
             if reason is not None:
-                self._audio_config = None
+                self._audio_config = self._adts = None
                 return self._refuse_audio(reason)
             if config == self._audio_config:
                 return []
             self._audio_config = config
+            self._adts = AdtsFramer(config)
             return [config]
         audio_config = self._audio_config
         if tag.kind != PacketKind.CODED_FRAMES or audio_config is None or not tag.data:

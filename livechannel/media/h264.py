@@ -73,11 +73,16 @@ def _read_parameter_sets(data: bytes, pos: int, count: int) -> tuple[list[bytes]
     return sets, pos
 
 
-def split_avcc(data: bytes, nal_length_size: int) -> list[bytes]:
-    """Length-prefixed NAL units -> list of NAL units (empty ones skipped)."""
+# NAL units are slices of their message: bytes, or memoryviews on the hot path (no copies).
+Nal = bytes | memoryview
+
+
+def split_avcc(data: Nal, nal_length_size: int) -> list[Nal]:
+    """Length-prefixed NAL units -> list of NAL units (empty ones skipped), each a slice of
+    `data` (so a memoryview in gives views out)."""
     if nal_length_size not in NAL_LENGTH_SIZES:
         raise MediaError(f"NAL length size {nal_length_size} is not 1, 2, 3 or 4")
-    nals = []
+    nals: list[Nal] = []
     pos, end = 0, len(data)
     while pos < end:
         if pos + nal_length_size > end:
@@ -98,11 +103,11 @@ def avcc_to_annexb(data: bytes, nal_length_size: int) -> bytes:
     return START_CODE + START_CODE.join(nals) if nals else b""
 
 
-def is_idr(nals: list[bytes]) -> bool:
+def is_idr(nals: list[Nal]) -> bool:
     return any(nal[0] & 0x1F == NAL_TYPE_IDR for nal in nals)
 
 
-def build_access_unit(nals: list[bytes], config: VideoConfig) -> tuple[bytes, bool]:
+def build_access_unit(nals: list[Nal], config: VideoConfig) -> tuple[bytes, bool]:
     """One FLV video frame's NAL units -> (Annex B access unit, is IDR).
 
     The result starts with our own AUD (the publisher's AUDs are dropped so there is exactly
@@ -111,7 +116,7 @@ def build_access_unit(nals: list[bytes], config: VideoConfig) -> tuple[bytes, bo
     """
     types = [nal[0] & 0x1F for nal in nals]
     idr = NAL_TYPE_IDR in types
-    parts = [AUD_NAL]
+    parts: list[Nal] = [AUD_NAL]
     if idr:
         if NAL_TYPE_SPS not in types:
             parts.extend(config.sps)

@@ -12,7 +12,9 @@ PCR_INTERVAL_MS of media time (2.7.2 asks for at most 100 ms between PCRs).
 
 from __future__ import annotations
 
+import struct
 from itertools import chain
+from operator import itemgetter
 
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoFrame
 from livechannel.media.timestamps import TS_CLOCK_MASK, ts_clock_90k
@@ -40,6 +42,11 @@ AF_RANDOM_ACCESS = 0x40  # adaptation field flags (2.4.3.5)
 AF_PCR = 0x10
 PES_FLAGS_ALIGNED = 0x84  # '10' marker, data_alignment_indicator: the PES starts an AU
 PTS_ONLY, PTS_AND_DTS = 0x80, 0xC0  # PTS_DTS_flags
+_PES_START_VIDEO = bytes((0, 0, 1, STREAM_ID_VIDEO))  # packet_start_code_prefix + stream_id
+_PES_START_AUDIO = bytes((0, 0, 1, STREAM_ID_AUDIO))
+# PES flags and PES_header_data_length: a PTS (5 bytes), or a PTS and a DTS (10 bytes).
+_PTS_ONLY_FLAGS = bytes((PES_FLAGS_ALIGNED, PTS_ONLY, 5))
+_PTS_DTS_FLAGS = bytes((PES_FLAGS_ALIGNED, PTS_AND_DTS, 10))
 
 
 def _crc32_mpeg2_table() -> tuple[int, ...]:
@@ -69,6 +76,9 @@ def _adaptation_stuffing(size: int) -> bytes:
         return b"\x00"  # adaptation_field_length 0: the single byte is the length itself
     return bytes((size - 1, 0x00)) + b"\xff" * (size - 2)
 
+
+_PAYLOAD_CHUNKS = struct.Struct(f"{TS_PAYLOAD_BYTES}s").iter_unpack  # 184-byte pieces, in C
+_first = itemgetter(0)
 
 # _STUFFING[n]: adaptation field filling n bytes; index 0 unused (no field at all).
 _STUFFING = (b"", *(_adaptation_stuffing(n) for n in range(1, TS_PAYLOAD_BYTES + 1)))
@@ -104,7 +114,7 @@ def _pcr_field(pcr_90k: int) -> bytes:
 class _Stream:
     """One PID: its continuity counter and its precomputed packet headers."""
 
-    __slots__ = ("cc", "first_heads", "heads", "pid")
+    __slots__ = ("cc", "first_heads", "heads", "pid", "tail_heads")
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -116,11 +126,15 @@ class _Stream:
             tuple(bytes((SYNC_BYTE, 0x40 | hi, lo, flags | cc)) for cc in range(16))
             for flags in (0x10, 0x30)
         )
+        # tail_heads[cc]: a last, short packet, filled up by its adaptation field.
+        self.tail_heads = tuple(bytes((SYNC_BYTE, hi, lo, 0x30 | cc)) for cc in range(16))
 
-    def packetize(self, pes: bytes, af_body: bytes) -> bytes:
-        """Cut one PES into packets. `af_body` is the first packet's adaptation field content
-        after its length byte (flags, PCR), or empty for none."""
-        n = len(pes)
+    def packetize(self, head: bytes, payload: bytes | memoryview, af_body: bytes) -> bytes:
+        """Cut one PES, `head` (its header, shorter than a packet) then `payload`, into
+        packets. `af_body` is the first packet's adaptation field content after its length
+        byte (flags, PCR), or empty for none. The full middle packets are cut by C code
+        (struct.iter_unpack), not a Python loop per packet."""
+        n = len(head) + len(payload)
         cc = self.cc
         af_bytes = len(af_body) + 1 if af_body else 0
         cap = TS_PAYLOAD_BYTES - af_bytes
@@ -131,31 +145,30 @@ class _Stream:
             else:
                 af = _STUFFING[stuff]
             self.cc = (cc + 1) & 0xF
-            return self.first_heads[1 if af else 0][cc] + af + pes
+            return b"".join((self.first_heads[1 if af else 0][cc], af, head, payload))
         first = (
             self.first_heads[1][cc] + bytes((af_bytes - 1,)) + af_body
             if af_body
             else self.first_heads[0][cc]
         )
-        view = memoryview(pes)
+        view = memoryview(payload)
+        lead = cap - len(head)  # payload bytes in the first packet
         full, tail = divmod(n - cap, TS_PAYLOAD_BYTES)
         cc = (cc + 1) & 0xF
-        rotated: tuple[bytes | memoryview, ...] = self.heads[cc:] + self.heads[:cc]
-        heads = rotated * (full // 16 + 1)
-        starts = range(cap, cap + full * TS_PAYLOAD_BYTES, TS_PAYLOAD_BYTES)
-        chunks: list[bytes | memoryview] = [view[i : i + TS_PAYLOAD_BYTES] for i in starts]
+        heads = (self.heads[cc:] + self.heads[:cc]) * (full // 16 + 1)
+        chunks = map(_first, _PAYLOAD_CHUNKS(view[lead : lead + full * TS_PAYLOAD_BYTES]))
         parts: list[bytes | memoryview] = [
             first,
-            view[:cap],
+            head,
+            view[:lead],
             *chain.from_iterable(zip(heads, chunks, strict=False)),
         ]
         cc = (cc + full) & 0xF
         if tail:
-            hi, lo = self.pid >> 8, self.pid & 0xFF
             parts += (
-                bytes((SYNC_BYTE, hi, lo, 0x30 | cc)),
+                self.tail_heads[cc],
                 _STUFFING[TS_PAYLOAD_BYTES - tail],
-                view[n - tail :],
+                view[len(view) - tail :],
             )
             cc = (cc + 1) & 0xF
         self.cc = cc
@@ -172,7 +185,7 @@ def _psi_packet(stream: _Stream, section: bytes) -> bytes:
     """A section in one packet: pointer_field 0, the section with its CRC, 0xFF filling."""
     section += crc32_mpeg2(section).to_bytes(4, "big")
     body = b"\x00" + section
-    return stream.packetize(body + b"\xff" * (TS_PAYLOAD_BYTES - len(body)), b"")
+    return stream.packetize(b"", body + b"\xff" * (TS_PAYLOAD_BYTES - len(body)), b"")
 
 
 def _section(table_id: int, table_id_extension: int, body: bytes) -> bytes:
@@ -242,25 +255,22 @@ class TsMuxer:
         dts_90k = ts_clock_90k(frame.dts_ms)
         pts_90k = ts_clock_90k(frame.pts_ms)
         if pts_90k == dts_90k:
-            header = bytes((PES_FLAGS_ALIGNED, PTS_ONLY, 5)) + _timestamp_field(0x2, pts_90k)
+            header = _PTS_ONLY_FLAGS + _timestamp_field(0x2, pts_90k)
         else:
             header = (
-                bytes((PES_FLAGS_ALIGNED, PTS_AND_DTS, 10))
-                + _timestamp_field(0x3, pts_90k)
-                + _timestamp_field(0x1, dts_90k)
+                _PTS_DTS_FLAGS + _timestamp_field(0x3, pts_90k) + _timestamp_field(0x1, dts_90k)
             )
         length = len(header) + len(frame.data)
-        pes = (
-            bytes((0, 0, 1, STREAM_ID_VIDEO))
+        head = (
+            _PES_START_VIDEO
             + (length if length <= MAX_PES_PACKET_LENGTH else 0).to_bytes(2, "big")
             + header
-            + frame.data
         )
         af_body = b""
         if frame.keyframe or self._pcr_due(frame.dts_ms):
             af_body = bytes((AF_PCR | (AF_RANDOM_ACCESS if frame.keyframe else 0),))
             af_body += self._pcr(frame.dts_ms)
-        return self._video.packetize(pes, af_body)
+        return self._video.packetize(head, frame.data, af_body)
 
     def audio(self, frame: AudioFrame) -> bytes:
         """One ADTS frame as one PES. With video, a PCR-only packet is slipped in on the
@@ -270,19 +280,18 @@ class TsMuxer:
         length = 8 + len(frame.data)  # flags, header length, PTS
         if length > MAX_PES_PACKET_LENGTH:
             raise ValueError(f"audio frame of {len(frame.data)} bytes does not fit one PES")
-        pes = (
-            bytes((0, 0, 1, STREAM_ID_AUDIO))
+        head = (
+            _PES_START_AUDIO
             + length.to_bytes(2, "big")
-            + bytes((PES_FLAGS_ALIGNED, PTS_ONLY, 5))
+            + _PTS_ONLY_FLAGS
             + _timestamp_field(0x2, ts_clock_90k(frame.pts_ms))
-            + frame.data
         )
         if self.has_video:
             prefix = b""
             if self._last_pcr_ms is not None and self._pcr_due(frame.pts_ms):
                 prefix = self._video.adaptation_only(bytes((AF_PCR,)) + self._pcr(frame.pts_ms))
-            return prefix + self._audio.packetize(pes, b"")
+            return prefix + self._audio.packetize(head, frame.data, b"")
         af_body = bytes((AF_RANDOM_ACCESS,))  # audio-only: every ADTS frame is a start point
         if self._pcr_due(frame.pts_ms):
             af_body = bytes((AF_RANDOM_ACCESS | AF_PCR,)) + self._pcr(frame.pts_ms)
-        return self._audio.packetize(pes, af_body)
+        return self._audio.packetize(head, frame.data, af_body)
