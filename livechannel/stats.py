@@ -14,6 +14,7 @@ from livechannel.media.frames import AudioConfig, VideoConfig
 WINDOW_MS = 5_000  # "recent average" (seed 10.7): long enough to smooth GOP-sized bursts
 MAX_SAMPLES = 4_096  # bounds memory: 5 s of 240 fps video + 48 kHz AAC frames fits easily
 KEYFRAME_HISTORY = 8  # keyframe intervals kept to report a stable recent interval
+FRAME_RATE_SAMPLES = 256  # frame times behind the frame rate: ~8 s at 30 fps, ~10 KB per push
 
 
 class _Rate:
@@ -91,7 +92,9 @@ class PushStats:
     _audio_rate: _Rate = field(default_factory=_Rate, repr=False)
     _video_bits: _MediaRate = field(default_factory=_MediaRate, repr=False)
     _audio_bits: _MediaRate = field(default_factory=_MediaRate, repr=False)
-    _frame_dts: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_SAMPLES), repr=False)
+    _frame_dts: deque[int] = field(
+        default_factory=lambda: deque(maxlen=FRAME_RATE_SAMPLES), repr=False
+    )
     _keyframe_intervals_ms: deque[int] = field(
         default_factory=lambda: deque(maxlen=KEYFRAME_HISTORY), repr=False
     )
@@ -120,7 +123,7 @@ class PushStats:
     def frame_rate(self) -> float:
         """Frames per second of media time over the recent frames (not wall clock: a
         publisher catching up after a stall does not look like a faster camera)."""
-        dts = list(self._frame_dts)[-256:]
+        dts = self._frame_dts
         if len(dts) < 2 or dts[-1] <= dts[0]:
             return 0.0
         return (len(dts) - 1) * 1000 / (dts[-1] - dts[0])

@@ -126,7 +126,8 @@ class PushPipeline:
                 if not self._audio_dropped:
                     self._audio_dropped = True
                     log.warning(
-                        "audio codec %s is not AAC; audio dropped", event.codec,
+                        "audio codec %s is not AAC; audio dropped",
+                        event.codec,
                         extra={"channel": self.channel},
                     )
                 continue
@@ -164,8 +165,12 @@ class PushPipeline:
             "%s/%s: keyframes arrive every %.1f s, longer than FragDuration %d s, so segments "
             "will be about %.1f s long. Set the encoder's keyframe interval to %d s or less "
             "(OBS: Settings > Output > Keyframe Interval; ffmpeg: -g <fps x seconds>).",
-            self.bucket, self.channel, interval_ms / 1000, self.frag_duration_ms // 1000,
-            interval_ms / 1000, self.frag_duration_ms // 1000,
+            self.bucket,
+            self.channel,
+            interval_ms / 1000,
+            self.frag_duration_ms // 1000,
+            interval_ms / 1000,
+            self.frag_duration_ms // 1000,
         )
 
     def _enqueue(self, ready: SegmentReady) -> None:
@@ -208,6 +213,7 @@ class PushPipeline:
             await self._store_segment(ready)
             self._queue.popleft()
             self._queue_bytes -= len(ready.data)
+            del ready  # not held while waiting for the next one: a whole segment per push
             self.stats.on_upload_queue(len(self._queue), self._queue_bytes)
             self._queue_changed.set()
 

@@ -249,7 +249,11 @@ class Segmenter:
             return []
 
         delta_ms = frame.dts_ms - seg.last_dts_ms
-        if -delta_ms >= MAX_DTS_FIXUP_MS or delta_ms > self._frame_interval_ms() + MAX_DTS_GAP_MS:
+        # The frame interval is at least 1 ms, so its median (a sort per frame) only matters
+        # for a step beyond MAX_DTS_GAP_MS + 1.
+        if -delta_ms >= MAX_DTS_FIXUP_MS or (
+            delta_ms > MAX_DTS_GAP_MS + 1 and delta_ms > self._frame_interval_ms() + MAX_DTS_GAP_MS
+        ):
             return self._cut(frame, now_ms, CutReason.DISCONTINUITY, discontinuity=True)
         if delta_ms <= 0:
             self.stats.fixed_timestamps += 1
@@ -385,7 +389,10 @@ class Segmenter:
         if (
             seg is None
             or seg.audio_config is None
-            or seg.audio_config != self._audio_config
+            or (
+                seg.audio_config is not self._audio_config
+                and seg.audio_config != self._audio_config
+            )
             or abs(frame.pts_ms - seg.last_dts_ms) > MAX_DTS_GAP_MS
         ):
             self.stats.dropped_audio += 1
