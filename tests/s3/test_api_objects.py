@@ -120,7 +120,10 @@ async def test_get_streams_and_passes_range_through(tmp_path: Path, moto: MotoSe
             first = await sync(result.read, 1024)
             await asyncio.sleep(0.5)  # let whatever would be buffered arrive
             assert first == data[:1024]
-            assert proxy.upstream_bytes < BIG_BYTES // 2, proxy.upstream_bytes
+            # Loopback socket buffers on the five hops (proxy in/out, obstore, our server,
+            # the client) hold up to ~30 MB between them; a whole-object download would
+            # have pulled all of it before the first byte reached the client.
+            assert proxy.upstream_bytes < BIG_BYTES * 3 // 4, proxy.upstream_bytes
             assert await sync(result.read) == data[1024:]
 
             # Range: asked of S3 itself, not cut from a whole download.
