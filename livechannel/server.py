@@ -39,6 +39,10 @@ log = logging.getLogger("livechannel.server")
 SHUTDOWN_TIMEOUT_S = 10.0  # flushing open segments takes one storage put each
 STALE_PUSH_MS = 5_000  # a push whose owner has not heartbeaten for 5 s is dead (kill -9)
 STALE_SWEEP_INTERVAL_S = 2.0
+# Connections the kernel may hold before we accept them. asyncio's default (100) overflows in
+# a reconnect storm or a scan; the kernel then drops handshakes silently, and a client that
+# has not sent anything yet never learns. The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
 DB_FILE = "livechannel.db"
 
 
@@ -108,7 +112,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     rtmp_server = await loop.create_server(
         ingest.protocol, config.rtmp_listen.host, config.rtmp_listen.port,
-        reuse_port=config.workers > 1 or None,
+        reuse_port=config.workers > 1 or None, backlog=LISTEN_BACKLOG,
     )
     rtmp_port = rtmp_server.sockets[0].getsockname()[1]
     http_port_cfg = config.http_listen.port
@@ -152,6 +156,7 @@ async def serve(
             ingest.protocol, http_handler, ingest.gate, config.limits.handshake_timeout_s
         ),
         sock=http_sock,
+        backlog=LISTEN_BACKLOG,
     )
     registry.start()
     async def stale_closed(push: Push) -> None:

@@ -68,6 +68,7 @@ HANDSHAKE_TIMEOUT_S = 10.0  # the service default; half-open sockets die after t
 COOLDOWN_S = HANDSHAKE_TIMEOUT_S + 5.0  # after the attack: every hostile socket is gone
 RSS_BAND_BYTES = 24 * 1024 * 1024  # "back to baseline": allocator slack after a burst
 RSS_BAND_RATIO = 0.15  # or 15 % of the baseline, whichever is larger
+ROUND_GROWTH_BYTES = 4 * 1024 * 1024  # a second round may not add more: that would be a leak
 FD_SLACK = 2  # a descriptor or two may be mid-close (sqlite journal, a TIME_WAIT accept)
 TASK_SLACK = 2  # a heartbeat / end-timer task may be in flight at the instant of counting
 MEDIA_SLACK_S = 3.0  # encoder start-up plus the partial segment at the end
@@ -259,7 +260,8 @@ def check_channel(svc: Service, channel: str, pushed_s: float) -> list[str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--publishers", type=int, default=5)
-    p.add_argument("--attack-s", type=float, default=180.0)
+    p.add_argument("--attack-s", type=float, default=180.0, help="total, split into rounds")
+    p.add_argument("--rounds", type=int, default=2, help="RSS must level off between rounds")
     p.add_argument("--size", default="320x180", help="publishers' picture size")
     p.add_argument("--seed", type=int, default=6)
     args = p.parse_args()
@@ -270,7 +272,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="livechannel-soak-"))
     svc = Service(tmp / "data").start()
     channels = [f"soak{i}" for i in range(args.publishers)]
-    push_s = WARMUP_S + args.attack_s + COOLDOWN_S + 10
+    push_s = WARMUP_S + args.attack_s + args.rounds * COOLDOWN_S + 10
     procs = []
     problems: list[str] = []
     try:
@@ -308,23 +310,34 @@ def main() -> int:
         print(f"baseline: RSS {before['rss'] / 2**20:.1f} MiB, {before['fds']} fds, "
               f"{before['tasks']} tasks")  # fmt: skip
 
-        print(f"attacking for {args.attack_s:.0f} s: {HALF_OPEN} half-open handshakes, "
-              f"{ATTACK_CONCURRENCY} hostile sessions in flight")  # fmt: skip
-        attack = mp.Process(
-            target=attacker, args=(svc.ports, args.attack_s, recording, args.seed, results)
-        )
+        round_s = args.attack_s / args.rounds
         peak_rss = before["rss"]
-        attack.start()
-        while attack.is_alive():
-            peak_rss = max(peak_rss, rss_bytes())
-            attack.join(1.0)
-            if not results.empty():
-                break
-        report = json.loads(results.get(timeout=HANDSHAKE_TIMEOUT_S * 6))
-        attack.join(10)
-        attack.close()  # its sentinel pipe
-        time.sleep(COOLDOWN_S)
-        gc.collect()
+        rounds_rss: list[int] = []
+        tried: Counter[str] = Counter()
+        ended: Counter[str] = Counter()
+        unclosed: Counter[str] = Counter()
+        half_open_max_s = 0.0
+        for number in range(1, args.rounds + 1):
+            print(f"round {number}: {round_s:.0f} s, {HALF_OPEN} half-open handshakes, "
+                  f"{ATTACK_CONCURRENCY} hostile sessions in flight")  # fmt: skip
+            attack = mp.Process(target=attacker, args=(svc.ports, round_s, recording,
+                                                       args.seed + number, results))  # fmt: skip
+            attack.start()
+            while attack.is_alive() and results.empty():
+                peak_rss = max(peak_rss, rss_bytes())
+                attack.join(1.0)
+            report = json.loads(results.get(timeout=HANDSHAKE_TIMEOUT_S * 6))
+            attack.join(10)
+            attack.close()  # its sentinel pipe
+            tried.update(report["tried"])
+            ended.update(report["ended"])
+            unclosed.update(report["unclosed"])
+            half_open_max_s = max(half_open_max_s, report["half_open_max_s"])
+            time.sleep(COOLDOWN_S)
+            gc.collect()
+            rounds_rss.append(rss_bytes())
+            print(f"  after round {number}: RSS {rounds_rss[-1] / 2**20:.1f} MiB, "
+                  f"{open_fds()} fds, {svc.tasks()} tasks")  # fmt: skip
         after = {"rss": rss_bytes(), "fds": open_fds(), "tasks": svc.tasks()}
 
         for proc in procs:
@@ -339,8 +352,6 @@ def main() -> int:
                 break
             time.sleep(0.2)
 
-        tried: Counter[str] = Counter(report["tried"])
-        ended: Counter[str] = Counter(report["ended"])
         print(f"\nsessions tried: {sum(tried.values())}")
         for kind, n in tried.most_common():
             print(f"  {n:6d}  {kind}")
@@ -348,15 +359,17 @@ def main() -> int:
         for kind, n in sorted(ended.items()):
             print(f"  {n:6d}  {kind}")
         print(f"slowest half-open handshake closed by the server after "
-              f"{report['half_open_max_s']:.1f} s")  # fmt: skip
+              f"{half_open_max_s:.1f} s")  # fmt: skip
         print("service log, by reason (top 20):")
         for reason, n in counter.reasons.most_common(20):
             print(f"  {n:6d}  {reason}")
         print(f"service ERROR lines: {sum(counter.errors.values())}")
         for reason, n in counter.errors.most_common(10):
             print(f"  {n:6d}  {reason}")
-        print(f"RSS: baseline {before['rss'] / 2**20:.1f} MiB, peak {peak_rss / 2**20:.1f} MiB, "
-              f"after {after['rss'] / 2**20:.1f} MiB")  # fmt: skip
+        print(
+            f"RSS: baseline {before['rss'] / 2**20:.1f} MiB, peak {peak_rss / 2**20:.1f} MiB, "
+            "after each round " + ", ".join(f"{r / 2**20:.1f}" for r in rounds_rss) + " MiB"
+        )
         print(f"fds: {before['fds']} -> {after['fds']}; asyncio tasks: {before['tasks']} -> "
               f"{after['tasks']}")  # fmt: skip
         print("publishers:")
@@ -373,7 +386,9 @@ def main() -> int:
             problems.append(f"descriptors leaked: {before['fds']} -> {after['fds']}: {dict(grown)}")
         if after["tasks"] > before["tasks"] + TASK_SLACK:
             problems.append(f"tasks leaked: {before['tasks']} -> {after['tasks']}")
-        for detail, n in report["unclosed"].items():
+        if len(rounds_rss) > 1 and rounds_rss[-1] > rounds_rss[0] + ROUND_GROWTH_BYTES:
+            problems.append(f"RSS still growing: {rounds_rss[0]} -> {rounds_rss[-1]} bytes")
+        for detail, n in unclosed.items():
             problems.append(f"{n} half-open handshake(s) not closed by the server: {detail}")
         if counter.errors:
             problems.append("the service logged errors")
