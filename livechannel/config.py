@@ -47,11 +47,13 @@ class Listen:
 class Limits:
     """Every limit the edges enforce, each with the reason for its default."""
 
-    # A busy box serves hundreds of publishers; beyond this, new connections wait at accept.
+    # Both ports together. A busy box serves hundreds of publishers; beyond this a new
+    # connection is closed at once (logged) rather than starving the process of descriptors.
     max_connections: int = 2000
     # One address rarely needs more than a handful of encoders; stops one host hogging slots.
     max_connections_per_ip: int = 64
-    # Real clients finish the handshake in milliseconds; a port scanner never does.
+    # Real clients finish the handshake in milliseconds; a port scanner never does. Also the
+    # wait for the first byte on the shared HTTP/RTMP port.
     handshake_timeout_s: float = 10.0
     # ffmpeg/OBS publish within a second of connecting; idle sockets before publish are junk.
     publish_timeout_s: float = 30.0
