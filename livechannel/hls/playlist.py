@@ -2,12 +2,20 @@
 
 TARGETDURATION rule (decided by the team):
 
-* A live playlist's EXT-X-TARGETDURATION never changes during the playlist's life
-  (RFC 8216 6.2.1: "MUST NOT change"), and every EXTINF rounded to the nearest integer must be
-  ≤ it (RFC 8216 4.3.3.1). We cannot know segment lengths in advance, so the target is the
-  segmenter's forced-cut bound: ``ceil(max_segment_ms / 1000)``, which by default is
-  ``max(2·FragDuration, 60)`` seconds (seed 10.4). The segmenter guarantees no segment rounds
-  above it. An operator who wants a tighter TARGETDURATION lowers ``max_segment_ms``.
+* A live playlist's EXT-X-TARGETDURATION is ``2·FragDuration`` (capped by the forced-cut
+  bound when an operator lowers that below it). Segments are cut at the first keyframe after
+  FragDuration, so a segment is at most FragDuration + one GOP long: every encoder whose
+  keyframe interval is ≤ FragDuration — and every one up to 2·FragDuration, OBS's default of
+  8.3 s at FragDuration 5 included — fits, and the target never changes (RFC 8216 6.2.1) while
+  every rounded EXTINF stays ≤ it (4.3.3.1).
+* Only a publisher whose keyframes are further apart than 2·FragDuration (or never come: the
+  forced cut at ``max(2·FragDuration, 60 s)``, seed 10.4) makes a longer segment. Then the
+  live window raises TARGETDURATION to cover it (and logs why) rather than list an EXTINF
+  above the target; it never lowers it again while the service runs.
+* Why not the forced-cut bound (60) for everyone: players pace playlist reloads by the target
+  (RFC 8216 6.3.4: half of it when a reload brings nothing new — ffmpeg then sits 30 s at the
+  live edge) and start 3 targets from the end, so a target far above the real segment length
+  stalls healthy streams to cover broken ones.
 * A VOD playlist lists segments that already exist, so its target is simply the largest
   rounded EXTINF (at least 1): see `vod_target_duration_s`.
 
@@ -68,15 +76,19 @@ def format_extinf(duration_ms: int) -> str:
     return f"{duration_ms // 1000}.{duration_ms % 1000:03d}"
 
 
-def target_duration_s(frag_duration_s: int, max_segment_ms: int) -> int:
-    """A live playlist's fixed TARGETDURATION: the forced-cut bound (see the module doc).
-
-    `frag_duration_s` does not enter the result: keyframe cuts can only make segments longer
-    than FragDuration, and the forced cut bounds them all.
-    """
-    if frag_duration_s < 1 or max_segment_ms < 1:
-        raise ValueError("FragDuration and the forced-cut bound must be positive")
+def forced_cut_bound_s(max_segment_ms: int) -> int:
+    """The longest a segment can round to: the forced cut, in whole seconds (rounded up)."""
+    if max_segment_ms < 1:
+        raise ValueError("the forced-cut bound must be positive")
     return max(1, -(-max_segment_ms // 1000))
+
+
+def target_duration_s(frag_duration_s: int, max_segment_ms: int) -> int:
+    """A live playlist's TARGETDURATION: 2·FragDuration, capped by the forced-cut bound (see
+    the module doc)."""
+    if frag_duration_s < 1:
+        raise ValueError("FragDuration must be positive")
+    return min(2 * frag_duration_s, forced_cut_bound_s(max_segment_ms))
 
 
 def vod_target_duration_s(entries: Iterable[PlaylistEntry]) -> int:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Protocol
 
-from livechannel.hls.playlist import target_duration_s
+from livechannel.hls.playlist import forced_cut_bound_s
 from livechannel.media.demux import EndOfStream, MediaEvent
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.mpegts import TsMuxer
@@ -154,10 +154,9 @@ class Segmenter:
         self.frag_duration_ms = frag_duration_ms
         self.max_segment_ms = max_segment_ms or default_max_segment_ms(frag_duration_ms)
         self.max_segment_bytes = max_segment_bytes
-        # Longest duration whose rounded EXTINF still fits the playlist's TARGETDURATION.
+        # Longest duration whose rounded EXTINF still fits the forced-cut bound.
         self._duration_limit_ms = (
-            target_duration_s(max(1, frag_duration_ms // 1000), self.max_segment_ms) * 1000
-            + ROUNDING_SLACK_MS
+            forced_cut_bound_s(self.max_segment_ms) * 1000 + ROUNDING_SLACK_MS
         )
         self.stats = SegmenterStats()
         self._muxer_factory = muxer_factory

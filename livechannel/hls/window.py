@@ -9,10 +9,13 @@ the store).
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 
 from livechannel.hls.playlist import MediaPlaylist, PlaylistEntry, rounded_s
 from livechannel.store.base import MetadataStore, Segment
+
+log = logging.getLogger("livechannel.hls")
 
 
 class LiveWindow:
@@ -28,7 +31,8 @@ class LiveWindow:
     ) -> LiveWindow:
         window = cls(frag_count, target_s)
         last = await store.last_segments(bucket, channel, frag_count)
-        window.segments.extend(last)
+        for segment in last:
+            window.add(segment)
         if last:
             window.discontinuity_sequence = await store.discontinuities_before(
                 bucket, channel, last[0].seq
@@ -40,6 +44,15 @@ class LiveWindow:
         return self.segments[-1].seq + 1 if self.segments else 0
 
     def add(self, segment: Segment) -> None:
+        longest_s = rounded_s(segment.duration_ms)
+        if longest_s > self.target_duration_s:
+            # Keyframes further apart than 2·FragDuration, or a forced cut: never list an
+            # EXTINF above TARGETDURATION (RFC 8216 4.3.3.1); raise it, never lower it.
+            log.warning(
+                "%s: a %.1f s segment raises TARGETDURATION from %d to %d",
+                segment.key, segment.duration_ms / 1000, self.target_duration_s, longest_s,
+            )
+            self.target_duration_s = longest_s
         self.segments.append(segment)
         while len(self.segments) > self.frag_count:
             if self.segments.popleft().discontinuity:
@@ -49,11 +62,8 @@ class LiveWindow:
 
     def playlist(self, *, ended: bool) -> MediaPlaylist:
         first_seq = self.segments[0].seq if self.segments else 0
-        # Segments written under an older, larger bound (the channel was re-created with a
-        # longer FragDuration) must still fit: never render an EXTINF above TARGETDURATION.
-        longest_s = max((rounded_s(s.duration_ms) for s in self.segments), default=1)
         return MediaPlaylist(
-            target_duration_s=max(self.target_duration_s, longest_s),
+            target_duration_s=self.target_duration_s,
             media_sequence=first_seq,
             discontinuity_sequence=self.discontinuity_sequence,
             entries=tuple(

@@ -101,15 +101,16 @@ def test_extinf_format_and_rounding(ms: int, text: str, rounded: int) -> None:
 @pytest.mark.parametrize(
     ("frag_s", "max_segment_ms", "target"),
     [
-        (5, 60_000, 60),  # default: max(2·5, 60) s
-        (40, 80_000, 80),  # default: max(2·40, 60) s
+        (5, 60_000, 10),  # default: 2·FragDuration
+        (1, 60_000, 2),
+        (40, 80_000, 80),
         (100, 200_000, 200),
-        (2, 10_000, 10),  # operator lowered the forced-cut bound
-        (1, 10_001, 11),  # a partial second rounds the bound up
+        (5, 8_000, 8),  # operator lowered the forced-cut bound below 2·FragDuration
+        (5, 8_001, 9),  # a partial second rounds the bound up
         (1, 1, 1),
     ],
 )
-def test_live_target_duration_is_the_forced_cut_bound(
+def test_live_target_duration_is_twice_frag_duration_within_the_forced_cut(
     frag_s: int, max_segment_ms: int, target: int
 ) -> None:
     assert target_duration_s(frag_s, max_segment_ms) == target

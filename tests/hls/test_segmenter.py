@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from livechannel.hls.playlist import rounded_s, target_duration_s
+from livechannel.hls.playlist import forced_cut_bound_s, rounded_s
 from livechannel.hls.segmenter import (
     MAX_DTS_GAP_MS,
     CutReason,
@@ -143,7 +143,7 @@ def test_forced_cut_with_a_single_keyframe() -> None:
     assert [r.reason for r in out] == [CutReason.FORCED, CutReason.FORCED, CutReason.END]
     assert [videos(log, r)[0].keyframe for r in out] == [True, False, False]
     assert not any(r.discontinuity for r in out)  # same clock, same tracks
-    target = target_duration_s(1, seg.max_segment_ms)
+    target = forced_cut_bound_s(seg.max_segment_ms)
     assert target == 60
     assert all(rounded_s(r.duration_ms) <= target for r in out)
     assert seg.stats.forced_cuts == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livechannel.hls.playlist import rounded_s, target_duration_s
+from livechannel.hls.playlist import forced_cut_bound_s, rounded_s
 from livechannel.hls.segmenter import CutReason, Segmenter, SegmentReady
 from livechannel.media.demux import EndOfStream, MediaEvent, UnsupportedAudio, UnsupportedVideo
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
@@ -71,7 +71,7 @@ segmenter_settings = st.fixed_dictionaries(
 
 
 def check(out: list[SegmentReady], log: MuxLog, seg: Segmenter) -> None:
-    target = target_duration_s(1, seg.max_segment_ms)
+    target = forced_cut_bound_s(seg.max_segment_ms)
     written_video = written_audio = 0
     previous: SegmentReady | None = None
     previous_muxer = None
