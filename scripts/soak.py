@@ -50,6 +50,7 @@ import uvloop  # noqa: E402
 
 from livechannel.config import BucketConfig, Config, Limits, Listen  # noqa: E402
 from livechannel.server import Running, serve  # noqa: E402
+from livechannel.store.base import Acl  # noqa: E402
 from samples.make_sample import SampleSpec, make_sample  # noqa: E402
 from tests.hls_validator import validate_media_playlist  # noqa: E402
 from tests.robustness import garbage  # noqa: E402
@@ -58,6 +59,7 @@ from tests.support import publishers  # noqa: E402
 
 KEY_ID, SECRET = "LTAIsoakkey00001", "soak-secret-0123456789abcdef"
 BUCKET = "live"
+OPEN_BUCKET = "open"
 FRAG_S = 2  # FragDuration of the publishers' channels
 GOP_S = 1  # their keyframe interval
 WARMUP_S = 15.0  # publishers settle (first segments, steady heap) before the baseline
@@ -84,7 +86,8 @@ class Service:
             data_dir=data_dir,
             rtmp_listen=Listen("127.0.0.1", 0),
             http_listen=Listen("127.0.0.1", 0),
-            buckets=(BucketConfig(BUCKET),),
+            # hostile XML goes to a public-read-write bucket, so it reaches the XML parser
+            buckets=(BucketConfig(BUCKET), BucketConfig(OPEN_BUCKET, Acl.PUBLIC_READ_WRITE)),
             access_keys={KEY_ID: SECRET},
             demo_channel="",
             end_grace_s=5.0,
@@ -188,7 +191,7 @@ def attacker(ports: dict[str, int], attack_s: float, recording: bytes, seed: int
              results: Any) -> None:  # fmt: skip
     """Half-open handshakes plus a stream of hostile sessions; reports Counters as JSON."""
     rng = random.Random(seed)
-    factory = garbage.AttackFactory(recording, rng)
+    factory = garbage.AttackFactory(recording, rng, xml_bucket=OPEN_BUCKET)
     sources = [f"127.0.2.{i}" for i in range(1, SOURCE_ADDRESSES + 1)]
 
     async def main() -> dict[str, Any]:

@@ -121,8 +121,8 @@ XXE = (
 )
 
 
-def _xml_request(body: bytes) -> bytes:
-    head = f"PUT /live/xml?live HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+def _xml_request(bucket: str, body: bytes) -> bytes:
+    head = f"PUT /{bucket}/xml?live HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
     return head.encode() + body
 
 
@@ -149,11 +149,13 @@ class Outcome:
 
 
 class AttackFactory:
-    """Draws attacks; `recording` is a real publish session (bytes) to mutate."""
+    """Draws attacks; `recording` is a real publish session (bytes) to mutate; hostile XML
+    goes to `xml_bucket` (a public-read-write one reaches the parser without a signature)."""
 
-    def __init__(self, recording: bytes, rng: random.Random) -> None:
+    def __init__(self, recording: bytes, rng: random.Random, xml_bucket: str = "live") -> None:
         self.recording = recording
         self.rng = rng
+        self.xml_bucket = xml_bucket
         self._kinds: list[tuple[str, Callable[[], Attack]]] = [
             ("random bytes", self._random),
             ("random after handshake", self._after_handshake),
@@ -212,7 +214,8 @@ class AttackFactory:
         return Attack("malformed HTTP", "http", self.rng.choice(HTTP_GARBAGE))
 
     def _xml(self) -> Attack:
-        return Attack("hostile XML", "http", _xml_request(self.rng.choice((BILLION_LAUGHS, XXE))))
+        body = self.rng.choice((BILLION_LAUGHS, XXE))
+        return Attack("hostile XML", "http", _xml_request(self.xml_bucket, body))
 
 
 def run(attack: Attack, ports: dict[str, int], source_ip: str = "127.0.0.1") -> Outcome:
