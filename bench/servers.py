@@ -124,6 +124,13 @@ class Server:
             proc.wait()
 
 
+# Every publisher comes from 127.0.0.1: lift the per-address cap (64 by default), nothing else.
+BENCH_TOML = """\
+[limits]
+max_connections_per_ip = 100000
+"""
+
+
 class OursServer(Server):
     def __init__(self, workdir: Path, workers: int = 1) -> None:
         self.name = f"livechannel --workers {workers}"
@@ -136,8 +143,11 @@ class OursServer(Server):
     def start(self) -> None:
         env = dict(os.environ, LIVECHANNEL_ACCESS_KEY_ID=BENCH_KEY_ID,
                    LIVECHANNEL_ACCESS_KEY_SECRET=BENCH_KEY_SECRET)  # fmt: skip
+        config = self.workdir / "bench.toml"
+        config.write_text(BENCH_TOML)
         cmd = [
             sys.executable, "-m", "livechannel", "serve",
+            "--config", str(config),
             "--data-dir", str(self.data_dir),
             "--rtmp-listen", f"127.0.0.1:{self.rtmp_port}",
             "--http-listen", f"127.0.0.1:{self.http_port}",

@@ -37,6 +37,7 @@ from livechannel.rtmp.events import (
     VideoData,
 )
 from livechannel.rtmp.limits import RtmpLimits
+from livechannel.rtmp.messages import MessageType
 from livechannel.storage.base import ObjectStorage
 from livechannel.store.base import Acl, MetadataStore
 
@@ -122,6 +123,9 @@ class RtmpProtocol(asyncio.Protocol):
         self.bucket = self.channel = ""
         self.push_id = 0
         self._waiting = False  # a publish decision or storage room is awaited: don't pump
+        self._max_access_unit = limits.max_access_unit_bytes
+        self._handshaking = True
+        self._sink_on = False  # media arrive through the ServerConnection's media sink
         self._ending = False
         self._admitted = False  # counted by the gate: release on connection_lost
         self._timers: list[asyncio.TimerHandle] = []
@@ -160,7 +164,8 @@ class RtmpProtocol(asyncio.Protocol):
             self._log("protocol error: %s", e)
             self._close()
             return
-        if self.conn.state not in HANDSHAKE_STATES:
+        if self._handshaking and self.conn.state not in HANDSHAKE_STATES:
+            self._handshaking = False
             self._handshake_timer.cancel()
         self._pump()
 
@@ -184,7 +189,8 @@ class RtmpProtocol(asyncio.Protocol):
             if event is None:
                 break
             if isinstance(event, VideoData | AudioData):
-                self._media(event)
+                kind = MessageType.VIDEO if isinstance(event, VideoData) else MessageType.AUDIO
+                self._media(kind, event.timestamp_ms, event.payload)
             elif isinstance(event, MetaData):
                 pass  # onMetaData is advisory; we measure the real stream instead
             elif isinstance(event, ConnectRequested):
@@ -204,21 +210,28 @@ class RtmpProtocol(asyncio.Protocol):
                 self._log("refused play of %r: playing over RTMP is not supported", event.name)
                 self._flush()
                 self._close()
+        if not self._sink_on and not self._waiting and self.pipeline is not None:
+            # Publishing and taking media: from the next read on, audio/video go straight to
+            # the pipeline (no event per message); anything else still comes as events.
+            if not self._ending:
+                self._sink_on = True
+                conn.set_media_sink(self._media)
         self._flush()
 
-    def _media(self, event: VideoData | AudioData) -> None:
+    def _media(self, type_id: int, timestamp_ms: int, payload: bytes) -> None:
+        """One audio/video message (the ServerConnection's media sink, or from an event)."""
         pipeline = self.pipeline
         if pipeline is None or self._ending:
             return
-        max_au = self.deps.config.limits.max_access_unit_bytes
-        if len(event.payload) > max_au:
-            self.kick(f"a frame of {len(event.payload)} bytes is over the {max_au}-byte limit")
+        if len(payload) > self._max_access_unit:
+            limit = self._max_access_unit
+            self.kick(f"a frame of {len(payload)} bytes is over the {limit}-byte limit")
             return
         try:
-            if isinstance(event, VideoData):
-                pipeline.video(event.timestamp_ms, event.payload)
+            if type_id == MessageType.VIDEO:
+                pipeline.video(timestamp_ms, payload)
             else:
-                pipeline.audio(event.timestamp_ms, event.payload)
+                pipeline.audio(timestamp_ms, payload)
         except PublishRefused as e:
             self.kick(str(e))
             return
@@ -228,6 +241,8 @@ class RtmpProtocol(asyncio.Protocol):
             return
         if pipeline.backlog_full:
             self._waiting = True
+            self._sink_on = False
+            self.conn.set_media_sink(None)  # the rest of this read waits in the event queue
             self._pause()
             self._spawn(self._wait_for_room(pipeline))
 
@@ -331,6 +346,8 @@ class RtmpProtocol(asyncio.Protocol):
             return
         self._log("disconnecting publisher: %s", reason)
         if self.pipeline is not None:
+            self._sink_on = False
+            self.conn.set_media_sink(None)
             self.conn.send_status(self.stream_id, "error", "NetStream.Publish.Rejected", reason)
             self._flush()
             self._ending = True

@@ -77,6 +77,7 @@ def _adaptation_stuffing(size: int) -> bytes:
     return bytes((size - 1, 0x00)) + b"\xff" * (size - 2)
 
 
+SHORT_PES_FULL_PACKETS = 2  # up to this many full middle packets, plain slicing is faster
 _PAYLOAD_CHUNKS = struct.Struct(f"{TS_PAYLOAD_BYTES}s").iter_unpack  # 184-byte pieces, in C
 _first = itemgetter(0)
 
@@ -114,7 +115,7 @@ def _pcr_field(pcr_90k: int) -> bytes:
 class _Stream:
     """One PID: its continuity counter and its precomputed packet headers."""
 
-    __slots__ = ("cc", "first_heads", "heads", "pid", "tail_heads")
+    __slots__ = ("cc", "first_heads", "heads", "pid", "rotated_heads", "tail_heads")
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -126,14 +127,16 @@ class _Stream:
             tuple(bytes((SYNC_BYTE, 0x40 | hi, lo, flags | cc)) for cc in range(16))
             for flags in (0x10, 0x30)
         )
+        # rotated_heads[cc]: the 16 continuation headers in the order they follow cc.
+        self.rotated_heads = tuple(self.heads[cc:] + self.heads[:cc] for cc in range(16))
         # tail_heads[cc]: a last, short packet, filled up by its adaptation field.
         self.tail_heads = tuple(bytes((SYNC_BYTE, hi, lo, 0x30 | cc)) for cc in range(16))
 
     def packetize(self, head: bytes, payload: bytes | memoryview, af_body: bytes) -> bytes:
         """Cut one PES, `head` (its header, shorter than a packet) then `payload`, into
         packets. `af_body` is the first packet's adaptation field content after its length
-        byte (flags, PCR), or empty for none. The full middle packets are cut by C code
-        (struct.iter_unpack), not a Python loop per packet."""
+        byte (flags, PCR), or empty for none. The full middle packets of a video frame are
+        cut by C code (struct.iter_unpack), not a Python loop per packet."""
         n = len(head) + len(payload)
         cc = self.cc
         af_bytes = len(af_body) + 1 if af_body else 0
@@ -155,14 +158,17 @@ class _Stream:
         lead = cap - len(head)  # payload bytes in the first packet
         full, tail = divmod(n - cap, TS_PAYLOAD_BYTES)
         cc = (cc + 1) & 0xF
-        heads = (self.heads[cc:] + self.heads[:cc]) * (full // 16 + 1)
-        chunks = map(_first, _PAYLOAD_CHUNKS(view[lead : lead + full * TS_PAYLOAD_BYTES]))
-        parts: list[bytes | memoryview] = [
-            first,
-            head,
-            view[:lead],
-            *chain.from_iterable(zip(heads, chunks, strict=False)),
-        ]
+        heads = self.rotated_heads[cc]
+        parts: list[bytes | memoryview] = [first, head, view[:lead]]
+        if full <= SHORT_PES_FULL_PACKETS:  # an audio frame: slicing beats setting up C code
+            for i in range(full):
+                start = lead + i * TS_PAYLOAD_BYTES
+                parts += (heads[i], view[start : start + TS_PAYLOAD_BYTES])
+        else:
+            if full > len(heads):
+                heads *= full // len(heads) + 1
+            chunks = map(_first, _PAYLOAD_CHUNKS(view[lead : lead + full * TS_PAYLOAD_BYTES]))
+            parts += chain.from_iterable(zip(heads, chunks, strict=False))
         cc = (cc + full) & 0xF
         if tail:
             parts += (

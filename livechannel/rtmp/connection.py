@@ -62,6 +62,10 @@ FMS_CAPABILITIES = 31.0  # the usual capability bits in the connect reply
 PLAY_REFUSED_DESCRIPTION: Final = "playing over RTMP is not supported; use the HLS play URL"
 
 
+# (type_id, timestamp_ms, payload) of one audio (8) or video (9) message: see set_media_sink.
+MediaSink = Callable[[int, int, bytes], None]
+
+
 class ConnectionState(Enum):
     AWAIT_C0C1 = "await C0+C1"
     AWAIT_C2 = "await C2"
@@ -100,6 +104,7 @@ class ServerConnection:
         self._publish_id: int | None = None
         self._publish_name = ""
         self._unpublished = False
+        self._media_sink: MediaSink | None = None
         self._commands: dict[str, Callable[[Command, RawMessage], None]] = {
             "connect": self._on_connect,
             "releaseStream": self._on_fc_call,
@@ -151,6 +156,15 @@ class ServerConnection:
 
     def data_to_send(self) -> bytes:
         return self._transport.data_to_send()
+
+    def set_media_sink(self, sink: MediaSink | None) -> None:
+        """Hand the accepted publish's audio and video to `sink(type_id, timestamp_ms,
+        payload)` from inside `receive_data` instead of queueing AudioData/VideoData: the
+        ingest hot path then makes no event per message. The sink is used only while no
+        event waits in the queue, so media never overtakes an earlier event; None (e.g. when
+        the edge must stop taking media for a while) queues media as events again. The sink
+        must not raise: `receive_data` would pass its exception on mid-input."""
+        self._media_sink = sink
 
     def accept_publish(self, stream_id: int) -> None:
         """Send StreamBegin + NetStream.Publish.Start and release held media in order."""
@@ -251,6 +265,10 @@ class ServerConnection:
     def _on_media(self, message: RawMessage) -> None:
         if not self._stream_open():
             return  # before publish (or after unpublish) media has no home
+        sink = self._media_sink
+        if sink is not None and not self._events and self._state is ConnectionState.PUBLISHING:
+            sink(message.type_id, message.timestamp_ms, message.payload)
+            return
         kind = VideoData if message.type_id == MessageType.VIDEO else AudioData
         self._deliver(
             kind(message.stream_id, message.timestamp_ms, message.payload), len(message.payload)

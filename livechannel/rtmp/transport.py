@@ -116,6 +116,8 @@ class MessageTransport:
         self.writer.chunk_size = size
 
     def data_to_send(self) -> bytes:
+        if not self._out:
+            return b""  # the common case on the media path: nothing to say
         data = bytes(self._out)
         self._out.clear()
         return data

@@ -130,7 +130,7 @@ def reference_packets(pid: int, cc: int, pes: bytes, af_body: bytes) -> tuple[by
 @given(
     st.integers(0, 15),
     st.binary(max_size=19),
-    st.integers(0, 3000),
+    st.integers(0, 8000),  # up to ~43 packets: both cutting paths, heads repeated
     st.sampled_from([b"", b"\x40", b"\x10" + bytes(6), b"\x50" + bytes(6)]),
 )
 def test_packetize_equals_packet_by_packet(cc: int, head: bytes, size: int, af_body: bytes) -> None:
