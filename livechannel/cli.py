@@ -27,7 +27,9 @@ def signed_publish_url(cfg: Config, running: Running, channel: str, expires_s: i
     if bucket.acl == Acl.PUBLIC_READ_WRITE:
         return base
     key_id, secret = next(iter(cfg.access_keys.items()))
-    sig = signing.hmac_sha1_b64(secret, signing.rtmp_string_to_sign(str(expires_s), {}, bucket.name, channel))
+    sig = signing.hmac_sha1_b64(
+        secret, signing.rtmp_string_to_sign(str(expires_s), {}, bucket.name, channel)
+    )
     return f"{base}?OSSAccessKeyId={key_id}&Expires={expires_s}&Signature={quote(sig, safe='')}"
 
 
@@ -84,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="TOML config file")
     s.add_argument("--data-dir", help="where objects, metadata and keys live (default ./data)")
     s.add_argument("--rtmp-listen", help="HOST:PORT for RTMP (default 0.0.0.0:1935)")
-    s.add_argument("--http-listen", help="HOST:PORT for the API, also accepts RTMP (default 0.0.0.0:8080)")
+    s.add_argument(
+        "--http-listen", help="HOST:PORT for the API, also accepts RTMP (default 0.0.0.0:8080)"
+    )
     s.add_argument("--domain", help="host name clients use, for URLs (default 127.0.0.1)")
     s.add_argument("--bucket", help="name of the default bucket (default live)")
     s.add_argument("--bucket-acl", choices=[a.value for a in Acl], help="ACL of the default bucket")
@@ -137,8 +141,10 @@ def _supervise(cfg: Config) -> int:
     """N worker processes share both ports (SO_REUSEPORT: the kernel spreads connections)
     and one metadata store, which keeps one-publisher and kicks right across them."""
     ctx = multiprocessing.get_context("fork")
-    workers = [ctx.Process(target=_run_worker, args=(cfg, i), name=f"worker-{i}")
-               for i in range(cfg.workers)]
+    workers = [
+        ctx.Process(target=_run_worker, args=(cfg, i), name=f"worker-{i}")
+        for i in range(cfg.workers)
+    ]
     for w in workers:
         w.start()
 

@@ -65,7 +65,7 @@ class Limits:
     max_segment_bytes: int = 64 * 1024 * 1024
     # Upper bound on a segment's length when keyframes never come (seed 10.4: max(2·FD, 60 s)).
     max_segment_s: int = 60
-    # Largest RTMP message we reassemble (a 1080p high-bitrate keyframe is ~1–2 MB).
+    # Largest RTMP message we reassemble (a 1080p high-bitrate keyframe is ~1-2 MB).
     max_rtmp_message_bytes: int = 8 * 1024 * 1024
     # Largest Set Chunk Size a publisher may ask for: the 24-bit message length can never fill
     # a bigger chunk; real clients use 128..65536.
@@ -208,9 +208,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
     return cfg
 
 
-def load(
-    config_file: str | None, env: Mapping[str, str], flags: Mapping[str, Any]
-) -> Config:
+def load(config_file: str | None, env: Mapping[str, str], flags: Mapping[str, Any]) -> Config:
     """Build the Config from all layers. Does not touch the data directory."""
     cfg = Config()
     if config_file:

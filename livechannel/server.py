@@ -60,9 +60,7 @@ class Running:
     store: MetadataStore
 
 
-async def _sweep_stale(
-    store: MetadataStore, on_closed: Callable[[Push], Awaitable[None]]
-) -> None:
+async def _sweep_stale(store: MetadataStore, on_closed: Callable[[Push], Awaitable[None]]) -> None:
     """Close pushes whose owner died (kill -9, power loss) at their last heartbeat, and let
     their playlists end. A failed sweep is retried: this loop must outlive store hiccups."""
     while True:
@@ -88,7 +86,10 @@ async def serve(
     for bucket in config.buckets:
         await store.ensure_bucket(bucket.name, bucket.acl, now)
         storages[bucket.name] = make_storage(bucket, data_dir, os.environ, Path.home())
-    if config.demo_channel and await store.get_channel(config.default_bucket, config.demo_channel) is None:
+    if (
+        config.demo_channel
+        and await store.get_channel(config.default_bucket, config.demo_channel) is None
+    ):
         await store.put_channel(config.default_bucket, config.demo_channel, ChannelConfig(), now)
 
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -111,8 +112,11 @@ async def serve(
     )
     loop = asyncio.get_running_loop()
     rtmp_server = await loop.create_server(
-        ingest.protocol, config.rtmp_listen.host, config.rtmp_listen.port,
-        reuse_port=config.workers > 1 or None, backlog=LISTEN_BACKLOG,
+        ingest.protocol,
+        config.rtmp_listen.host,
+        config.rtmp_listen.port,
+        reuse_port=config.workers > 1 or None,
+        backlog=LISTEN_BACKLOG,
     )
     rtmp_port = rtmp_server.sockets[0].getsockname()[1]
     http_port_cfg = config.http_listen.port
@@ -159,6 +163,7 @@ async def serve(
         backlog=LISTEN_BACKLOG,
     )
     registry.start()
+
     async def stale_closed(push: Push) -> None:
         channel = await store.get_channel(push.bucket, push.channel)
         if channel is not None and push.bucket in storages and push.end_ms is not None:
@@ -175,8 +180,13 @@ async def serve(
             )  # fmt: skip
             retention.append(asyncio.create_task(sweeps, name=f"retention {bucket.name}"))
     await _schedule_pending_endlists(config, store, storages, registry)
-    log.info("RTMP on %s:%d, HTTP (and RTMP) on %s:%d",
-             config.rtmp_listen.host, rtmp_port, config.http_listen.host, http_port)
+    log.info(
+        "RTMP on %s:%d, HTTP (and RTMP) on %s:%d",
+        config.rtmp_listen.host,
+        rtmp_port,
+        config.http_listen.host,
+        http_port,
+    )
     if on_ready is not None:
         on_ready(Running(rtmp_port=rtmp_port, http_port=http_port, urls=urls, store=store))
     try:

@@ -88,7 +88,9 @@ def make_sample(path: str | Path, spec: SampleSpec = SampleSpec()) -> Path:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-o", "--output", default=str(Path(__file__).with_name("sample.flv")))
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--size", default="1280x720")
@@ -102,9 +104,16 @@ def main() -> None:
     args = p.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
     spec = SampleSpec(
-        duration_s=args.duration, width=w, height=h, fps=args.fps, gop_s=args.gop,
-        bframes=args.bframes, audio=not args.no_audio, sample_rate=args.sample_rate,
-        channels=args.channels, audio_delay_s=args.audio_delay,
+        duration_s=args.duration,
+        width=w,
+        height=h,
+        fps=args.fps,
+        gop_s=args.gop,
+        bframes=args.bframes,
+        audio=not args.no_audio,
+        sample_rate=args.sample_rate,
+        channels=args.channels,
+        audio_delay_s=args.audio_delay,
     )
     print(make_sample(args.output, spec))
 

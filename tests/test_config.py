@@ -27,8 +27,12 @@ def test_layers_in_order(tmp_path: Path) -> None:
         '[[buckets]]\nname = "tv"\nacl = "public-read"\n'
         '[[access_keys]]\nid = "K1"\nsecret = "S1"\n[limits]\nidle_timeout_s = 5\n'
     )
-    env = {"LIVECHANNEL_RTMP_LISTEN": "127.0.0.1:1001", "LIVECHANNEL_BUCKET_ACL": "private",
-           "LIVECHANNEL_ACCESS_KEY_ID": "K2", "LIVECHANNEL_ACCESS_KEY_SECRET": "S2"}
+    env = {
+        "LIVECHANNEL_RTMP_LISTEN": "127.0.0.1:1001",
+        "LIVECHANNEL_BUCKET_ACL": "private",
+        "LIVECHANNEL_ACCESS_KEY_ID": "K2",
+        "LIVECHANNEL_ACCESS_KEY_SECRET": "S2",
+    }
     cfg = load(str(toml), env, {"http_listen": "[::1]:3000", "data_dir": None})
     assert cfg.data_dir == Path("/srv/a")  # TOML; flag None means "not given"
     assert cfg.rtmp_listen.port == 1001  # env beats TOML
@@ -50,8 +54,9 @@ def test_layers_in_order(tmp_path: Path) -> None:
         ({}, {}, "this is not toml", "config file"),
     ],
 )
-def test_errors_name_the_value(tmp_path: Path, env: dict[str, str], flags: dict[str, str],
-                               toml: str, message: str) -> None:
+def test_errors_name_the_value(
+    tmp_path: Path, env: dict[str, str], flags: dict[str, str], toml: str, message: str
+) -> None:
     path = None
     if toml:
         path = tmp_path / "c.toml"

@@ -171,7 +171,8 @@ class MetadataStore(Protocol):
         ...
 
     async def discontinuities_before(self, bucket: str, channel: str, seq: int) -> int:
-        """How many segments with seq < `seq` carry a discontinuity (EXT-X-DISCONTINUITY-SEQUENCE)."""
+        """How many segments with seq < `seq` carry a discontinuity
+        (EXT-X-DISCONTINUITY-SEQUENCE)."""
         ...
 
     async def delete_segments(self, bucket: str, channel: str, seqs: Sequence[int]) -> int:

@@ -55,8 +55,14 @@ def sample_flv(sample_dir: Path) -> Path:
     return make_sample(sample_dir / "base.flv", SampleSpec(duration_s=14, width=640, height=360))
 
 
-def create_channel(bucket: oss2.Bucket, name: str, *, frag_duration: int = 5,
-                   frag_count: int = 3, playlist: str = "playlist.m3u8") -> None:
+def create_channel(
+    bucket: oss2.Bucket,
+    name: str,
+    *,
+    frag_duration: int = 5,
+    frag_count: int = 3,
+    playlist: str = "playlist.m3u8",
+) -> None:
     target = oss2.models.LiveChannelInfoTarget(
         playlist_name=playlist, frag_count=frag_count, frag_duration=frag_duration
     )

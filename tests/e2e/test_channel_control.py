@@ -28,8 +28,11 @@ def test_stat_history_and_kick(service: ServiceThread) -> None:
     create_channel(bucket, "studio", frag_duration=2, frag_count=3)
     assert bucket.get_live_channel_stat("studio").status == "Idle"
     url = service.signed_publish_url("studio")
-    pub = publishers.start(publishers.ffmpeg_live(url, duration_s=60, size="640x360", fps=25,
-                                                  gop_s=1, sample_rate=48_000))
+    pub = publishers.start(
+        publishers.ffmpeg_live(
+            url, duration_s=60, size="640x360", fps=25, gop_s=1, sample_rate=48_000
+        )
+    )
     try:
         wait_live(service, "studio")
         deadline = time.monotonic() + 10
@@ -92,8 +95,9 @@ def test_vod_playlists_for_a_push(service: ServiceThread, sample_flv: Path, tmp_
     bucket = service.bucket()
     create_channel(bucket, "rec", frag_duration=2, frag_count=3)
     start_s = int(time.time()) - 1
-    r = publishers.run(publishers.ffmpeg_copy(sample_flv, service.signed_publish_url("rec")),
-                       timeout_s=14 + 30)
+    r = publishers.run(
+        publishers.ffmpeg_copy(sample_flv, service.signed_publish_url("rec")), timeout_s=14 + 30
+    )
     assert r.returncode == 0, r.stderr
     service.wait_idle("rec")
     end_s = int(time.time()) + 1
@@ -109,8 +113,12 @@ def test_vod_playlists_for_a_push(service: ServiceThread, sample_flv: Path, tmp_
     import subprocess
 
     url = bucket.sign_url("GET", "rec/vod.m3u8", 300, params={"x-oss-process": "hls/sign"})
-    p = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", url, "-c", "copy", "-y",
-                        str(local)], capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        ["ffmpeg", "-v", "error", "-nostdin", "-i", url, "-c", "copy", "-y", str(local)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     # Recordings fetched with the SDK
     first = segments[0].key

@@ -19,10 +19,21 @@ SHUTDOWN_BOUND_S = 15  # server.SHUTDOWN_TIMEOUT_S plus start-up slack
 
 
 def start_service(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "livechannel", "serve", "--data-dir", str(data_dir),
-           "--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **env})
+    cmd = [
+        sys.executable,
+        "-m",
+        "livechannel",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--rtmp-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}
+    )
     lines: list[str] = []
     deadline = time.monotonic() + BANNER_TIMEOUT_S
     assert proc.stdout is not None
@@ -44,7 +55,9 @@ def test_serve_banner_commands_work(tmp_path: Path, sample_flv: Path) -> None:
         creds = (tmp_path / "data" / "credentials.json").read_text()
         assert key_id in creds
         assert oct((tmp_path / "data" / "credentials.json").stat().st_mode & 0o777) == "0o600"
-        ffmpeg_line = next(ln for ln in banner.splitlines() if ln.strip().startswith("ffmpeg -re -f lavfi"))
+        ffmpeg_line = next(
+            ln for ln in banner.splitlines() if ln.strip().startswith("ffmpeg -re -f lavfi")
+        )
         url = shlex.split(ffmpeg_line)[-1]
         assert url.startswith("rtmp://127.0.0.1:") and "Signature=" in url
         server = re.search(r"Server\s+(\S+)", banner).group(1)  # type: ignore[union-attr]
@@ -52,10 +65,25 @@ def test_serve_banner_commands_work(tmp_path: Path, sample_flv: Path) -> None:
         assert f"{server}/{key}" == url  # the OBS split joins back to the same URL
         r = publishers.run(publishers.ffmpeg_copy(sample_flv, url, realtime=False), timeout_s=60)
         assert r.returncode == 0, r.stderr
-        play = shlex.split(next(ln for ln in banner.splitlines() if ln.strip().startswith("ffplay")))[1]
+        play = shlex.split(
+            next(ln for ln in banner.splitlines() if ln.strip().startswith("ffplay"))
+        )[1]
         time.sleep(0.5)  # the last segment is flushed just after the publisher leaves
-        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
-                            "-of", "csv=p=0", play], capture_output=True, text=True, timeout=30)
+        p = subprocess.run(
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name",
+                "-of",
+                "csv=p=0",
+                play,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert p.returncode == 0, p.stderr
         assert set(p.stdout.split()) == {"aac", "h264"}
     finally:
@@ -65,15 +93,21 @@ def test_serve_banner_commands_work(tmp_path: Path, sample_flv: Path) -> None:
 
 
 def test_environment_sets_keys_bucket_and_acl(tmp_path: Path) -> None:
-    env = {"LIVECHANNEL_ACCESS_KEY_ID": "MYKEY", "LIVECHANNEL_ACCESS_KEY_SECRET": "my-secret",
-           "LIVECHANNEL_BUCKET": "tv", "LIVECHANNEL_BUCKET_ACL": "public-read"}
+    env = {
+        "LIVECHANNEL_ACCESS_KEY_ID": "MYKEY",
+        "LIVECHANNEL_ACCESS_KEY_SECRET": "my-secret",
+        "LIVECHANNEL_BUCKET": "tv",
+        "LIVECHANNEL_BUCKET_ACL": "public-read",
+    }
     proc, banner = start_service(tmp_path / "data", env)
     try:
         assert "access key  MYKEY" in banner
         assert "bucket      tv (ACL public-read)" in banner
         assert "my-secret" not in banner
         assert not (tmp_path / "data" / "credentials.json").exists()
-        play = shlex.split(next(ln for ln in banner.splitlines() if ln.strip().startswith("ffplay")))[1]
+        play = shlex.split(
+            next(ln for ln in banner.splitlines() if ln.strip().startswith("ffplay"))
+        )[1]
         assert "Signature" not in play and "/tv/demo/playlist.m3u8" in play
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -20,9 +20,17 @@ def all_segments(service: ServiceThread, channel: str):  # type: ignore[no-untyp
     return service.call(service.store.segments_between(BUCKET, channel, 0, 2**62))
 
 
-def check_output(service: ServiceThread, channel: str, *, frag_duration_s: int, frag_count: int,
-                 gop_s: float, min_segments: int, audio: bool = True,
-                 playlist: str = "playlist.m3u8") -> None:
+def check_output(
+    service: ServiceThread,
+    channel: str,
+    *,
+    frag_duration_s: int,
+    frag_count: int,
+    gop_s: float,
+    min_segments: int,
+    audio: bool = True,
+    playlist: str = "playlist.m3u8",
+) -> None:
     service.wait_idle(channel)
     text = service.object_path(f"{channel}/{playlist}").read_text()
     pl = validate_media_playlist(text)
@@ -45,7 +53,10 @@ def check_output(service: ServiceThread, channel: str, *, frag_duration_s: int, 
             assert probe.audio_frames > 0, seg.key
             assert probe.video_start_s is not None and probe.audio_start_s is not None
             assert abs(probe.video_start_s - probe.audio_start_s) <= AV_SYNC_TOLERANCE_S, (
-                seg.key, probe.video_start_s, probe.audio_start_s)
+                seg.key,
+                probe.video_start_s,
+                probe.audio_start_s,
+            )
         assert ffmpeg_decode_errors(path) == "", seg.key
 
 
@@ -53,8 +64,10 @@ def test_ffmpeg_cli_pushes_30s_to_oss2_signed_url(service: ServiceThread) -> Non
     bucket = service.bucket()
     create_channel(bucket, "cam1", frag_duration=5, frag_count=3)
     url = service.signed_publish_url("cam1")  # exactly oss2's URL, HTTP port and all
-    r = publishers.run(publishers.ffmpeg_live(url, duration_s=30, gop_s=2, bframes=2),
-                       timeout_s=30 + publishers.PUBLISH_TIMEOUT_MARGIN_S)
+    r = publishers.run(
+        publishers.ffmpeg_live(url, duration_s=30, gop_s=2, bframes=2),
+        timeout_s=30 + publishers.PUBLISH_TIMEOUT_MARGIN_S,
+    )
     assert r.returncode == 0, r.stderr
     check_output(service, "cam1", frag_duration_s=5, frag_count=3, gop_s=2, min_segments=5)
     history = service.call(service.store.history(BUCKET, "cam1", 10))
@@ -76,18 +89,29 @@ def test_gstreamer_publishers(service: ServiceThread, sink: str) -> None:
     channel = f"gst-{sink}"
     create_channel(service.bucket(), channel, frag_duration=2, frag_count=3)
     url = service.signed_publish_url(channel, rtmp_port=True)
-    r = publishers.run(publishers.gst_live(url, sink=sink, duration_s=12),
-                       timeout_s=12 + publishers.PUBLISH_TIMEOUT_MARGIN_S)
+    r = publishers.run(
+        publishers.gst_live(url, sink=sink, duration_s=12),
+        timeout_s=12 + publishers.PUBLISH_TIMEOUT_MARGIN_S,
+    )
     assert r.returncode == 0, r.stderr
     check_output(service, channel, frag_duration_s=2, frag_count=3, gop_s=2, min_segments=5)
 
 
-def test_playlist_name_parameter_writes_other_playlist(service: ServiceThread, sample_flv: Path) -> None:
+def test_playlist_name_parameter_writes_other_playlist(
+    service: ServiceThread, sample_flv: Path
+) -> None:
     create_channel(service.bucket(), "alt", frag_duration=2, frag_count=2)
     url = service.signed_publish_url("alt", playlist="other.m3u8", rtmp_port=True)
     r = publishers.run(publishers.ffmpeg_copy(sample_flv, url), timeout_s=14 + 30)
     assert r.returncode == 0, r.stderr
     assert service.object_path("alt/other.m3u8").exists()
     assert not service.object_path("alt/playlist.m3u8").exists()
-    check_output(service, "alt", frag_duration_s=2, frag_count=2, gop_s=2, min_segments=4,
-                 playlist="other.m3u8")
+    check_output(
+        service,
+        "alt",
+        frag_duration_s=2,
+        frag_count=2,
+        gop_s=2,
+        min_segments=4,
+        playlist="other.m3u8",
+    )

@@ -26,8 +26,20 @@ def wait_for_segments(service: ServiceThread, channel: str, count: int, timeout_
 
 
 def play(url: str) -> subprocess.CompletedProcess[str]:
-    cmd = ["ffmpeg", "-hide_banner", "-v", "error", "-nostdin", "-i", url,
-           "-t", str(PLAY_SECONDS), "-f", "null", "-"]
+    cmd = [
+        "ffmpeg",
+        "-hide_banner",
+        "-v",
+        "error",
+        "-nostdin",
+        "-i",
+        url,
+        "-t",
+        str(PLAY_SECONDS),
+        "-f",
+        "null",
+        "-",
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=PLAYER_TIMEOUT_S)
 
 
@@ -47,8 +59,11 @@ def test_ffmpeg_plays_live_stream_over_http(
     try:
         bucket = svc.bucket()
         create_channel(bucket, "show", frag_duration=2, frag_count=3)
-        pub = publishers.start(publishers.ffmpeg_live(
-            svc.signed_publish_url("show"), duration_s=30, gop_s=1, bframes=2))
+        pub = publishers.start(
+            publishers.ffmpeg_live(
+                svc.signed_publish_url("show"), duration_s=30, gop_s=1, bframes=2
+            )
+        )
         wait_for_segments(svc, "show", 3, timeout_s=20)
         if acl == Acl.PUBLIC_READ:
             url = f"{svc.endpoint}/{BUCKET}/show/playlist.m3u8"
@@ -56,8 +71,9 @@ def test_ffmpeg_plays_live_stream_over_http(
             unsigned = f"{svc.endpoint}/{BUCKET}/show/playlist.m3u8"
             denied = play(unsigned)
             assert denied.returncode != 0  # a private bucket needs a signature
-            url = bucket.sign_url("GET", "show/playlist.m3u8", 300,
-                                  params={"x-oss-process": "hls/sign"})
+            url = bucket.sign_url(
+                "GET", "show/playlist.m3u8", 300, params={"x-oss-process": "hls/sign"}
+            )
         r = play(url)
         assert r.returncode == 0, r.stderr
         assert r.stderr.strip() == "", r.stderr

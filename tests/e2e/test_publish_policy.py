@@ -71,7 +71,7 @@ def test_second_publisher_refused_first_untouched(service: ServiceThread, sample
             time.sleep(0.1)
         stderr = refused(service, url, sample_flv)
         assert "channel is already live" in stderr, stderr
-        out, err = first.communicate(timeout=14 + 30)
+        _, err = first.communicate(timeout=14 + 30)
         assert first.returncode == 0, err
     finally:
         publishers.stop(first)

@@ -23,7 +23,9 @@ def push(svc: ServiceThread, flv: Path) -> None:
 
 
 def test_republish_and_restart_continue_one_playlist(tmp_path: Path, sample_dir: Path) -> None:
-    flv = make_sample(sample_dir / "short.flv", SampleSpec(duration_s=7, width=320, height=180, gop_s=1))
+    flv = make_sample(
+        sample_dir / "short.flv", SampleSpec(duration_s=7, width=320, height=180, gop_s=1)
+    )
     data = tmp_path / "data"
     history = PlaylistHistory()
     playlist = lambda svc: svc.object_path("re/playlist.m3u8").read_text()  # noqa: E731
@@ -39,7 +41,9 @@ def test_republish_and_restart_continue_one_playlist(tmp_path: Path, sample_dir:
         assert second.media_sequence > first.media_sequence
         # The second push's first segment is a discontinuity (it may have scrolled out of the
         # 4-segment window already, then DISCONTINUITY-SEQUENCE counts it).
-        assert any(seg.discontinuity for seg in second.segments) or second.discontinuity_sequence == 1
+        assert (
+            any(seg.discontinuity for seg in second.segments) or second.discontinuity_sequence == 1
+        )
     finally:
         svc.stop()
 

@@ -14,8 +14,12 @@ FORCED_CUT_MS = 60_000  # seed 10.4: max(2 x FragDuration, 60 s)
 
 
 def test_single_keyframe_stream_is_cut_at_60s(service: ServiceThread, sample_dir: Path) -> None:
-    flv = make_sample(sample_dir / "one-idr.flv", SampleSpec(
-        duration_s=75, width=320, height=180, fps=15, only_first_keyframe=True, bframes=0))
+    flv = make_sample(
+        sample_dir / "one-idr.flv",
+        SampleSpec(
+            duration_s=75, width=320, height=180, fps=15, only_first_keyframe=True, bframes=0
+        ),
+    )
     create_channel(service.bucket(), "nokeys", frag_duration=1, frag_count=3)
     url = service.signed_publish_url("nokeys", rtmp_port=True)
     r = publishers.run(publishers.ffmpeg_copy(flv, url, realtime=False), timeout_s=60)

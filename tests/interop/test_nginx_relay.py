@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import pytest
-
 from livechannel.store.base import Acl
 from tests.e2e.conftest import create_channel
 from tests.e2e.test_live_path import AV_SYNC_TOLERANCE_S, check_output

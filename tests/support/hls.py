@@ -32,6 +32,7 @@ def probe_segment(path: Path) -> SegmentProbe:
     width = height = rate = 0
     with av.open(str(path)) as c:
         streams = [s for s in c.streams if s.type in ("video", "audio")]
+
         def decoded():  # type: ignore[no-untyped-def]
             nonlocal first_key
             for packet in c.demux(streams):
@@ -67,15 +68,32 @@ def probe_segment(path: Path) -> SegmentProbe:
                     rate = frame.sample_rate
                     if t is not None:
                         a_start = t if a_start is None else min(a_start, t)
-    return SegmentProbe(vframes, aframes, bool(first_key), v_start, a_start, v_end,
-                        width, height, rate, errors)
+    return SegmentProbe(
+        vframes, aframes, bool(first_key), v_start, a_start, v_end, width, height, rate, errors
+    )
 
 
 def ffmpeg_decode_errors(path: Path) -> str:
     """`ffmpeg -v error` decoding the whole file: empty output means a clean decode."""
     # -enc_time_base: the null muxer would otherwise round our timestamps into its own time
     # base and complain about DTS order that our stream does not have.
-    r = subprocess.run(["ffmpeg", "-hide_banner", "-v", "error", "-nostdin", "-i", str(path),
-                        "-enc_time_base", "1/90000", "-f", "null", "-"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-v",
+            "error",
+            "-nostdin",
+            "-i",
+            str(path),
+            "-enc_time_base",
+            "1/90000",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return (r.stderr + ("" if r.returncode == 0 else f"\nexit {r.returncode}")).strip()

@@ -1,6 +1,6 @@
 """Publish an FLV file to an RTMP URL with PyAV (libavformat's RTMP client, newer than the CLI's).
 
-    python -m tests.support.pyav_publisher FILE URL [--realtime]
+python -m tests.support.pyav_publisher FILE URL [--realtime]
 """
 
 from __future__ import annotations

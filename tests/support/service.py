@@ -30,8 +30,14 @@ STOP_TIMEOUT_S = 30.0
 
 
 class ServiceThread:
-    def __init__(self, data_dir: Path, *, acl: Acl = Acl.PRIVATE,
-                 storage: Mapping[str, Any] | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        acl: Acl = Acl.PRIVATE,
+        storage: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> None:
         """`storage`: the bucket's `[buckets.storage]` table (None = local under data_dir)."""
         limits = overrides.pop("limits", Limits())
         self.config = replace(
@@ -144,8 +150,14 @@ class ServiceThread:
                 raise AssertionError(f"{channel}: push still running after {timeout_s}s")
             time.sleep(0.05)
 
-    def signed_publish_url(self, channel: str, *, playlist: str = "playlist.m3u8",
-                           expires_s: int = 3600, rtmp_port: bool = False) -> str:
+    def signed_publish_url(
+        self,
+        channel: str,
+        *,
+        playlist: str = "playlist.m3u8",
+        expires_s: int = 3600,
+        rtmp_port: bool = False,
+    ) -> str:
         """The URL exactly as `oss2.Bucket.sign_rtmp_url` builds it (HTTP port: we serve
         RTMP there too); `rtmp_port=True` swaps in the dedicated RTMP port."""
         url = self.bucket().sign_rtmp_url(channel, playlist, expires_s)
