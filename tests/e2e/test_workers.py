@@ -144,7 +144,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             ready = [pid for pid in children if len(socket_inodes(pid) & listening) == 2]
             return ready if len(ready) == WORKERS else None
 
-        workers = wait_until(workers_listening, START_TIMEOUT_S, "both workers listening")
+        try:
+            workers = wait_until(workers_listening, START_TIMEOUT_S, "both workers listening")
+        except AssertionError:
+            proc.kill()
+            assert proc.stderr is not None
+            raise AssertionError(f"server did not start: {proc.stderr.read()[-2000:]!r}") from None
         yield Service(proc, data_dir, rtmp_port, http_port, workers)
     finally:
         proc.send_signal(signal.SIGTERM)
