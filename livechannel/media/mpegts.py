@@ -13,8 +13,6 @@ PCR_INTERVAL_MS of media time (2.7.2 asks for at most 100 ms between PCRs).
 from __future__ import annotations
 
 import struct
-from itertools import chain
-from operator import itemgetter
 
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoFrame
 from livechannel.media.timestamps import TS_CLOCK_MASK, ts_clock_90k
@@ -77,9 +75,25 @@ def _adaptation_stuffing(size: int) -> bytes:
     return bytes((size - 1, 0x00)) + b"\xff" * (size - 2)
 
 
-SHORT_PES_FULL_PACKETS = 2  # up to this many full middle packets, plain slicing is faster
-_PAYLOAD_CHUNKS = struct.Struct(f"{TS_PAYLOAD_BYTES}s").iter_unpack  # 184-byte pieces, in C
-_first = itemgetter(0)
+UNPACK_BLOCK = 64  # packets cut per struct call (one compiled Struct per count up to this)
+# _UNPACK[k](buffer, offset) -> k consecutive 184-byte payloads as bytes, cut in C.
+_UNPACK = tuple(
+    struct.Struct(f"{TS_PAYLOAD_BYTES}s" * k).unpack_from for k in range(UNPACK_BLOCK + 1)
+)
+_EMPTY = [b""]  # placeholder slots, overwritten at once
+
+
+def _payload_chunks(view: memoryview, start: int, count: int) -> tuple[bytes, ...]:
+    """`count` 184-byte pieces of `view` from `start`."""
+    if count <= UNPACK_BLOCK:
+        return _UNPACK[count](view, start)
+    chunks: tuple[bytes, ...] = ()
+    block = UNPACK_BLOCK * TS_PAYLOAD_BYTES
+    for offset in range(start, start + count * TS_PAYLOAD_BYTES, block):
+        left = (start + count * TS_PAYLOAD_BYTES - offset) // TS_PAYLOAD_BYTES
+        chunks += _UNPACK[min(left, UNPACK_BLOCK)](view, offset)
+    return chunks
+
 
 # _STUFFING[n]: adaptation field filling n bytes; index 0 unused (no field at all).
 _STUFFING = (b"", *(_adaptation_stuffing(n) for n in range(1, TS_PAYLOAD_BYTES + 1)))
@@ -135,8 +149,8 @@ class _Stream:
     def packetize(self, head: bytes, payload: bytes | memoryview, af_body: bytes) -> bytes:
         """Cut one PES, `head` (its header, shorter than a packet) then `payload`, into
         packets. `af_body` is the first packet's adaptation field content after its length
-        byte (flags, PCR), or empty for none. The full middle packets of a video frame are
-        cut by C code (struct.iter_unpack), not a Python loop per packet."""
+        byte (flags, PCR), or empty for none. The full middle packets are cut and laid out by
+        C code (struct, extended-slice assignment), with no Python step per packet."""
         n = len(head) + len(payload)
         cc = self.cc
         af_bytes = len(af_body) + 1 if af_body else 0
@@ -158,17 +172,15 @@ class _Stream:
         lead = cap - len(head)  # payload bytes in the first packet
         full, tail = divmod(n - cap, TS_PAYLOAD_BYTES)
         cc = (cc + 1) & 0xF
-        heads = self.rotated_heads[cc]
+        # [first, head, lead] then header/chunk pairs: the pairs are filled by two extended-
+        # slice assignments, the chunks cut by one struct call per UNPACK_BLOCK packets.
         parts: list[bytes | memoryview] = [first, head, view[:lead]]
-        if full <= SHORT_PES_FULL_PACKETS:  # an audio frame: slicing beats setting up C code
-            for i in range(full):
-                start = lead + i * TS_PAYLOAD_BYTES
-                parts += (heads[i], view[start : start + TS_PAYLOAD_BYTES])
-        else:
-            if full > len(heads):
-                heads *= full // len(heads) + 1
-            chunks = map(_first, _PAYLOAD_CHUNKS(view[lead : lead + full * TS_PAYLOAD_BYTES]))
-            parts += chain.from_iterable(zip(heads, chunks, strict=False))
+        parts += _EMPTY * (2 * full)
+        heads = self.rotated_heads[cc]
+        if full > len(heads):
+            heads *= full // len(heads) + 1
+        parts[3::2] = heads[:full]
+        parts[4::2] = _payload_chunks(view, lead, full)
         cc = (cc + full) & 0xF
         if tail:
             parts += (

@@ -130,7 +130,7 @@ def reference_packets(pid: int, cc: int, pes: bytes, af_body: bytes) -> tuple[by
 @given(
     st.integers(0, 15),
     st.binary(max_size=19),
-    st.integers(0, 8000),  # up to ~43 packets: both cutting paths, heads repeated
+    st.integers(0, 30_000),  # up to ~163 packets: several struct blocks, headers repeated
     st.sampled_from([b"", b"\x40", b"\x10" + bytes(6), b"\x50" + bytes(6)]),
 )
 def test_packetize_equals_packet_by_packet(cc: int, head: bytes, size: int, af_body: bytes) -> None:
@@ -141,3 +141,11 @@ def test_packetize_equals_packet_by_packet(cc: int, head: bytes, size: int, af_b
     want, want_cc = reference_packets(0x101, cc, head + payload, af_body)
     assert got == want
     assert stream.cc == want_cc
+
+
+def test_packetize_block_boundaries() -> None:
+    """Counts of full packets around the struct block size cut the same as packet by packet."""
+    for full in (63, 64, 65, 127, 128, 129, 300):
+        payload = bytes(i * 13 & 0xFF for i in range(TS_PAYLOAD_BYTES * full + 1))
+        stream = _Stream(0x100)
+        assert stream.packetize(b"", payload, b"") == reference_packets(0x100, 0, payload, b"")[0]
