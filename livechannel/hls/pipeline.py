@@ -103,16 +103,25 @@ class PushPipeline:
         return self.now_ms() if self.backlog_full else self._last_media_ms
 
     def video(self, timestamp_ms: int, payload: bytes) -> None:
-        self._check_uploads()
+        if self._uploader is not None and self._uploader.done():
+            self._check_uploads()
         now = self.now_ms()
         self._last_media_ms = now
         for event in self._demuxer.video(self._video_clock.unwrap(timestamp_ms), payload):
-            if isinstance(event, UnsupportedVideo):
+            if event.__class__ is VideoFrame:  # nearly every message: the short way
+                self.stats.on_video_frame(now, event.dts_ms, len(event.data), event.keyframe)
+                if event.keyframe:
+                    self._check_keyframe_interval()
+                for ready in self._segmenter.push_video(event, now):
+                    self._enqueue(ready)
+            elif isinstance(event, UnsupportedVideo):
                 raise PublishRefused(f"video codec {event.codec} is not supported; send H.264")
-            self._media_event(event, now)
+            else:
+                self._media_event(event, now)
 
     def audio(self, timestamp_ms: int, payload: bytes) -> None:
-        self._check_uploads()
+        if self._uploader is not None and self._uploader.done():
+            self._check_uploads()
         now = self.now_ms()
         self._last_media_ms = now
         ts = self._audio_clock.unwrap(timestamp_ms)
@@ -122,6 +131,10 @@ class PushPipeline:
             elif ts - self._audio_only_since_ms > AUDIO_ONLY_LIMIT_MS:
                 raise PublishRefused("no video in the stream: H.264 video is required")
         for event in self._demuxer.audio(ts, payload):
+            if event.__class__ is AudioFrame:  # nearly every message: the short way
+                self.stats.on_audio_frame(now, len(event.data), event.pts_ms)
+                self._segmenter.push_audio(event)
+                continue
             if isinstance(event, UnsupportedAudio):
                 if not self._audio_dropped:
                     self._audio_dropped = True

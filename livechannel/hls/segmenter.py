@@ -190,6 +190,14 @@ class Segmenter:
             return self.flush(now_ms)
         return []  # UnsupportedVideo/UnsupportedAudio: policy belongs to the pipeline
 
+    def push_video(self, frame: VideoFrame, now_ms: int) -> list[SegmentReady]:
+        """`push` for a video frame, without the dispatch (the ingest hot path)."""
+        return self._video(frame, now_ms)
+
+    def push_audio(self, frame: AudioFrame) -> None:
+        """`push` for an audio frame (which never closes a segment), without the dispatch."""
+        self._audio(frame)
+
     def flush(self, now_ms: int) -> list[SegmentReady]:
         """Close the partial segment (end of the push). A later keyframe starts afresh."""
         del now_ms  # the last segment's duration is estimated from media time

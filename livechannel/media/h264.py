@@ -116,7 +116,7 @@ def build_access_unit(nals: list[Nal], config: VideoConfig) -> tuple[bytes, bool
     """
     types = [nal[0] & 0x1F for nal in nals]
     idr = NAL_TYPE_IDR in types
-    parts: list[Nal] = [AUD_NAL]
+    parts: list[Nal] = [b"", AUD_NAL]  # b"" first: the join puts a start code before the AUD
     if idr:
         if NAL_TYPE_SPS not in types:
             parts.extend(config.sps)
@@ -126,4 +126,4 @@ def build_access_unit(nals: list[Nal], config: VideoConfig) -> tuple[bytes, bool
         parts.extend(nal for nal, t in zip(nals, types, strict=True) if t != NAL_TYPE_AUD)
     else:
         parts.extend(nals)
-    return START_CODE + START_CODE.join(parts), idr
+    return START_CODE.join(parts), idr
