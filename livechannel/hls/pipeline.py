@@ -3,8 +3,11 @@
 The CPU part (demux, segmenter, TS muxing) runs synchronously as messages arrive; uploads run
 in one task per push, in order, through a bounded queue. When the queue is full the ingest
 edge stops reading the publisher's socket (TCP pushes back on the encoder) instead of growing
-memory. Per segment the order is: object put → segment index → playlist put, so a playlist
-never names a segment that is not durable, and the index never names a missing object.
+memory. Per segment: object put, then the segment index and the playlist put together, so
+a playlist never names a segment that is not durable and the index never names a missing
+object; the playlist does not wait for the index (its latency is what players see, and the
+index only feeds VOD playlists, the window after a restart and retention, none of which need
+it first).
 """
 
 from __future__ import annotations
@@ -249,10 +252,12 @@ class PushPipeline:
             discontinuity=discontinuity,
         )
         await self._retry(lambda: self.storage.put(key, ready.data, "video/MP2T"), key)
-        await self._retry(lambda: self.store.add_segment(segment), f"index {key}")
         self._window.add(segment)
         self.stats.segments += 1
-        await self.write_playlist(ended=False)
+        await asyncio.gather(
+            self._retry(lambda: self.store.add_segment(segment), f"index {key}"),
+            self.write_playlist(ended=False),
+        )
 
     async def write_playlist(self, *, ended: bool) -> None:
         assert self._window is not None
