@@ -141,9 +141,12 @@ def capacity(
     flv: Path,
     known: dict[int, bool],
     start_n: int,
+    floor_n: int,
     budget_ok: Callable[[], bool],
 ) -> tuple[int, int | None, list[TrialResult]]:
-    """(largest N on time, smallest N late or None, trials run) by bracketing from start_n."""
+    """(largest N seen on time, smallest N seen late or None, trials run): a bracket search
+    from `start_n` (or the middle of what `known` brackets). `floor_n` only steers where to
+    look after a first late trial; the counts returned were all measured."""
     ok = max((n for n, good in known.items() if good), default=0)
     bad = min((n for n, good in known.items() if not good), default=None)
     trials: list[TrialResult] = []
@@ -159,7 +162,8 @@ def capacity(
             ok = n
         else:
             bad = n
-        n = (ok + bad) // 2 if bad is not None else ok * 5 // 4
+        low = max(ok, floor_n if not ok else 0)
+        n = (low + bad) // 2 if bad is not None else ok * 5 // 4
     return ok, bad, trials
 
 
@@ -231,10 +235,10 @@ def main() -> None:
     capacities = {}
     if not args.no_capacity:
         known1 = {t.n: t.on_time for t in paced if t.server.startswith("livechannel")}
-        ok1, bad1, _ = capacity(1, args, flv, known1, 200, budget_ok)
+        ok1, bad1, _ = capacity(1, args, flv, known1, 200, 0, budget_ok)
         capacities[1] = (ok1, bad1)
         start2 = round_up(-(-ok1 * 17 // 10), CAPACITY_STEP)  # 1.7 times, rounded up
-        ok2, bad2, _ = capacity(2, args, flv, {}, start2, budget_ok)
+        ok2, bad2, _ = capacity(2, args, flv, {}, start2, ok1, budget_ok)
         capacities[2] = (ok2, bad2)
     text = markdown(machine(), info, paced, unpaced, capacity_lines(capacities), time.time() - t0)
     print(text)
