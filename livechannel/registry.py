@@ -108,12 +108,17 @@ class Registry:
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
             now = self.now_ms()
-            for session in list(self.sessions.values()):
-                try:
-                    push = await self.store.heartbeat(session.push_id, now, session.stats_json(now))
-                except Exception:
-                    log.exception("heartbeat failed for %s/%s", session.bucket, session.channel)
-                    continue
+            sessions = list(self.sessions.values())
+            beats = [(session.push_id, session.stats_json(now)) for session in sessions]
+            try:
+                # One transaction for all of this process's pushes: one await per push made a
+                # round outlast the stale limit at ~300 publishers, and live pushes got swept.
+                running = await self.store.heartbeat_many(beats, now)
+            except Exception:
+                log.exception("heartbeat failed for %d pushes", len(sessions))
+                continue
+            for session in sessions:
+                push = running.get(session.push_id)
                 if push is None or push.kick:
                     session.kick("channel disabled")
                 elif now - session.last_media_ms() > self.idle_timeout_ms:

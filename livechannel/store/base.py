@@ -141,6 +141,13 @@ class MetadataStore(Protocol):
         """Refresh a running push; return it (its `kick` flag tells the owner to stop)."""
         ...
 
+    async def heartbeat_many(
+        self, beats: Sequence[tuple[int, str]], now_ms: int
+    ) -> dict[int, Push]:
+        """`heartbeat` for many pushes in one transaction: push_id -> the refreshed push, for
+        those still running. One write per process per tick, however many publishers."""
+        ...
+
     async def end_push(self, push_id: int, end_ms: int) -> None: ...
 
     async def live_push(self, bucket: str, channel: str) -> Push | None: ...

@@ -151,6 +151,16 @@ class MemoryStore:
         self._pushes[push_id] = push
         return push
 
+    async def heartbeat_many(
+        self, beats: Sequence[tuple[int, str]], now_ms: int
+    ) -> dict[int, Push]:
+        out: dict[int, Push] = {}
+        for push_id, stats_json in beats:
+            push = await self.heartbeat(push_id, now_ms, stats_json)
+            if push is not None:
+                out[push_id] = push
+        return out
+
     async def end_push(self, push_id: int, end_ms: int) -> None:
         push = self._pushes.get(push_id)
         if push is not None and push.end_ms is None:

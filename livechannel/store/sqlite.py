@@ -268,6 +268,24 @@ class SqliteStore:
 
         return await self._run(op)
 
+    async def heartbeat_many(
+        self, beats: Sequence[tuple[int, str]], now_ms: int
+    ) -> dict[int, Push]:
+        def op(conn: sqlite3.Connection) -> dict[int, Push]:
+            out: dict[int, Push] = {}
+            with write_transaction(conn):
+                for push_id, stats_json in beats:
+                    rows = conn.execute(
+                        "UPDATE pushes SET heartbeat_ms = ?, stats_json = ? "
+                        f"WHERE push_id = ? AND end_ms IS NULL RETURNING {PUSH_COLUMNS}",
+                        (now_ms, stats_json, push_id),
+                    ).fetchall()
+                    if rows:
+                        out[push_id] = push_from_row(rows[0])
+            return out
+
+        return await self._run(op) if beats else {}
+
     async def end_push(self, push_id: int, end_ms: int) -> None:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(

@@ -366,3 +366,21 @@ async def test_discontinuities_before(store: MetadataStore) -> None:
     counts = [await store.discontinuities_before(B, "c", seq) for seq in range(10)]
     assert counts == [0, 1, 1, 1, 2, 3, 3, 3, 4, 4]
     assert await store.discontinuities_before(B, "nope", 10) == 0
+
+
+async def test_heartbeat_many(store: MetadataStore) -> None:
+    await store.ensure_bucket("live", Acl.PRIVATE, 1)
+    for name in ("a", "b", "c"):
+        await store.put_channel("live", name, ChannelConfig(), 1)
+    a = await store.start_push("live", "a", "1.2.3.4:1", "w", 100)
+    b = await store.start_push("live", "b", "1.2.3.4:2", "w", 100)
+    c = await store.start_push("live", "c", "1.2.3.4:3", "w", 100)
+    await store.end_push(c.push_id, 120)
+    await store.set_channel_status("live", "b", ChannelStatus.DISABLED, 130)
+    beats = [(a.push_id, '{"n": 1}'), (b.push_id, "{}"), (c.push_id, "{}"), (999, "{}")]
+    running = await store.heartbeat_many(beats, 150)
+    assert set(running) == {a.push_id, b.push_id}  # ended and unknown pushes are absent
+    assert running[a.push_id].heartbeat_ms == 150
+    assert running[a.push_id].stats_json == '{"n": 1}'
+    assert running[b.push_id].kick and not running[a.push_id].kick
+    assert await store.heartbeat_many([], 160) == {}
