@@ -63,7 +63,8 @@ class Limits:
     upload_queue_segments: int = 8
     # A segment over this is cut early (a 50 Mbit/s stream makes ~31 MB per 5 s).
     max_segment_bytes: int = 64 * 1024 * 1024
-    # Upper bound on a segment's length when keyframes never come (seed 10.4: max(2·FD, 60 s)).
+    # The floor of the forced cut when keyframes never come (seed 10.4: max(2·FD, 60 s));
+    # see `forced_cut_s`.
     max_segment_s: int = 60
     # Largest RTMP message we reassemble (a 1080p high-bitrate keyframe is ~1-2 MB).
     max_rtmp_message_bytes: int = 8 * 1024 * 1024
@@ -78,6 +79,11 @@ class Limits:
     max_xml_body_bytes: int = 64 * 1024
     # An HTTP connection idle (or stuck mid-request, slowloris) this long is closed.
     http_idle_timeout_s: float = 75.0
+
+    def forced_cut_s(self, frag_duration_s: int) -> int:
+        """Seed 10.4: a segment with no keyframe is cut after max(2·FragDuration, 60 s); the
+        60 s is `max_segment_s`."""
+        return max(self.max_segment_s, 2 * frag_duration_s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import cast
 
 from livechannel import publish, signing
+from livechannel.api.channel_config import check_playlist_name
 from livechannel.config import Config
 from livechannel.errors import (
     ChannelStillLive,
+    InvalidArgument,
     LiveChannelDisabled,
     NoSuchLiveChannel,
     OssError,
@@ -54,8 +56,6 @@ UNPUBLISHED_LINGER_S = 5.0  # after unpublish, the client closes; we close if it
 # it and close: closing with its media unread would send a TCP reset, which can destroy the
 # status before the publisher reads it.
 KICK_LINGER_S = 2.0
-MIN_PLAYLIST_NAME = 6  # seed 10.4: PlaylistName is 6..128 characters and ends in .m3u8
-MAX_PLAYLIST_NAME = 128
 HANDSHAKE_STATES = frozenset({ConnectionState.AWAIT_C0C1, ConnectionState.AWAIT_C2})
 
 
@@ -288,12 +288,7 @@ class RtmpProtocol(asyncio.Protocol):
             if channel is None:
                 raise NoSuchLiveChannel("no such channel")
             playlist = target.playlist_name or channel.config.playlist_name
-            if (
-                not playlist.endswith(".m3u8")
-                or not MIN_PLAYLIST_NAME <= len(playlist) <= MAX_PLAYLIST_NAME
-                or "/" in playlist
-            ):
-                return self._refuse("NetStream.Publish.BadName", "invalid playlistName")
+            check_playlist_name(playlist, "playlistName")  # the same rules as PutLiveChannel
             push = await deps.store.start_push(
                 target.bucket, target.channel, self.peer, deps.worker, deps.now_ms()
             )
@@ -301,9 +296,8 @@ class RtmpProtocol(asyncio.Protocol):
             return self._refuse("NetStream.Publish.BadName", str(e))
         except OssError as e:
             text = REFUSAL_TEXT.get(type(e), e.message)
-            code = "NetStream.Publish.BadName" if isinstance(e, NoSuchLiveChannel) else (
-                "NetStream.Publish.Rejected"
-            )
+            bad_name = isinstance(e, NoSuchLiveChannel | InvalidArgument)
+            code = "NetStream.Publish.BadName" if bad_name else "NetStream.Publish.Rejected"
             return self._refuse(code, text)
         limits = deps.config.limits
         self.push_id = push.push_id
@@ -314,7 +308,7 @@ class RtmpProtocol(asyncio.Protocol):
             frag_duration_s=channel.config.frag_duration_s,
             frag_count=channel.config.frag_count,
             playlist_name=playlist,
-            max_segment_s=max(limits.max_segment_s, 2 * channel.config.frag_duration_s),
+            max_segment_s=limits.forced_cut_s(channel.config.frag_duration_s),
             max_segment_bytes=limits.max_segment_bytes,
             queue_segments=limits.upload_queue_segments,
             now_ms=deps.now_ms,

@@ -218,7 +218,7 @@ def _schedule_endlist(config, store, storages, registry, bucket, ch, end_ms) -> 
     """#EXT-X-ENDLIST for `ch` once the grace period after `end_ms` has passed."""
     cfg = ch.config
     target_s = target_duration_s(
-        cfg.frag_duration_s, max(config.limits.max_segment_s, 2 * cfg.frag_duration_s) * 1000
+        cfg.frag_duration_s, config.limits.forced_cut_s(cfg.frag_duration_s) * 1000
     )
     delay_s = max(0.0, config.end_grace_s - (now_ms() - end_ms) / 1000)
     storage = storages[bucket]

@@ -3,7 +3,7 @@
 TARGETDURATION rule (decided by the team):
 
 * A live playlist's EXT-X-TARGETDURATION is ``2·FragDuration`` (capped by the forced-cut
-  bound when an operator lowers that below it). Segments are cut at the first keyframe after
+  bound, should a caller pass one below that; the service's never is). Segments are cut at the first keyframe after
   FragDuration, so a segment is at most FragDuration + one GOP long: every encoder whose
   keyframe interval is ≤ FragDuration — and every one up to 2·FragDuration, OBS's default of
   8.3 s at FragDuration 5 included — fits, and the target never changes (RFC 8216 6.2.1) while

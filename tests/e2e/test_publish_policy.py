@@ -37,6 +37,7 @@ def refused(service: ServiceThread, url: str, sample: Path) -> str:
         ("unknown-channel", "no such channel"),
         ("disabled", "channel disabled"),
         ("unsigned", "missing"),
+        ("bad-playlist-name", "must end with .m3u8"),
     ],
 )
 def test_refusals(service: ServiceThread, sample_flv: Path, case: str, reason: str) -> None:
@@ -51,6 +52,8 @@ def test_refusals(service: ServiceThread, sample_flv: Path, case: str, reason: s
         url = service.signed_publish_url("nope")
     elif case == "disabled":
         bucket.put_live_channel_status("ok", "disabled")
+    elif case == "bad-playlist-name":
+        url = service.signed_publish_url("ok", playlist="list.txt")
     elif case == "unsigned":
         url = url.split("?", 1)[0]
     stderr = refused(service, url, sample_flv)
