@@ -13,11 +13,8 @@ from tests.support.service import ServiceThread
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[ServiceThread]:
-    svc = ServiceThread(tmp_path / "data").start()
-    try:
+    with ServiceThread(tmp_path / "data").start() as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 @pytest.fixture(scope="session")
@@ -37,11 +34,8 @@ def any_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Serv
     if request.param == "s3":
         server: MotoServer = request.getfixturevalue("moto")
         storage = server.storage_table(server.new_bucket())
-    svc = ServiceThread(tmp_path / "data", storage=storage).start()
-    try:
+    with ServiceThread(tmp_path / "data", storage=storage).start() as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 @pytest.fixture(scope="session")

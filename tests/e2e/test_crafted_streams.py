@@ -38,11 +38,8 @@ DEFAULT_CHUNK_SIZE = 128  # RTMP 1.0 5.4.1: every video frame spans many type-3 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceThread]:
     data = tmp_path_factory.mktemp("crafted") / "data"
-    service = ServiceThread(data, end_grace_s=END_GRACE_S).start()
-    try:
+    with ServiceThread(data, end_grace_s=END_GRACE_S).start() as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture(scope="module")

@@ -134,11 +134,8 @@ def flv_counts(flv: Path) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceThread]:
     data = tmp_path_factory.mktemp("matrix") / "data"
-    service = ServiceThread(data, end_grace_s=END_GRACE_S).start()
-    try:
+    with ServiceThread(data, end_grace_s=END_GRACE_S).start() as service:
         yield service
-    finally:
-        service.stop()
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,8 @@ BITRATE_WINDOW_MS = 5_000  # stats.WINDOW_MS: the bitrate is measured over this 
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceThread]:
-    service = ServiceThread(tmp_path_factory.mktemp("health") / "data").start()
-    try:
+    with ServiceThread(tmp_path_factory.mktemp("health") / "data").start() as service:
         yield service
-    finally:
-        service.stop()
 
 
 def get_status(svc: ServiceThread, headers: dict[str, str] | None = None) -> Any:

@@ -10,8 +10,5 @@ from tests.support.service import ServiceThread
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[ServiceThread]:
-    svc = ServiceThread(tmp_path / "data").start()
-    try:
+    with ServiceThread(tmp_path / "data").start() as svc:
         yield svc
-    finally:
-        svc.stop()

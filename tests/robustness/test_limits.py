@@ -41,11 +41,8 @@ TIMER_SLACK_S = 1.0  # event-loop and heartbeat granularity on a busy CI machine
 @pytest.fixture(scope="module")
 def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceThread]:
     data = tmp_path_factory.mktemp("tight") / "data"
-    svc = ServiceThread(data, acl=Acl.PUBLIC_READ_WRITE, limits=TIGHT).start()
-    try:
+    with ServiceThread(data, acl=Acl.PUBLIC_READ_WRITE, limits=TIGHT).start() as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 def connect(port: int, source_ip: str = "127.0.0.1") -> socket.socket:

@@ -96,6 +96,12 @@ class ServiceThread:
         if self._error is not None:
             raise self._error
 
+    def __enter__(self) -> ServiceThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     # --- conveniences ------------------------------------------------------------------------
 
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 10.0) -> T:
