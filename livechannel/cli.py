@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import shlex
 import signal
@@ -18,6 +21,7 @@ from livechannel.config import Config, ConfigError, ensure_credentials, load
 from livechannel.server import Running, serve
 from livechannel.store.base import Acl
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal a process gets when its parent dies
 BANNER_URL_LIFETIME_S = 7 * 24 * 3600  # the printed publish URL stays valid for a week
 
 
@@ -127,7 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     return _supervise(cfg)
 
 
+def _die_with_parent() -> None:
+    """A worker gets SIGTERM when the supervisor dies, even by SIGKILL: no orphan keeps the
+    ports, half a service running behind a process manager that restarts the supervisor."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the supervisor died before prctl: nobody will signal us
+        os._exit(1)
+
+
 def _run_worker(cfg: Config, index: int) -> None:
+    _die_with_parent()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - optional on platforms without uvloop
@@ -148,16 +163,30 @@ def _supervise(cfg: Config) -> int:
     for w in workers:
         w.start()
 
+    stopping = False
+
     def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
         for w in workers:
             if w.pid is not None and w.is_alive():
                 os.kill(w.pid, signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    for w in workers:
-        w.join()
-    return max((w.exitcode or 0) for w in workers)
+    running = {w.sentinel: w for w in workers}
+    while running:
+        for sentinel in multiprocessing.connection.wait(list(running)):
+            worker = running.pop(sentinel)  # type: ignore[arg-type]
+            worker.join()
+            if not stopping:
+                # One worker gone means a part of the connections and API requests failing
+                # while the service looks up: stop it all, so that whatever supervises us
+                # (systemd, a container runtime) sees the failure and restarts the service.
+                print(f"livechannel: {worker.name} exited with code {worker.exitcode}; "
+                      "stopping the other workers", file=sys.stderr, flush=True)  # fmt: skip
+                forward(signal.SIGTERM, None)
+    return max(abs(w.exitcode or 0) for w in workers)
 
 
 async def _serve(cfg: Config, index: int) -> None:

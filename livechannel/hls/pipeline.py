@@ -191,7 +191,7 @@ class PushPipeline:
 
     def _enqueue(self, ready: SegmentReady) -> None:
         self._queue.append(ready)
-        self._queue_bytes += len(ready.data)
+        self._queue_bytes += ready.size
         self.stats.on_upload_queue(len(self._queue), self._queue_bytes)
         self._queue_changed.set()
 
@@ -228,7 +228,7 @@ class PushPipeline:
             ready = self._queue[0]
             await self._store_segment(ready)
             self._queue.popleft()
-            self._queue_bytes -= len(ready.data)
+            self._queue_bytes -= ready.size
             del ready  # not held while waiting for the next one: a whole segment per push
             self.stats.on_upload_queue(len(self._queue), self._queue_bytes)
             self._queue_changed.set()
@@ -247,11 +247,11 @@ class PushPipeline:
             key=key,
             start_ms=key_ms,
             duration_ms=ready.duration_ms,
-            size=len(ready.data),
+            size=ready.size,
             push_id=self.push.push_id,
             discontinuity=discontinuity,
         )
-        await self._retry(lambda: self.storage.put(key, ready.data, "video/MP2T"), key)
+        await self._retry(lambda: self.storage.put(key, ready.chunks, "video/MP2T"), key)
         self._window.add(segment)
         self.stats.segments += 1
         await asyncio.gather(

@@ -83,12 +83,19 @@ class CutReason(Enum):
 
 @dataclass(frozen=True, slots=True)
 class SegmentReady:
-    data: bytes  # a complete TS segment, starts with PAT/PMT
+    # A complete TS segment, starting with PAT/PMT, as the muxer's pieces (one per frame):
+    # storage writes them as they are, so the segment is never copied into one buffer here.
+    chunks: list[bytes]
+    size: int  # bytes in chunks
     first_dts_ms: int  # publisher clock
     duration_ms: int  # next segment's first DTS - this one's (estimated when unknown)
     arrival_ms: int  # now_ms when its first frame arrived (wall clock for naming/indexing)
     discontinuity: bool  # EXT-X-DISCONTINUITY before it
     reason: CutReason  # why it was closed
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
 
 
 @dataclass(slots=True)
@@ -155,9 +162,7 @@ class Segmenter:
         self.max_segment_ms = max_segment_ms or default_max_segment_ms(frag_duration_ms)
         self.max_segment_bytes = max_segment_bytes
         # Longest duration whose rounded EXTINF still fits the forced-cut bound.
-        self._duration_limit_ms = (
-            forced_cut_bound_s(self.max_segment_ms) * 1000 + ROUNDING_SLACK_MS
-        )
+        self._duration_limit_ms = forced_cut_bound_s(self.max_segment_ms) * 1000 + ROUNDING_SLACK_MS
         self.stats = SegmenterStats()
         self._muxer_factory = muxer_factory
         self._muxer: SegmentMuxer | None = None
@@ -325,13 +330,13 @@ class Segmenter:
                 self._next_discontinuity = True  # a stall: the playlist must not stretch
             estimate_ms = seg.last_dts_ms - seg.first_dts_ms + self._frame_interval_ms()
             duration_ms = min(estimate_ms, self._duration_limit_ms)
-        data = b"".join(seg.chunks)
         self.stats.segments += 1
-        self.stats.bytes += len(data)
+        self.stats.bytes += seg.size
         self.stats.discontinuities += seg.discontinuity
         self.stats.forced_cuts += reason is CutReason.FORCED
         return SegmentReady(
-            data=data,
+            chunks=seg.chunks,
+            size=seg.size,
             first_dts_ms=seg.first_dts_ms,
             duration_ms=duration_ms,
             arrival_ms=seg.arrival_ms,

@@ -11,6 +11,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+# What `put` takes: one buffer, or the pieces of one object in order. A segment is built as
+# one piece per frame; handing the pieces over saves joining them into a second copy of the
+# segment (LocalStorage writes them with writev; a backend that needs one buffer joins).
+Body = bytes | list[bytes]
+
+
+def joined(data: Body) -> bytes:
+    return b"".join(data) if isinstance(data, list) else data
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
@@ -30,7 +39,7 @@ class ListResult:
 
 
 class ObjectStorage(Protocol):
-    async def put(self, key: str, data: bytes, content_type: str) -> ObjectInfo: ...
+    async def put(self, key: str, data: Body, content_type: str) -> ObjectInfo: ...
 
     async def head(self, key: str) -> ObjectInfo | None: ...
 

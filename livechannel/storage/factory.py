@@ -19,7 +19,7 @@ from livechannel.storage.base import ObjectStorage
 from livechannel.storage.local import LocalStorage
 
 BUCKETS_DIR = "buckets"
-LOCAL_KEYS = frozenset({"type", "root", "public_base_url", "retention_hours"})
+LOCAL_KEYS = frozenset({"type", "root", "fsync", "public_base_url", "retention_hours"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,10 @@ def make_storage(
         if unknown:
             raise ConfigError(f"{_what(bucket)}: unknown keys: {', '.join(sorted(unknown))}")
         root = table.get("root") or data_dir / BUCKETS_DIR / bucket.name
-        return LocalStorage(str(root))
+        fsync = table.get("fsync", False)
+        if not isinstance(fsync, bool):
+            raise ConfigError(f"{_what(bucket)}.fsync: expected true or false")
+        return LocalStorage(str(root), fsync=fsync)
     if kind == "s3":
         # Imported here: the S3 library loads a native extension a local-only setup never needs.
         from livechannel.storage.s3 import S3Storage

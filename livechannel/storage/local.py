@@ -1,17 +1,29 @@
 """ObjectStorage on a local directory: one bucket per root, key "a/b.ts" -> file <root>/a/b.ts.
 
 Choices, measured on this project's ext4 dev VM (a 2 MB segment, a 400 B playlist):
-- `put` writes a temp file in the target's directory, fsyncs it, `os.replace`s it over the
-  key, then fsyncs the directory. The fsyncs cost ~0.1-0.2 ms per put here (more on spinning
-  disks) against ~2 ms for writing + hashing a segment; the design needs a segment to be
-  durable before the playlist that names it is replaced, so they stay on by default.
-- All file I/O runs in a worker thread (`asyncio.to_thread`, ~70 us per hop): a cached 256 KiB
-  read takes ~20 us, but a cold read or an fsync can take milliseconds and must not stall the
-  RTMP connections sharing the event loop.
-- ETag: the MD5 of the content, upper-case hex like OSS (seed 7.1), computed during `put` and
-  kept in an extended attribute set on the temp file before the rename, so content and ETag
-  change together atomically. Where xattrs are unsupported (or a file was placed by hand) the
-  ETag falls back to "<size hex>-<mtime ns hex>", still stable and changing with the content.
+- `put` writes a temp file in the target's directory and `os.replace`s it over the key, so a
+  reader sees the old object or the new one, never half of one. A process crash (even
+  kill -9) loses nothing: the bytes are in the kernel's page cache. fsync (of the file and its
+  directory) is off by default, as in nginx-rtmp: with it on, every put waits for the disk,
+  and on ext4 an fsync also flushes other files' dirty data, so at 300 publishers puts queued
+  behind each other (bench, docs/performance.md). Without it a power cut may lose the last
+  seconds of segments; ext4's default data=ordered + auto_da_alloc still write a renamed
+  file's data before the rename that names it, and the journal keeps renames in order, so a
+  playlist never outlives the segments it lists. `fsync = true` in the bucket's storage table
+  makes every put durable before it returns.
+- Puts without fsync run on the event loop, as nginx writes its fragments: writing a segment
+  into the page cache is ~1-4 ms of kernel time, and doing it here keeps a worker process on
+  one core. In worker threads those writes made one worker spread over ~1.4 cores, so a second
+  worker on a 2-core box added only 1.14x the publishers (docs/performance.md). A root on a
+  network filesystem, where a write can block for long, belongs on the S3 backend instead.
+- Everything else runs in a worker thread (`asyncio.to_thread`, ~70 us per hop): reads,
+  listings, deletes and fsynced puts can wait on the disk for milliseconds and must not stall
+  the RTMP connections sharing the event loop.
+- ETag: "<inode>-<size>-<mtime ns>" in upper-case hex, from the file's stat, like the ETags of
+  nginx and Apache for static files. Every put renames a new file (a new inode) over the key,
+  so the ETag changes with every put and stays stable between them. It is not the content's
+  MD5: OSS promises an MD5 ETag only for PutObject (seed 7.1), which this service does not
+  take, and hashing every segment cost ~10 % of the CPU at 300 publishers.
 - Content type follows the key (`content_type_for`); nothing per object is stored for it.
 - A file and a directory cannot share a name, so unlike OSS the keys "a" and "a/b" cannot
   both exist here; such a put is refused with InvalidObjectName.
@@ -25,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
 import os
 import secrets
 import stat
@@ -33,19 +44,18 @@ import threading
 from collections.abc import Iterator
 
 from livechannel.errors import InvalidObjectName, NoSuchKey, StorageError
-from livechannel.storage.base import ListResult, ObjectInfo, content_type_for
+from livechannel.storage.base import Body, ListResult, ObjectInfo, content_type_for
 from livechannel.storage.keys import key_segments
 from livechannel.storage.listing import ListState, collect
 
 CHUNK_BYTES = 256 * 1024  # bounds memory per reader while keeping thread hops per MB low
 TEMP_PREFIX = ".livechannel-tmp-"  # temp files of in-flight puts; refused as keys, never listed
-ETAG_XATTR = "user.livechannel.md5"  # where the content MD5 lives next to the file
 MAX_SEGMENT_BYTES = 255  # NAME_MAX of Linux filesystems: a longer key segment cannot be a file
 MKDIR_RACE_RETRIES = 5  # a concurrent delete may remove the (empty) directory we just made
 FILE_MODE = 0o644  # objects are served by this process; let operators read them too
 PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})  # need an operator
+IOV_MAX = os.sysconf("SC_IOV_MAX")  # pieces one writev may take (1024 on Linux)
 NAME_CONFLICT_ERRNOS = frozenset({errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG})
-NO_XATTR_ERRNOS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA})
 
 
 def _storage_error(e: OSError, action: str, key: str) -> StorageError:
@@ -57,21 +67,26 @@ def _storage_error(e: OSError, action: str, key: str) -> StorageError:
     )
 
 
-def _fallback_etag(st: os.stat_result) -> str:
-    return f"{st.st_size:x}-{st.st_mtime_ns:x}"
+def _write_all(fd: int, pieces: list[bytes]) -> None:
+    """writev the pieces, IOV_MAX at a time, resuming after a short write."""
+    views = [memoryview(p) for p in pieces if p]
+    while views:
+        written = os.writev(fd, views[:IOV_MAX])
+        done = 0
+        while done < len(views) and written >= len(views[done]):
+            written -= len(views[done])
+            done += 1
+        del views[:done]
+        if written:
+            views[0] = views[0][written:]
 
 
-def _read_etag(target: int | str, st: os.stat_result) -> str:
-    try:
-        if isinstance(target, int):
-            return os.getxattr(target, ETAG_XATTR).decode("ascii")
-        return os.getxattr(target, ETAG_XATTR, follow_symlinks=False).decode("ascii")
-    except (OSError, UnicodeDecodeError):
-        return _fallback_etag(st)
+def _etag(st: os.stat_result) -> str:
+    return f"{st.st_ino:X}-{st.st_size:X}-{st.st_mtime_ns:X}"
 
 
 class LocalStorage:
-    def __init__(self, root: str, *, fsync: bool = True) -> None:
+    def __init__(self, root: str, *, fsync: bool = False) -> None:
         self.root = os.path.realpath(root)
         self.fsync = fsync
         try:
@@ -91,20 +106,22 @@ class LocalStorage:
                 raise InvalidObjectName(f"{TEMP_PREFIX!r} names are reserved", Key=key)
         return os.path.join(self.root, *segments)
 
-    def _info(self, key: str, st: os.stat_result, etag: str) -> ObjectInfo:
+    def _info(self, key: str, st: os.stat_result) -> ObjectInfo:
         return ObjectInfo(
             key=key,
             size=st.st_size,
-            etag=etag,
+            etag=_etag(st),
             last_modified_ms=st.st_mtime_ns // 1_000_000,
             content_type=content_type_for(key),
         )
 
     # --- put ------------------------------------------------------------------------------
-    async def put(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+    async def put(self, key: str, data: Body, content_type: str) -> ObjectInfo:
         path = self._path(key)
         try:
-            return await asyncio.to_thread(self._put_sync, key, path, data)
+            if self.fsync:
+                return await asyncio.to_thread(self._put_sync, key, path, data)
+            return self._put_sync(key, path, data)
         except OSError as e:
             if e.errno in NAME_CONFLICT_ERRNOS:
                 raise InvalidObjectName(
@@ -112,22 +129,13 @@ class LocalStorage:
                 ) from e
             raise _storage_error(e, "write", key) from e
 
-    def _put_sync(self, key: str, path: str, data: bytes) -> ObjectInfo:
+    def _put_sync(self, key: str, path: str, data: Body) -> ObjectInfo:
         parent = os.path.dirname(path)
-        etag = hashlib.md5(data, usedforsecurity=False).hexdigest().upper()
         fd, temp = self._create_temp(parent)
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                _write_all(fd, data if isinstance(data, list) else [data])
                 os.fchmod(fd, FILE_MODE)
-                try:
-                    os.setxattr(fd, ETAG_XATTR, etag.encode("ascii"))
-                except OSError as e:
-                    if e.errno not in NO_XATTR_ERRNOS:
-                        raise
-                    etag = ""
                 if self.fsync:
                     os.fsync(fd)
                 st = os.fstat(fd)
@@ -141,7 +149,7 @@ class LocalStorage:
             raise
         if self.fsync:
             self._fsync_dir(parent)
-        return self._info(key, st, etag or _fallback_etag(st))
+        return self._info(key, st)
 
     def _create_temp(self, parent: str) -> tuple[int, str]:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -179,7 +187,7 @@ class LocalStorage:
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
-        return self._info(key, st, _read_etag(path, st))
+        return self._info(key, st)
 
     async def get(
         self, key: str, start: int = 0, end: int | None = None
@@ -210,7 +218,7 @@ class LocalStorage:
             if not stat.S_ISREG(st.st_mode):
                 os.close(fd)
                 return None
-            return self._info(key, st, _read_etag(fd, st)), fd
+            return self._info(key, st), fd
         except BaseException:
             os.close(fd)
             raise
@@ -265,7 +273,7 @@ class LocalStorage:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             return None  # deleted while we were listing
-        return self._info(key, st, _read_etag(path, st))
+        return self._info(key, st)
 
     def _walk(self, rel_dir: str, prefix: str, marker: str, state: ListState) -> Iterator[str]:
         """Keys under `rel_dir` ("" or "a/b/") in key order, pruning what cannot match."""

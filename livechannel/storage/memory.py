@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from livechannel.errors import NoSuchKey
-from livechannel.storage.base import ListResult, ObjectInfo, content_type_for
+from livechannel.storage.base import Body, ListResult, ObjectInfo, content_type_for, joined
 from livechannel.storage.keys import key_segments
 from livechannel.storage.listing import collect
 
@@ -25,10 +25,10 @@ class MemoryStorage:
         self._objects: dict[str, tuple[ObjectInfo, bytes]] = {}
         self._sorted_keys: list[str] = []  # kept sorted, so list() is a bisect, not a sort
 
-    async def put(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+    async def put(self, key: str, data: Body, content_type: str) -> ObjectInfo:
         # Content type follows the key, as in the local store (which keeps no per-object type).
         key_segments(key)
-        data = bytes(data)
+        data = bytes(joined(data))
         info = ObjectInfo(
             key=key,
             size=len(data),

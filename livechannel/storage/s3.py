@@ -30,7 +30,7 @@ from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
 from obstore.store import S3Store
 
 from livechannel.errors import InvalidArgument, InvalidObjectName, NoSuchKey, StorageError
-from livechannel.storage.base import ListResult, ObjectInfo, content_type_for
+from livechannel.storage.base import Body, ListResult, ObjectInfo, content_type_for, joined
 from livechannel.storage.keys import key_segments
 from livechannel.storage.s3_config import S3Settings
 
@@ -129,12 +129,16 @@ class S3Storage:
             raise StorageError(f"S3 bucket {settings.bucket!r}: {e}", permanent=True) from e
 
     # --- objects --------------------------------------------------------------------------
-    async def put(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+    async def put(self, key: str, data: Body, content_type: str) -> ObjectInfo:
         key_segments(key)
         ctype = content_type_for(key)
         try:
             result = await obstore.put_async(
-                self._store, key, data, attributes={"Content-Type": ctype}, use_multipart=False
+                self._store,
+                key,
+                joined(data),
+                attributes={"Content-Type": ctype},
+                use_multipart=False,
             )
         except ValueError:
             raise _refused_name(key) from None

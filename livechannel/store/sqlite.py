@@ -12,6 +12,7 @@ busy wait for another process's lock must not stall the event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -285,6 +286,18 @@ class SqliteStore:
             return out
 
         return await self._run(op) if beats else {}
+
+    async def running_pushes(self, push_ids: Sequence[int]) -> set[int]:
+        def op(conn: sqlite3.Connection) -> set[int]:
+            # One parameter whatever the count (json_each), by primary key.
+            rows = conn.execute(
+                "SELECT push_id FROM pushes WHERE push_id IN (SELECT value FROM json_each(?)) "
+                "AND end_ms IS NULL AND NOT kick",
+                (json.dumps(list(push_ids)),),
+            ).fetchall()
+            return {row[0] for row in rows}
+
+        return await self._run(op) if push_ids else set()
 
     async def end_push(self, push_id: int, end_ms: int) -> None:
         def op(conn: sqlite3.Connection) -> None:

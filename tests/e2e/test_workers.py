@@ -122,9 +122,8 @@ def wait_until(predicate, timeout_s: float, what: str):  # type: ignore[no-untyp
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    data_dir = tmp_path_factory.mktemp("workers") / "data"
+@contextlib.contextmanager
+def running_service(data_dir: Path) -> Iterator[Service]:
     rtmp_port, http_port = free_port(), free_port()
     env = dict(
         os.environ, LIVECHANNEL_ACCESS_KEY_ID=KEY_ID, LIVECHANNEL_ACCESS_KEY_SECRET=KEY_SECRET
@@ -147,7 +146,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         try:
             workers = wait_until(workers_listening, START_TIMEOUT_S, "both workers listening")
         except AssertionError:
-            proc.kill()
+            proc.kill()  # its workers follow (they die with their parent), closing stderr
             assert proc.stderr is not None
             raise AssertionError(f"server did not start: {proc.stderr.read()[-2000:]!r}") from None
         yield Service(proc, data_dir, rtmp_port, http_port, workers)
@@ -160,6 +159,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             proc.wait()
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with running_service(tmp_path_factory.mktemp("workers") / "data") as svc:
+        yield svc
 
 
 def rtmp_publish_on(service: Service, pid: int, url: str) -> tuple[list[StatusReceived], bool]:
@@ -249,3 +254,31 @@ def test_disable_through_the_other_worker_kicks_the_publisher(service: Service) 
             assert not started and statuses[0].description == "channel disabled"
     finally:
         stop(ffmpeg)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent has not reaped it yet
+
+
+def test_a_dead_worker_stops_the_service_so_a_supervisor_can_restart_it(tmp_path: Path) -> None:
+    with running_service(tmp_path / "data") as svc:
+        crashed, other = svc.workers
+        os.kill(crashed, signal.SIGKILL)
+        assert svc.proc.wait(timeout=START_TIMEOUT_S) != 0
+        assert not alive(other)
+        assert svc.proc.stderr is not None
+        said = svc.proc.stderr.read().decode()
+        assert "worker-" in said and "exited with code -9; stopping the other workers" in said
+
+
+def test_workers_die_with_a_killed_supervisor(tmp_path: Path) -> None:
+    with running_service(tmp_path / "data") as svc:
+        svc.proc.kill()  # SIGKILL: the supervisor cannot forward anything
+        svc.proc.wait()
+        wait_until(lambda: not any(map(alive, svc.workers)), START_TIMEOUT_S, "workers gone")
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", svc.rtmp_port), timeout=IO_TIMEOUT_S)

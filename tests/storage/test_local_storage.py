@@ -13,7 +13,7 @@ import pytest
 
 from livechannel.errors import InvalidObjectName, NoSuchKey, StorageError
 from livechannel.storage import local as local_module
-from livechannel.storage.local import ETAG_XATTR, TEMP_PREFIX, LocalStorage
+from livechannel.storage.local import TEMP_PREFIX, LocalStorage
 
 BIG_BYTES = 8 * 1024 * 1024  # large enough that a non-atomic rewrite is caught half-done
 REWRITES = 12
@@ -73,10 +73,10 @@ async def test_put_fsyncs_the_file_before_the_rename_and_the_directory_after(
 
     monkeypatch.setattr(local_module.os, "fsync", fsync)
     monkeypatch.setattr(local_module.os, "replace", replace)
-    await LocalStorage(str(tmp_path)).put("c/1.ts", b"x", "")
+    await LocalStorage(str(tmp_path), fsync=True).put("c/1.ts", b"x", "")
     assert calls == ["fsync file", "replace", "fsync dir"]
     calls.clear()
-    await LocalStorage(str(tmp_path), fsync=False).put("c/2.ts", b"x", "")
+    await LocalStorage(str(tmp_path)).put("c/2.ts", b"x", "")  # the default, as nginx-rtmp
     assert calls == ["replace"]
 
 
@@ -84,8 +84,8 @@ async def test_put_fsyncs_the_file_before_the_rename_and_the_directory_after(
     ("target", "code", "permanent"),
     [
         ("replace", errno.ENOSPC, False),
-        ("write", errno.ENOSPC, False),
-        ("write", errno.EDQUOT, False),
+        ("writev", errno.ENOSPC, False),
+        ("writev", errno.EDQUOT, False),
         ("fsync", errno.EIO, False),
         ("open", errno.EROFS, True),
         ("open", errno.EACCES, True),
@@ -95,7 +95,7 @@ async def test_put_fsyncs_the_file_before_the_rename_and_the_directory_after(
 async def test_write_failures_are_storage_errors_and_leave_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, code: int, permanent: bool
 ) -> None:
-    storage = LocalStorage(str(tmp_path))
+    storage = LocalStorage(str(tmp_path), fsync=True)
     old = await storage.put("c/p.m3u8", b"old", "")
 
     def fail(*args: object, **kwargs: object) -> None:
@@ -199,24 +199,42 @@ async def test_segment_longer_than_a_file_name_is_refused(tmp_path: Path) -> Non
         await storage.put("c/" + "x" * 256, b"x", "")
 
 
-async def test_etag_falls_back_to_size_and_mtime_without_xattrs(
+async def test_etag_comes_from_stat_and_changes_with_every_put(tmp_path: Path) -> None:
+    storage = LocalStorage(str(tmp_path))
+    first = await storage.put("c/p.m3u8", b"same", "")
+    st = (tmp_path / "c" / "p.m3u8").stat()
+    assert first.etag == f"{st.st_ino:X}-4-{st.st_mtime_ns:X}"
+    assert await storage.head("c/p.m3u8") == first
+    # Same bytes, same size, likely the same mtime tick: the new inode still tells them apart,
+    # so a player's If-None-Match never gets a 304 for a playlist that was rewritten.
+    second = await storage.put("c/p.m3u8", b"same", "")
+    assert second.etag != first.etag
+    info, chunks = await storage.get("c/p.m3u8")
+    await chunks.aclose()
+    assert info == second == (await storage.list("c/", "", 10)).objects[0]
+
+
+async def test_put_of_pieces_writes_them_in_order_past_iov_max_and_short_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pieces = [bytes([i % 251]) * (i % 7) for i in range(3 * local_module.IOV_MAX + 5)]
     storage = LocalStorage(str(tmp_path))
-    await storage.put("c/1.ts", b"12345", "")
-    path = tmp_path / "c" / "1.ts"
-    os.removexattr(path, ETAG_XATTR)  # e.g. copied in by hand
-    st = path.stat()
-    head = await storage.head("c/1.ts")
-    assert head is not None and head.etag == f"5-{st.st_mtime_ns:x}"
+    info = await storage.put("c/1.ts", pieces, "")
+    assert (tmp_path / "c" / "1.ts").read_bytes() == b"".join(pieces)
+    assert info.size == sum(map(len, pieces))
+    real_writev = local_module.os.writev
+    calls: list[int] = []
 
-    def unsupported(*args: object) -> None:
-        raise OSError(errno.ENOTSUP, "Operation not supported")
+    def short_writev(fd: int, buffers: list[memoryview]) -> int:
+        calls.append(len(buffers))
+        assert len(buffers) <= local_module.IOV_MAX
+        data = b"".join(buffers)[:13]  # at most 13 bytes per call, cutting pieces anywhere
+        return real_writev(fd, [data])
 
-    monkeypatch.setattr(local_module.os, "setxattr", unsupported)
-    put = await storage.put("c/2.ts", b"abc", "")
-    assert put.etag.startswith("3-")
-    assert await storage.head("c/2.ts") == put
+    monkeypatch.setattr(local_module.os, "writev", short_writev)
+    await storage.put("c/2.ts", pieces, "")
+    assert (tmp_path / "c" / "2.ts").read_bytes() == b"".join(pieces)
+    assert len(calls) >= info.size // 13
 
 
 async def test_symlinks_are_not_objects(tmp_path: Path) -> None:
@@ -261,3 +279,18 @@ async def test_root_that_cannot_be_created_is_a_storage_error(tmp_path: Path) ->
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(StorageError):
         LocalStorage(str(tmp_path / "file" / "bucket"))
+
+
+def test_fsync_is_a_bucket_storage_option(tmp_path: Path) -> None:
+    from livechannel.config import BucketConfig, ConfigError
+    from livechannel.storage.factory import make_storage
+
+    def made(table: dict[str, object]) -> LocalStorage:
+        storage = make_storage(BucketConfig("live", storage=table), tmp_path)
+        assert isinstance(storage, LocalStorage)
+        return storage
+
+    assert made({}).fsync is False
+    assert made({"fsync": True}).fsync is True
+    with pytest.raises(ConfigError, match="fsync: expected true or false"):
+        made({"fsync": "yes"})
