@@ -12,72 +12,68 @@ from dataclasses import dataclass, field
 from livechannel.media.frames import AudioConfig, VideoConfig
 
 WINDOW_MS = 5_000  # "recent average" (seed 10.7): long enough to smooth GOP-sized bursts
-MAX_SAMPLES = 4_096  # bounds memory: 5 s of 240 fps video + 48 kHz AAC frames fits easily
+MARK_MS = 200  # one mark per 200 ms of media: rates are exact to the frame at that grain
 KEYFRAME_HISTORY = 8  # keyframe intervals kept to report a stable recent interval
-FRAME_RATE_SAMPLES = 256  # frame times behind the frame rate: ~8 s at 30 fps, ~10 KB per push
 
 
-class _Rate:
-    """Bytes and counts in a sliding window of wall-clock time."""
+class _Track:
+    """Running totals of one track, with a mark every MARK_MS of media time.
 
-    __slots__ = ("_bytes", "_samples")
+    A frame costs two additions and one comparison; the rates are worked out from the marks
+    when the figures are read (once a second), not kept up to date per frame. Rates over
+    *media* time are right for an unpaced push or a publisher catching up, where wall-clock
+    rates mean nothing; the wall-clock rate is what GetLiveChannelStat reports as bandwidth.
+    """
+
+    __slots__ = ("_last_ms", "_marks", "_next_mark_ms", "bytes", "frames")
 
     def __init__(self) -> None:
-        self._samples: deque[tuple[int, int]] = deque(maxlen=MAX_SAMPLES)
-        self._bytes = 0
+        self.bytes = 0
+        self.frames = 0
+        self._last_ms = -(2**62)  # media time of the latest frame
+        self._next_mark_ms = self._last_ms
+        # (media ms, wall ms, bytes, frames) just after a frame; at most
+        # WINDOW_MS / MARK_MS + 2 of them (~27): memory does not grow with the push.
+        self._marks: deque[tuple[int, int, int, int]] = deque()
 
-    def add(self, now_ms: int, size: int) -> None:
-        if len(self._samples) == self._samples.maxlen:
-            self._bytes -= self._samples[0][1]
-        self._samples.append((now_ms, size))
-        self._bytes += size
-        self._expire(now_ms)
+    def add(self, now_ms: int, media_ms: int, size: int) -> None:
+        self.bytes += size
+        self.frames += 1
+        if self._last_ms <= media_ms < self._next_mark_ms:
+            self._last_ms = media_ms
+            return
+        marks = self._marks
+        if media_ms < self._last_ms:
+            marks.clear()  # the publisher's clock went back: start over
+        self._last_ms = media_ms
+        self._next_mark_ms = media_ms + MARK_MS
+        marks.append((media_ms, now_ms, self.bytes, self.frames))
+        while marks[0][0] < media_ms - WINDOW_MS:
+            marks.popleft()
 
-    def _expire(self, now_ms: int) -> None:
-        while self._samples and self._samples[0][0] < now_ms - WINDOW_MS:
-            self._bytes -= self._samples.popleft()[1]
+    def media_rate(self) -> tuple[int, float]:
+        """(bits per second, frames per second) over the recent WINDOW_MS of media time: the
+        frames after the oldest mark, over the media time since it."""
+        if not self._marks:
+            return 0, 0.0
+        media_ms, _, size, frames = self._marks[0]
+        span_ms = self._last_ms - media_ms
+        if span_ms <= 0:
+            return 0, 0.0
+        return (self.bytes - size) * 8000 // span_ms, (self.frames - frames) * 1000 / span_ms
 
     def bytes_per_s(self, now_ms: int) -> int:
-        self._expire(now_ms)
-        if len(self._samples) < 2:
+        """Bytes per second of wall-clock time over the recent WINDOW_MS (0 once idle)."""
+        oldest = next((m for m in self._marks if m[1] >= now_ms - WINDOW_MS), None)
+        if oldest is None:
             return 0
-        span_ms = max(now_ms - self._samples[0][0], 1_000)
-        return self._bytes * 1000 // span_ms
-
-
-class _MediaRate:
-    """Bits per second of one track over its last WINDOW_MS of *media* time: right for an
-    unpaced push or a publisher catching up, where wall-clock rates mean nothing."""
-
-    __slots__ = ("_bytes", "_samples")
-
-    def __init__(self) -> None:
-        self._samples: deque[tuple[int, int]] = deque()
-        self._bytes = 0
-
-    def add(self, media_ms: int, size: int) -> None:
-        samples = self._samples
-        if samples and media_ms < samples[-1][0]:
-            samples.clear()  # the publisher's clock went back: start over
-            self._bytes = 0
-        samples.append((media_ms, size))
-        self._bytes += size
-        while len(samples) > MAX_SAMPLES or samples[0][0] < media_ms - WINDOW_MS:
-            self._bytes -= samples.popleft()[1]
-
-    def bits_per_s(self) -> int:
-        samples = self._samples
-        if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
-            return 0
-        # n samples span n - 1 intervals: leave the first one's bytes out.
-        return (self._bytes - samples[0][1]) * 8000 // (samples[-1][0] - samples[0][0])
+        return (self.bytes - oldest[2]) * 1000 // max(now_ms - oldest[1], 1_000)
 
 
 @dataclass(slots=True)
 class PushStats:
     video: VideoConfig | None = None
     audio: AudioConfig | None = None
-    frames: int = 0
     keyframes: int = 0
     segments: int = 0
     last_keyframe_dts_ms: int | None = None
@@ -88,22 +84,14 @@ class PushStats:
     upload_queue_bytes: int = 0
     upload_queue_peak: int = 0
     upload_queue_peak_bytes: int = 0
-    _video_rate: _Rate = field(default_factory=_Rate, repr=False)
-    _audio_rate: _Rate = field(default_factory=_Rate, repr=False)
-    _video_bits: _MediaRate = field(default_factory=_MediaRate, repr=False)
-    _audio_bits: _MediaRate = field(default_factory=_MediaRate, repr=False)
-    _frame_dts: deque[int] = field(
-        default_factory=lambda: deque(maxlen=FRAME_RATE_SAMPLES), repr=False
-    )
+    _video: _Track = field(default_factory=_Track, repr=False)
+    _audio: _Track = field(default_factory=_Track, repr=False)
     _keyframe_intervals_ms: deque[int] = field(
         default_factory=lambda: deque(maxlen=KEYFRAME_HISTORY), repr=False
     )
 
     def on_video_frame(self, now_ms: int, dts_ms: int, size: int, keyframe: bool) -> None:
-        self.frames += 1
-        self._video_rate.add(now_ms, size)
-        self._video_bits.add(dts_ms, size)
-        self._frame_dts.append(dts_ms)
+        self._video.add(now_ms, dts_ms, size)
         if keyframe:
             self.keyframes += 1
             if self.last_keyframe_dts_ms is not None and dts_ms > self.last_keyframe_dts_ms:
@@ -115,22 +103,22 @@ class PushStats:
         self.upload_queue_peak = max(self.upload_queue_peak, segments)
         self.upload_queue_peak_bytes = max(self.upload_queue_peak_bytes, size)
 
-    def on_audio_frame(self, now_ms: int, size: int, pts_ms: int | None = None) -> None:
-        self._audio_rate.add(now_ms, size)
-        if pts_ms is not None:
-            self._audio_bits.add(pts_ms, size)
+    def on_audio_frame(self, now_ms: int, size: int, pts_ms: int) -> None:
+        self._audio.add(now_ms, pts_ms, size)
 
     def frame_rate(self) -> float:
         """Frames per second of media time over the recent frames (not wall clock: a
         publisher catching up after a stall does not look like a faster camera)."""
-        dts = self._frame_dts
-        if len(dts) < 2 or dts[-1] <= dts[0]:
-            return 0.0
-        return (len(dts) - 1) * 1000 / (dts[-1] - dts[0])
+        return self._video.media_rate()[1]
 
     def bitrate_bps(self) -> int:
         """Video + audio bits per second of media time, over the recent WINDOW_MS."""
-        return self._video_bits.bits_per_s() + self._audio_bits.bits_per_s()
+        return self._video.media_rate()[0] + self._audio.media_rate()[0]
+
+    @property
+    def frames(self) -> int:
+        """Video frames received."""
+        return self._video.frames
 
     def keyframe_interval_ms(self) -> int | None:
         if not self._keyframe_intervals_ms:
@@ -144,14 +132,14 @@ class PushStats:
                 "width": self.video.width,
                 "height": self.video.height,
                 "frame_rate": round(self.frame_rate()),
-                "bandwidth": self._video_rate.bytes_per_s(now_ms),
+                "bandwidth": self._video.bytes_per_s(now_ms),
                 "codec": self.video.codec,
             }
         audio = None
         if self.audio is not None:
             audio = {
                 "sample_rate": self.audio.sample_rate,
-                "bandwidth": self._audio_rate.bytes_per_s(now_ms),
+                "bandwidth": self._audio.bytes_per_s(now_ms),
                 "codec": self.audio.codec,
             }
         return {
@@ -163,8 +151,8 @@ class PushStats:
                 "keyframe_interval_ms": self.keyframe_interval_ms(),
                 "frame_rate": round(self.frame_rate(), 2),
                 "bitrate_bps": self.bitrate_bps(),
-                "video_bitrate_bps": self._video_bits.bits_per_s(),
-                "audio_bitrate_bps": self._audio_bits.bits_per_s(),
+                "video_bitrate_bps": self._video.media_rate()[0],
+                "audio_bitrate_bps": self._audio.media_rate()[0],
                 "segments": self.segments,
                 "storage_error": self.storage_error,
                 "upload_queue": self.upload_queue,

@@ -11,14 +11,12 @@ Choices, measured on this project's ext4 dev VM (a 2 MB segment, a 400 B playlis
   file's data before the rename that names it, and the journal keeps renames in order, so a
   playlist never outlives the segments it lists. `fsync = true` in the bucket's storage table
   makes every put durable before it returns.
-- Puts without fsync run on the event loop, as nginx writes its fragments: writing a segment
-  into the page cache is ~1-4 ms of kernel time, and doing it here keeps a worker process on
-  one core. In worker threads those writes made one worker spread over ~1.4 cores, so a second
-  worker on a 2-core box added only 1.14x the publishers (docs/performance.md). A root on a
-  network filesystem, where a write can block for long, belongs on the S3 backend instead.
-- Everything else runs in a worker thread (`asyncio.to_thread`, ~70 us per hop): reads,
-  listings, deletes and fsynced puts can wait on the disk for milliseconds and must not stall
-  the RTMP connections sharing the event loop.
+- All file I/O runs in a worker thread (`asyncio.to_thread`, ~70 us per hop): a cached 256 KiB
+  read takes ~20 us, but on ext4 any write, create or rename can wait for a journal commit
+  (50-250 ms seen at 500 publishers) and must not stall the RTMP connections sharing the event
+  loop. We measured the other way too (puts on the loop, as nginx does): one worker then stays
+  on one core, but at 525 publishers on two workers such stalls pushed the playlist p99 from
+  0.4 s to 0.9 s (docs/performance.md).
 - ETag: "<inode>-<size>-<mtime ns>" in upper-case hex, from the file's stat, like the ETags of
   nginx and Apache for static files. Every put renames a new file (a new inode) over the key,
   so the ETag changes with every put and stays stable between them. It is not the content's
@@ -119,9 +117,7 @@ class LocalStorage:
     async def put(self, key: str, data: Body, content_type: str) -> ObjectInfo:
         path = self._path(key)
         try:
-            if self.fsync:
-                return await asyncio.to_thread(self._put_sync, key, path, data)
-            return self._put_sync(key, path, data)
+            return await asyncio.to_thread(self._put_sync, key, path, data)
         except OSError as e:
             if e.errno in NAME_CONFLICT_ERRNOS:
                 raise InvalidObjectName(
