@@ -27,6 +27,9 @@ KICK_POLL_INTERVAL_S = 0.25  # a disable through another worker must kick within
 # Writing every push's figures on every kick poll instead cost ~5 % of a worker's CPU.
 HEARTBEAT_INTERVAL_S = 1.0
 POLLS_PER_HEARTBEAT = round(HEARTBEAT_INTERVAL_S / KICK_POLL_INTERVAL_S)
+# A push of ours that the store no longer has running was ended by a stale-push sweep: this
+# process's heartbeats came too late (overloaded, or paused) and the channel was freed.
+ENDED_BY_SWEEP = "the push was ended: this server's heartbeat was late (overloaded?)"
 
 
 class LiveSession(Protocol):
@@ -111,12 +114,12 @@ class Registry:
                 await task
         self._end_timers.clear()
 
-    async def _heartbeat(self, sessions: list[LiveSession], now: int) -> set[int]:
+    async def _heartbeat(self, sessions: list[LiveSession], now: int) -> dict[int, bool]:
         beats = [(session.push_id, session.stats_json(now)) for session in sessions]
         # One transaction for all of this process's pushes: one await per push made a round
         # outlast the stale limit at ~300 publishers, and live pushes got swept.
         refreshed = await self.store.heartbeat_many(beats, now)
-        return {push_id for push_id, push in refreshed.items() if not push.kick}
+        return {push_id: push.kick for push_id, push in refreshed.items()}
 
     async def _heartbeat_loop(self) -> None:
         for poll in itertools.count(1):
@@ -132,7 +135,10 @@ class Registry:
                 log.exception("heartbeat failed for %d pushes", len(sessions))
                 continue
             for session in sessions:
-                if session.push_id not in running:
+                kicked = running.get(session.push_id)
+                if kicked is None:
+                    session.kick(ENDED_BY_SWEEP)
+                elif kicked:
                     session.kick("channel disabled")
                 elif now - session.last_media_ms() > self.idle_timeout_ms:
                     session.kick(f"no media for {self.idle_timeout_ms // 1000} s")

@@ -148,9 +148,9 @@ class MetadataStore(Protocol):
         those still running. One write per process per tick, however many publishers."""
         ...
 
-    async def running_pushes(self, push_ids: Sequence[int]) -> set[int]:
-        """Those of `push_ids` still running and not kicked: a read-only check, cheap enough to
-        make several times a second for all of a process's pushes."""
+    async def running_pushes(self, push_ids: Sequence[int]) -> dict[int, bool]:
+        """push_id -> its `kick` flag, for those of `push_ids` still running: a read-only
+        check, cheap enough to make several times a second for all of a process's pushes."""
         ...
 
     async def end_push(self, push_id: int, end_ms: int) -> None: ...

@@ -161,9 +161,9 @@ class MemoryStore:
                 out[push_id] = push
         return out
 
-    async def running_pushes(self, push_ids: Sequence[int]) -> set[int]:
+    async def running_pushes(self, push_ids: Sequence[int]) -> dict[int, bool]:
         pushes = (self._pushes.get(i) for i in push_ids)
-        return {p.push_id for p in pushes if p is not None and p.end_ms is None and not p.kick}
+        return {p.push_id: p.kick for p in pushes if p is not None and p.end_ms is None}
 
     async def end_push(self, push_id: int, end_ms: int) -> None:
         push = self._pushes.get(push_id)

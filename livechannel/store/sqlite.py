@@ -287,17 +287,17 @@ class SqliteStore:
 
         return await self._run(op) if beats else {}
 
-    async def running_pushes(self, push_ids: Sequence[int]) -> set[int]:
-        def op(conn: sqlite3.Connection) -> set[int]:
+    async def running_pushes(self, push_ids: Sequence[int]) -> dict[int, bool]:
+        def op(conn: sqlite3.Connection) -> dict[int, bool]:
             # One parameter whatever the count (json_each), by primary key.
             rows = conn.execute(
-                "SELECT push_id FROM pushes WHERE push_id IN (SELECT value FROM json_each(?)) "
-                "AND end_ms IS NULL AND NOT kick",
+                "SELECT push_id, kick FROM pushes "
+                "WHERE push_id IN (SELECT value FROM json_each(?)) AND end_ms IS NULL",
                 (json.dumps(list(push_ids)),),
             ).fetchall()
-            return {row[0] for row in rows}
+            return {push_id: bool(kick) for push_id, kick in rows}
 
-        return await self._run(op) if push_ids else set()
+        return await self._run(op) if push_ids else {}
 
     async def end_push(self, push_id: int, end_ms: int) -> None:
         def op(conn: sqlite3.Connection) -> None:

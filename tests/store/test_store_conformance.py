@@ -385,6 +385,7 @@ async def test_heartbeat_many(store: MetadataStore) -> None:
     assert running[b.push_id].kick and not running[a.push_id].kick
     assert await store.heartbeat_many([], 160) == {}
     # The cheap poll between heartbeats: running and not kicked, nothing written.
-    assert await store.running_pushes([a.push_id, b.push_id, c.push_id, 999]) == {a.push_id}
-    assert await store.running_pushes([]) == set()
+    running_now = await store.running_pushes([a.push_id, b.push_id, c.push_id, 999])
+    assert running_now == {a.push_id: False, b.push_id: True}  # b was disabled: kick it
+    assert await store.running_pushes([]) == {}
     assert (await store.live_push("live", "a")).heartbeat_ms == 150  # type: ignore[union-attr]

@@ -1,0 +1,69 @@
+"""The registry's kick poll and heartbeat against a real store (livechannel.registry)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+
+from livechannel import registry as registry_module
+from livechannel.registry import ENDED_BY_SWEEP, Registry
+from livechannel.store.base import Acl, ChannelConfig, ChannelStatus
+from livechannel.store.memory import MemoryStore
+
+B = "live"
+
+
+@dataclass
+class FakeSession:
+    bucket: str
+    channel: str
+    push_id: int
+    media_ms: int = 0
+    kicks: list[str] = field(default_factory=list)
+
+    def stats_json(self, now_ms: int) -> str:
+        return json.dumps({"now": now_ms})
+
+    def last_media_ms(self) -> int:
+        return self.media_ms
+
+    def kick(self, reason: str) -> None:
+        self.kicks.append(reason)
+
+
+async def test_disabled_swept_and_idle_pushes_are_kicked_with_their_reason() -> None:
+    store = MemoryStore()
+    now = [1_000]
+    await store.ensure_bucket(B, Acl.PRIVATE, 0)
+    sessions = {}
+    for name in ("fine", "disabled", "swept", "idle"):
+        await store.put_channel(B, name, ChannelConfig(), 0)
+        push = await store.start_push(B, name, "127.0.0.1:1", "w", now[0])
+        sessions[name] = FakeSession(B, name, push.push_id, media_ms=now[0])
+    reg = Registry(store, now_ms=lambda: now[0], idle_timeout_s=5, end_grace_s=10)
+    for session in sessions.values():
+        reg.add(session)
+    await store.set_channel_status(B, "disabled", ChannelStatus.DISABLED, now[0])
+    await store.end_push(sessions["swept"].push_id, now[0])  # what a stale sweep does
+    sessions["idle"].media_ms = now[0] - 6_000
+    for name in ("fine", "disabled", "swept"):
+        sessions[name].media_ms = now[0]
+    reg.start()
+    try:
+        await asyncio.sleep(registry_module.KICK_POLL_INTERVAL_S * 1.5)  # one cheap poll
+        assert sessions["fine"].kicks == []
+        assert sessions["disabled"].kicks[:1] == ["channel disabled"]
+        assert sessions["swept"].kicks[:1] == [ENDED_BY_SWEEP]
+        assert sessions["idle"].kicks[:1] == ["no media for 5 s"]
+        # The figures are written once per heartbeat, not on every poll.
+        fine = await store.live_push(B, "fine")
+        assert fine is not None and fine.heartbeat_ms == 1_000
+        now[0] = 2_000
+        await asyncio.sleep(registry_module.HEARTBEAT_INTERVAL_S)
+        fine = await store.live_push(B, "fine")
+        assert fine is not None and fine.heartbeat_ms == 2_000
+        assert json.loads(fine.stats_json) == {"now": 2_000}
+        assert sessions["fine"].kicks == []
+    finally:
+        await reg.stop()
