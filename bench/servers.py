@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+LOG_TAIL_CHARS = 1500  # of the server's log, in the error when it dies at start
 START_TIMEOUT_S = 20.0  # both servers listen within a second or two; 20 s means broken
 STOP_TIMEOUT_S = 20.0  # ours flushes every open segment on SIGTERM; then SIGKILL
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -33,11 +34,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+def wait_listening(
+    port: int, proc: subprocess.Popen[bytes], what: str, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} before listening")
+            said = log.read_text(errors="replace")[-LOG_TAIL_CHARS:] if log else ""
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening: {said}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -157,8 +161,8 @@ class OursServer(Server):
         ]  # fmt: skip
         log = open(self.workdir / "server.log", "wb")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
-        wait_listening(self.rtmp_port, self.proc, self.name)
-        wait_listening(self.http_port, self.proc, self.name)
+        wait_listening(self.rtmp_port, self.proc, self.name, self.workdir / "server.log")
+        wait_listening(self.http_port, self.proc, self.name, self.workdir / "server.log")
 
     def create_channels(self, names: list[str], frag_duration_s: int, frag_count: int) -> None:
         import oss2

@@ -1,6 +1,7 @@
 """The RTMP edge: one asyncio Protocol per connection driving the sans-IO `ServerConnection`.
 
-Bytes in → `receive_data` → events → publish policy / media pipeline → bytes out. The only
+Bytes in → `receive_data` → events → publish decision (admission.py) / media pipeline →
+bytes out. The only
 waits are the publish decision (metadata store) and storage backpressure; during both the
 socket is paused, so a slow store slows the publisher instead of growing our memory.
 """
@@ -14,16 +15,8 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import cast
 
-from livechannel import publish, signing
-from livechannel.api.channel_config import check_playlist_name
+from livechannel.admission import Refusal, admit
 from livechannel.config import Config
-from livechannel.errors import (
-    ChannelStillLive,
-    InvalidArgument,
-    LiveChannelDisabled,
-    NoSuchLiveChannel,
-    OssError,
-)
 from livechannel.gate import ConnectionGate
 from livechannel.hls.pipeline import PublishRefused, PushPipeline, end_playlist
 from livechannel.registry import Registry
@@ -41,16 +34,10 @@ from livechannel.rtmp.events import (
 from livechannel.rtmp.limits import RtmpLimits
 from livechannel.rtmp.messages import MessageType
 from livechannel.storage.base import ObjectStorage
-from livechannel.store.base import Acl, MetadataStore
+from livechannel.store.base import MetadataStore
 
 log = logging.getLogger("livechannel.ingest")
 
-# What a refused publisher reads in onStatus `description`, by the refusal's type.
-REFUSAL_TEXT: dict[type[OssError], str] = {
-    NoSuchLiveChannel: "no such channel",
-    LiveChannelDisabled: "channel disabled",
-    ChannelStillLive: "channel is already live",
-}
 UNPUBLISHED_LINGER_S = 5.0  # after unpublish, the client closes; we close if it does not
 # After a kick's onStatus, keep reading (and discarding) this long so the publisher can read
 # it and close: closing with its media unread would send a TCP reset, which can destroy the
@@ -210,12 +197,11 @@ class RtmpProtocol(asyncio.Protocol):
                 self._log("refused play of %r: playing over RTMP is not supported", event.name)
                 self._flush()
                 self._close()
-        if not self._sink_on and not self._waiting and self.pipeline is not None:
-            # Publishing and taking media: from the next read on, audio/video go straight to
-            # the pipeline (no event per message); anything else still comes as events.
-            if not self._ending:
-                self._sink_on = True
-                conn.set_media_sink(self._media)
+        # Publishing and taking media: from the next read on, audio/video go straight to the
+        # pipeline (no event per message); anything else still comes as events.
+        if not (self._sink_on or self._waiting or self._ending) and self.pipeline is not None:
+            self._sink_on = True
+            conn.set_media_sink(self._media)
         self._flush()
 
     def _media(self, type_id: int, timestamp_ms: int, payload: bytes) -> None:
@@ -267,48 +253,25 @@ class RtmpProtocol(asyncio.Protocol):
         deps = self.deps
         self.stream_id = event.stream_id
         try:
-            target = publish.resolve(
-                event.app,
-                event.name,
-                self.tc_url,
-                domain=deps.config.domain,
-                default_bucket=deps.config.default_bucket,
-            )
-            self.bucket, self.channel = target.bucket, target.channel
-            bucket = await deps.store.get_bucket(target.bucket)
-            storage = deps.storages.get(target.bucket)
-            if bucket is None or storage is None:
-                return self._refuse("NetStream.Publish.BadName", "no such bucket")
-            if bucket.acl != Acl.PUBLIC_READ_WRITE:
-                signing.check_rtmp_publish(
-                    target.params, target.bucket, target.channel, deps.credentials,
-                    deps.now_ms() // 1000,
-                )
-            channel = await deps.store.get_channel(target.bucket, target.channel)
-            if channel is None:
-                raise NoSuchLiveChannel("no such channel")
-            playlist = target.playlist_name or channel.config.playlist_name
-            check_playlist_name(playlist, "playlistName")  # the same rules as PutLiveChannel
-            push = await deps.store.start_push(
-                target.bucket, target.channel, self.peer, deps.worker, deps.now_ms()
-            )
-        except publish.PublishUrlError as e:
-            return self._refuse("NetStream.Publish.BadName", str(e))
-        except OssError as e:
-            text = REFUSAL_TEXT.get(type(e), e.message)
-            bad_name = isinstance(e, NoSuchLiveChannel | InvalidArgument)
-            code = "NetStream.Publish.BadName" if bad_name else "NetStream.Publish.Rejected"
-            return self._refuse(code, text)
+            admission = await admit(
+                event.app, event.name, self.tc_url, peer=self.peer, config=deps.config,
+                store=deps.store, storages=deps.storages, credentials=deps.credentials,
+                worker=deps.worker, now_ms=deps.now_ms(),
+            )  # fmt: skip
+        except Refusal as r:
+            self.bucket, self.channel = r.bucket, r.channel
+            return self._refuse(r.code, r.description)
+        push, channel = admission.push, admission.config
+        self.bucket, self.channel, self.push_id = push.bucket, push.channel, push.push_id
         limits = deps.config.limits
-        self.push_id = push.push_id
         pipeline = PushPipeline(
             store=deps.store,
-            storage=storage,
+            storage=admission.storage,
             push=push,
-            frag_duration_s=channel.config.frag_duration_s,
-            frag_count=channel.config.frag_count,
-            playlist_name=playlist,
-            max_segment_s=limits.forced_cut_s(channel.config.frag_duration_s),
+            frag_duration_s=channel.frag_duration_s,
+            frag_count=channel.frag_count,
+            playlist_name=admission.playlist_name,
+            max_segment_s=limits.forced_cut_s(channel.frag_duration_s),
             max_segment_bytes=limits.max_segment_bytes,
             queue_segments=limits.upload_queue_segments,
             now_ms=deps.now_ms,
@@ -321,7 +284,7 @@ class RtmpProtocol(asyncio.Protocol):
             return
         self._cancel_timers()
         self.conn.accept_publish(event.stream_id)
-        self._log("publishing (playlist %s)", playlist)
+        self._log("publishing (playlist %s)", admission.playlist_name)
         self._waiting = False
         self._resume()
         self._pump()
@@ -381,7 +344,10 @@ class RtmpProtocol(asyncio.Protocol):
         stats = pipeline.stats
         self._log(
             "push ended (%s): %d segments, keyframe interval %s ms, %.2f fps, %d kbit/s",
-            reason, stats.segments, stats.keyframe_interval_ms(), stats.frame_rate(),
+            reason,
+            stats.segments,
+            stats.keyframe_interval_ms(),
+            stats.frame_rate(),
             stats.bitrate_bps() // 1000,
         )
         store, storage = deps.store, pipeline.storage

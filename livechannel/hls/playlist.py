@@ -3,11 +3,11 @@
 TARGETDURATION rule (decided by the team):
 
 * A live playlist's EXT-X-TARGETDURATION is ``2·FragDuration`` (capped by the forced-cut
-  bound, should a caller pass one below that; the service's never is). Segments are cut at the first keyframe after
-  FragDuration, so a segment is at most FragDuration + one GOP long: every encoder whose
-  keyframe interval is ≤ FragDuration — and every one up to 2·FragDuration, OBS's default of
-  8.3 s at FragDuration 5 included — fits, and the target never changes (RFC 8216 6.2.1) while
-  every rounded EXTINF stays ≤ it (4.3.3.1).
+  bound, should a caller pass one below that; the service's never is). Segments are cut at
+  the first keyframe after FragDuration, so a segment is at most FragDuration + one GOP
+  long: every encoder whose keyframe interval is ≤ FragDuration — and every one up to
+  2·FragDuration, OBS's default of 8.3 s at FragDuration 5 included — fits, and the target
+  never changes (RFC 8216 6.2.1) while every rounded EXTINF stays ≤ it (4.3.3.1).
 * Only a publisher whose keyframes are further apart than 2·FragDuration (or never come: the
   forced cut at ``max(2·FragDuration, 60 s)``, seed 10.4) makes a longer segment. Then the
   live window raises TARGETDURATION to cover it (and logs why) rather than list an EXTINF

@@ -50,7 +50,10 @@ class LiveWindow:
             # EXTINF above TARGETDURATION (RFC 8216 4.3.3.1); raise it, never lower it.
             log.warning(
                 "%s: a %.1f s segment raises TARGETDURATION from %d to %d",
-                segment.key, segment.duration_ms / 1000, self.target_duration_s, longest_s,
+                segment.key,
+                segment.duration_ms / 1000,
+                self.target_duration_s,
+                longest_s,
             )
             self.target_duration_s = longest_s
         self.segments.append(segment)

@@ -3,7 +3,6 @@ URLs, hls/sign, bucket ACL and GetService (seed 5.1, 6.1, 6.7, 6.8, 7.3, 7.5-7.7
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 

@@ -436,7 +436,9 @@ def test_audio_header_just_after_first_keyframe_joins_the_first_segment() -> Non
     TRACK_PROBE_MS the first segment is re-muxed with audio: no video-only segment and no
     track change for players to trip over."""
     stream = av_stream(0, 6_000, 2_000)
-    first_audio = next(i for i, e in enumerate(stream) if isinstance(e, AudioFrame) and e.pts_ms > 0)
+    first_audio = next(
+        i for i, e in enumerate(stream) if isinstance(e, AudioFrame) and e.pts_ms > 0
+    )
     events: list[MediaEvent] = [VC, *stream[:first_audio], AC, *stream[first_audio:]]
     out, log, _ = run(events, frag_ms=2_000)
     assert [(r.first_dts_ms, r.reason, r.discontinuity) for r in out] == [

@@ -21,7 +21,7 @@ MIN_SEGMENTS = 3
 END_GRACE_S = 2.0
 # The sweeper closes a push whose heartbeat is older than STALE_PUSH_MS (5 s) every 2 s.
 STALE_CLOSE_WITHIN_S = 12.0
-HEARTBEAT_SLACK_S = 1.5  # end time = last heartbeat (every 0.25 s), in whole seconds
+HEARTBEAT_SLACK_S = 2.5  # end time = last heartbeat (every 1 s), in whole seconds
 
 
 def segment_names(svc: ServeProcess, channel: str) -> set[int]:
