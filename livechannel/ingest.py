@@ -1,9 +1,9 @@
 """The RTMP edge: one asyncio Protocol per connection driving the sans-IO `ServerConnection`.
 
 Bytes in → `receive_data` → events → publish decision (admission.py) / media pipeline →
-bytes out. The only
-waits are the publish decision (metadata store) and storage backpressure; during both the
-socket is paused, so a slow store slows the publisher instead of growing our memory.
+bytes out. The only waits are the publish decision (metadata store) and storage
+backpressure; during both the socket is paused, so a slow store slows the publisher instead
+of growing our memory.
 """
 
 from __future__ import annotations
