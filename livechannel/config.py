@@ -73,6 +73,10 @@ class Limits:
     max_rtmp_chunk_size: int = 0xFFFFFF
     # Largest video/audio frame (one FLV tag body); one frame is at most one RTMP message.
     max_access_unit_bytes: int = 8 * 1024 * 1024
+    # A new publish is refused ("server busy") while this worker's heartbeat rounds finish
+    # this late (event loop and metadata store together): the worker is overloaded, its pushes
+    # are swept as stale at 5 s, and a newcomer would push every stream on it further behind.
+    max_heartbeat_lag_s: float = 1.0
     # Concurrent HTTP requests in flight; beyond this we answer 503 at once instead of queueing.
     max_http_requests: int = 1024
     # LiveChannel XML bodies are < 1 KiB; anything this big is not a client of ours.

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import cast
 
-from livechannel.admission import Refusal, admit
+from livechannel.admission import REJECTED, Refusal, admit
 from livechannel.config import Config
 from livechannel.gate import ConnectionGate
 from livechannel.hls.pipeline import PublishRefused, PushPipeline, end_playlist
@@ -252,6 +252,10 @@ class RtmpProtocol(asyncio.Protocol):
     async def _try_publish(self, event: PublishRequested) -> None:
         deps = self.deps
         self.stream_id = event.stream_id
+        lag_s, max_lag_s = deps.registry.lag_s, deps.config.limits.max_heartbeat_lag_s
+        if lag_s > max_lag_s:
+            busy = f"server busy (running {lag_s:.1f} s behind); publish elsewhere or retry"
+            return self._refuse(REJECTED, busy)
         try:
             admission = await admit(
                 event.app, event.name, self.tc_url, peer=self.peer, config=deps.config,

@@ -58,6 +58,10 @@ class Registry:
         self.sessions: dict[tuple[str, str], LiveSession] = {}
         self._end_timers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
+        # How late the latest kick poll or heartbeat finished, against when it was due: event
+        # loop lag plus the metadata store's round trip. The overload signal (ingest refuses
+        # new publishes past `Limits.max_heartbeat_lag_s`).
+        self.lag_s = 0.0
 
     def add(self, session: LiveSession) -> None:
         key = (session.bucket, session.channel)
@@ -122,7 +126,9 @@ class Registry:
         return {push_id: push.kick for push_id, push in refreshed.items()}
 
     async def _heartbeat_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         for poll in itertools.count(1):
+            due_s = loop.time() + KICK_POLL_INTERVAL_S
             await asyncio.sleep(KICK_POLL_INTERVAL_S)
             now = self.now_ms()
             sessions = list(self.sessions.values())
@@ -134,6 +140,8 @@ class Registry:
             except Exception:
                 log.exception("heartbeat failed for %d pushes", len(sessions))
                 continue
+            finally:
+                self.lag_s = loop.time() - due_s
             for session in sessions:
                 kicked = running.get(session.push_id)
                 if kicked is None:

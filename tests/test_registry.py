@@ -67,3 +67,28 @@ async def test_disabled_swept_and_idle_pushes_are_kicked_with_their_reason() -> 
         assert sessions["fine"].kicks == []
     finally:
         await reg.stop()
+
+
+async def test_lag_is_how_late_a_round_finishes() -> None:
+    class SlowStore(MemoryStore):
+        delay_s = 0.0
+
+        async def running_pushes(self, push_ids):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(self.delay_s)
+            return await super().running_pushes(push_ids)
+
+    store = SlowStore()
+    reg = Registry(store, now_ms=lambda: 0, idle_timeout_s=5, end_grace_s=10)
+    reg.add(FakeSession(B, "c", 1))
+    reg.start()
+    try:
+        await asyncio.sleep(registry_module.KICK_POLL_INTERVAL_S * 1.5)
+        assert 0 <= reg.lag_s < 0.1
+        store.delay_s = 0.4
+        await asyncio.sleep(registry_module.KICK_POLL_INTERVAL_S + 0.6)
+        assert 0.35 <= reg.lag_s < 0.6
+        store.delay_s = 0.0
+        await asyncio.sleep(registry_module.KICK_POLL_INTERVAL_S * 3)
+        assert reg.lag_s < 0.1
+    finally:
+        await reg.stop()

@@ -2,8 +2,8 @@
 
 Choices, measured on this project's ext4 dev VM (a 2 MB segment, a 400 B playlist):
 - `put` writes a temp file in the target's directory and `os.replace`s it over the key, so a
-  reader sees the old object or the new one, never half of one. A process crash (even
-  kill -9) loses nothing: the bytes are in the kernel's page cache. fsync (of the file and its
+  reader sees the old object or the new one, never half of one. What was written survives a
+  process crash (even kill -9): the bytes are in the kernel's page cache. fsync (of the file and its
   directory) is off by default, as in nginx-rtmp: with it on, every put waits for the disk,
   and on ext4 an fsync also flushes other files' dirty data, so at 300 publishers puts queued
   behind each other (bench, docs/performance.md). Without it a power cut may lose the last

@@ -3,17 +3,20 @@ publisher untouched."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
+from livechannel.config import Limits
 from tests.e2e.conftest import create_channel
 from tests.support import publishers
 from tests.support.service import BUCKET, ServiceThread
 
 REFUSAL_TIMEOUT_S = 20  # a refused publisher must give up quickly, never hang
+SLOW_STORE_S = 0.5  # each kick poll / heartbeat of the "overloaded" worker is this late
 
 
 def with_param(url: str, key: str, value: str) -> str:
@@ -98,3 +101,39 @@ def test_public_read_write_bucket_needs_no_signature(tmp_path: Path, sample_flv:
         assert svc.object_path("open/playlist.m3u8").exists()
     finally:
         svc.stop()
+
+
+def test_an_overloaded_worker_refuses_new_publishers_and_recovers(
+    tmp_path: Path, sample_flv: Path
+) -> None:
+    """While heartbeat rounds finish later than limits.max_heartbeat_lag_s (here a metadata
+    store slowed by 0.5 s per call), a publish is refused as "server busy"; once the rounds
+    are on time again, the same publish is taken."""
+    limits = Limits(max_heartbeat_lag_s=0.2)
+    with ServiceThread(tmp_path / "data", limits=limits).start() as svc:
+        create_channel(svc.bucket(), "busy", frag_duration=1, frag_count=3)
+        store = svc.store
+        fast = {name: getattr(store, name) for name in ("running_pushes", "heartbeat_many")}
+
+        def slowed(call):  # type: ignore[no-untyped-def]
+            async def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+                await asyncio.sleep(SLOW_STORE_S)
+                return await call(*args, **kwargs)
+
+            return slow
+
+        for name, call in fast.items():
+            setattr(store, name, slowed(call))
+        time.sleep(3 * SLOW_STORE_S)  # a few late rounds
+        stderr = refused(svc, svc.signed_publish_url("busy"), sample_flv)
+        assert "server busy" in stderr, stderr
+        assert svc.bucket().get_live_channel_stat("busy").status == "Idle"
+
+        for name in fast:
+            delattr(store, name)  # the class's own methods again
+        time.sleep(3 * SLOW_STORE_S)
+        r = publishers.run(
+            publishers.ffmpeg_copy(sample_flv, svc.signed_publish_url("busy")),
+            timeout_s=REFUSAL_TIMEOUT_S,
+        )
+        assert r.returncode == 0, r.stderr
