@@ -164,7 +164,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
         cfg = replace(cfg, data_dir=Path(str(raw["data_dir"])))
     for key in ("rtmp_listen", "http_listen"):
         if key in raw:
-            cfg = replace(cfg, **{key: Listen.parse(str(raw[key]), key)})
+            cfg = replace(cfg, **{key: Listen.parse(str(raw[key]), key)})  # type: ignore[arg-type]
     if "domain" in raw:
         cfg = replace(cfg, domain=str(raw["domain"]))
     if "workers" in raw:
@@ -177,7 +177,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
         cfg = replace(cfg, workers=workers)
     for key in ("log_level", "demo_channel"):
         if key in raw:
-            cfg = replace(cfg, **{key: str(raw[key])})
+            cfg = replace(cfg, **{key: str(raw[key])})  # type: ignore[arg-type]
     if "end_grace_s" in raw:
         cfg = replace(cfg, end_grace_s=float(raw["end_grace_s"]))
     if "buckets" in raw:

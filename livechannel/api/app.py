@@ -46,11 +46,12 @@ async def _handle(request: web.Request) -> web.StreamResponse:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def concurrency_limit(
     max_requests: int,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     """At most `max_requests` handlers run at once; the next one gets 503 ServiceUnavailable
     (retryable; oss2 retries it) instead of waiting in an unbounded queue in our memory."""
     in_flight = 0
@@ -70,8 +71,8 @@ def concurrency_limit(
 
 
 def create_app(ctx: ApiContext) -> web.Application:
-    middlewares = [errors_middleware, concurrency_limit(ctx.max_http_requests)]
-    app = web.Application(middlewares=middlewares)
+    middlewares: list[Middleware] = [errors_middleware, concurrency_limit(ctx.max_http_requests)]
+    app = web.Application(middlewares=middlewares)  # type: ignore[arg-type]  # aiohttp's own alias
     app[CTX_KEY] = ctx
     app.router.add_get(STATUS_PATH, status_handler(ctx, _handle))  # before the catch-all
     app.router.add_route("*", "/{tail:.*}", _handle)

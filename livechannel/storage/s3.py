@@ -21,6 +21,7 @@ Semantics, matched to the local store where S3 allows:
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -242,8 +243,8 @@ class S3Storage:
         marker: str,
         max_keys: int,
         delimiter: str,
-        objects: list[ObjectInfo],
-        prefixes: list[str],
+        objects: builtins.list[ObjectInfo],  # `list` here is our method
+        prefixes: builtins.list[str],
     ) -> str | None:
         """Collect up to max_keys + 1 entries (one more tells "truncated"). Returns where to
         restart the listing (after a common prefix), or None when done."""
