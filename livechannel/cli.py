@@ -18,8 +18,10 @@ from urllib.parse import quote, urlencode
 
 from livechannel import __version__, signing
 from livechannel.config import Config, ConfigError, ensure_credentials, load
-from livechannel.server import Running, serve
+from livechannel.errors import StorageError
+from livechannel.server import DB_FILE, Running, serve
 from livechannel.store.base import Acl
+from livechannel.store.sqlite_connection import connect
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal a process gets when its parent dies
 BANNER_URL_LIFETIME_S = 7 * 24 * 3600  # the printed publish URL stays valid for a week
@@ -155,6 +157,14 @@ def _run_worker(cfg: Config, index: int) -> None:
 def _supervise(cfg: Config) -> int:
     """N worker processes share both ports (SO_REUSEPORT: the kernel spreads connections)
     and one metadata store, which keeps one-publisher and kicks right across them."""
+    # Create (or migrate) the store once, before the workers race to: two processes switching
+    # a new database to WAL at once get SQLITE_BUSY, and a worker died of it at start.
+    try:
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        connect(str(cfg.data_dir / DB_FILE)).close()
+    except (OSError, StorageError) as e:
+        print(f"livechannel: {e}", file=sys.stderr)
+        return 1
     ctx = multiprocessing.get_context("fork")
     workers = [
         ctx.Process(target=_run_worker, args=(cfg, i), name=f"worker-{i}")

@@ -60,12 +60,15 @@ class Running:
     store: MetadataStore
 
 
-async def _sweep_stale(store: MetadataStore, on_closed: Callable[[Push], Awaitable[None]]) -> None:
+async def _sweep_stale(
+    store: MetadataStore, worker: str, on_closed: Callable[[Push], Awaitable[None]]
+) -> None:
     """Close pushes whose owner died (kill -9, power loss) at their last heartbeat, and let
-    their playlists end. A failed sweep is retried: this loop must outlive store hiccups."""
+    their playlists end; never this worker's own. A failed sweep is retried: this loop must
+    outlive store hiccups."""
     while True:
         try:
-            for push in await store.close_stale_pushes(now_ms() - STALE_PUSH_MS):
+            for push in await store.close_stale_pushes(now_ms() - STALE_PUSH_MS, worker):
                 log.warning("closed push of %s/%s left by a dead worker", push.bucket, push.channel)
                 await on_closed(push)
         except Exception:
@@ -110,6 +113,19 @@ async def serve(
             now_ms=now_ms,
         )
     )
+
+    async def stale_closed(push: Push) -> None:
+        channel = await store.get_channel(push.bucket, push.channel)
+        if channel is not None and push.bucket in storages and push.end_ms is not None:
+            _schedule_endlist(config, store, storages, registry, push.bucket, channel, push.end_ms)
+
+    # Pushes recorded under our own worker id belong to an earlier life of this process (same
+    # host and pid, as in a restarted container): the sweeper skips our id, so end them now,
+    # before any publisher can reach us.
+    for push in await store.close_worker_pushes(worker):
+        log.warning("closed push of %s/%s left by this worker's previous run", push.bucket,
+                    push.channel)  # fmt: skip
+        await stale_closed(push)
     loop = asyncio.get_running_loop()
     rtmp_server = await loop.create_server(
         ingest.protocol,
@@ -164,12 +180,9 @@ async def serve(
     )
     registry.start()
 
-    async def stale_closed(push: Push) -> None:
-        channel = await store.get_channel(push.bucket, push.channel)
-        if channel is not None and push.bucket in storages and push.end_ms is not None:
-            _schedule_endlist(config, store, storages, registry, push.bucket, channel, push.end_ms)
-
-    sweeper = asyncio.create_task(_sweep_stale(store, stale_closed), name="stale push sweeper")
+    sweeper = asyncio.create_task(
+        _sweep_stale(store, worker, stale_closed), name="stale push sweeper"
+    )
     retention: list[asyncio.Task[None]] = []
     for bucket in config.buckets:
         policy = bucket_policy(bucket)

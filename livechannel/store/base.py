@@ -161,8 +161,10 @@ class MetadataStore(Protocol):
         """Ended pushes, most recent first."""
         ...
 
-    async def close_stale_pushes(self, stale_before_ms: int) -> list[Push]:
-        """End running pushes whose heartbeat is older than that (end = last heartbeat)."""
+    async def close_stale_pushes(self, stale_before_ms: int, not_worker: str = "") -> list[Push]:
+        """End running pushes whose heartbeat is older than that (end = last heartbeat),
+        except those of `not_worker`: the sweeping process's own pushes are alive, however
+        late its heartbeats (an overloaded worker must not disconnect its own publishers)."""
         ...
 
     async def close_worker_pushes(self, worker: str) -> list[Push]:

@@ -189,9 +189,10 @@ class MemoryStore:
         ended.sort(key=lambda p: (p.start_ms, p.push_id), reverse=True)
         return ended[: max(limit, 0)]
 
-    async def close_stale_pushes(self, stale_before_ms: int) -> list[Push]:
-        stale = [self._pushes[i] for i in sorted(self._live.values())]
-        return [self._end(p, p.heartbeat_ms) for p in stale if p.heartbeat_ms < stale_before_ms]
+    async def close_stale_pushes(self, stale_before_ms: int, not_worker: str = "") -> list[Push]:
+        live = [self._pushes[i] for i in sorted(self._live.values())]
+        stale = [p for p in live if p.heartbeat_ms < stale_before_ms and p.worker != not_worker]
+        return [self._end(p, p.heartbeat_ms) for p in stale]
 
     async def close_worker_pushes(self, worker: str) -> list[Push]:
         owned = [self._pushes[i] for i in sorted(self._live.values())]

@@ -331,20 +331,22 @@ class SqliteStore:
 
         return await self._run(op)
 
-    async def close_stale_pushes(self, stale_before_ms: int) -> list[Push]:
-        return await self._close_running("heartbeat_ms < ?", stale_before_ms)
+    async def close_stale_pushes(self, stale_before_ms: int, not_worker: str = "") -> list[Push]:
+        return await self._close_running(
+            "heartbeat_ms < ? AND worker != ?", stale_before_ms, not_worker
+        )
 
     async def close_worker_pushes(self, worker: str) -> list[Push]:
         return await self._close_running("worker = ?", worker)
 
-    async def _close_running(self, condition: str, value: object) -> list[Push]:
+    async def _close_running(self, condition: str, *params: object) -> list[Push]:
         """End matching running pushes at their last heartbeat, in one statement."""
 
         def op(conn: sqlite3.Connection) -> list[Push]:
             rows = conn.execute(
                 "UPDATE pushes SET end_ms = max(heartbeat_ms, start_ms) "
                 f"WHERE end_ms IS NULL AND {condition} RETURNING {PUSH_COLUMNS}",
-                (value,),
+                params,
             ).fetchall()
             return sorted((push_from_row(row) for row in rows), key=lambda p: p.push_id)
 

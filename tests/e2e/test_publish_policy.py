@@ -10,12 +10,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
+from livechannel import server as server_module
 from livechannel.config import Limits
 from tests.e2e.conftest import create_channel
 from tests.support import publishers
 from tests.support.service import BUCKET, ServiceThread
 
 REFUSAL_TIMEOUT_S = 20  # a refused publisher must give up quickly, never hang
+LATE_PUSH_S = 30  # longer than the stall below
 SLOW_STORE_S = 0.5  # each kick poll / heartbeat of the "overloaded" worker is this late
 
 
@@ -137,3 +139,36 @@ def test_an_overloaded_worker_refuses_new_publishers_and_recovers(
             timeout_s=REFUSAL_TIMEOUT_S,
         )
         assert r.returncode == 0, r.stderr
+
+
+def test_a_late_worker_keeps_its_own_publishers(tmp_path: Path) -> None:
+    """A worker whose heartbeats come later than the stale-push limit (here its metadata
+    store stalls them) is alive: its own sweeper must not end its pushes and disconnect its
+    publishers, as it did when an overloaded worker swept itself."""
+    stall_s = server_module.STALE_PUSH_MS / 1000 + 2 * server_module.STALE_SWEEP_INTERVAL_S
+    with ServiceThread(tmp_path / "data").start() as svc:
+        create_channel(svc.bucket(), "late", frag_duration=1, frag_count=3)
+        url = svc.signed_publish_url("late")
+        publisher = publishers.start(
+            publishers.ffmpeg_live(url, duration_s=LATE_PUSH_S, size="320x180", fps=15)
+        )
+        store = svc.store
+
+        async def stall(*args, **kwargs):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(stall_s + 5)  # cancelled when the service stops
+
+        try:
+            deadline = time.monotonic() + REFUSAL_TIMEOUT_S
+            while svc.bucket().get_live_channel_stat("late").status != "Live":
+                assert time.monotonic() < deadline and publisher.poll() is None
+                time.sleep(0.2)
+            for name in ("running_pushes", "heartbeat_many"):
+                setattr(store, name, stall)
+            time.sleep(stall_s)
+            assert publisher.poll() is None, "the late worker disconnected its own publisher"
+            assert svc.bucket().get_live_channel_stat("late").status == "Live"
+        finally:
+            for name in ("running_pushes", "heartbeat_many"):
+                store.__dict__.pop(name, None)
+            _, err = publishers.stop(publisher)
+        assert "heartbeat was late" not in err, err

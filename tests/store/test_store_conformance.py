@@ -303,6 +303,10 @@ async def test_close_stale_pushes(store: MetadataStore) -> None:
     assert await store.close_stale_pushes(500) == []
     # the channel is free again
     await store.start_push(B, "a", "1.2.3.4:9", "w3", 1000)
+    # A worker never sweeps its own pushes, however late their heartbeats: they are alive.
+    swept = await store.close_stale_pushes(10_000, not_worker="w1")
+    assert [p.channel for p in swept] == ["c", "a"]  # w2's and w3's; b (w1) stays running
+    assert await store.live_push(B, "b") is not None
 
 
 async def test_close_worker_pushes(store: MetadataStore) -> None:
