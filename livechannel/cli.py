@@ -12,6 +12,7 @@ import multiprocessing.connection
 import os
 import shlex
 import signal
+import sqlite3
 import sys
 import time
 from urllib.parse import quote, urlencode
@@ -133,18 +134,24 @@ def main(argv: list[str] | None = None) -> int:
     return _supervise(cfg)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(supervisor_pid: int) -> None:
     """A worker gets SIGTERM when the supervisor dies, even by SIGKILL: no orphan keeps the
     ports, half a service running behind a process manager that restarts the supervisor."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() == 1:  # the supervisor died before prctl: nobody will signal us
+    # The supervisor died before prctl: nobody will signal us. (Not "parent is pid 1": in a
+    # container the supervisor itself may be pid 1.)
+    if os.getppid() != supervisor_pid:
         os._exit(1)
 
 
+def _forked_worker(cfg: Config, index: int, supervisor_pid: int) -> None:
+    _die_with_parent(supervisor_pid)
+    _run_worker(cfg, index)
+
+
 def _run_worker(cfg: Config, index: int) -> None:
-    _die_with_parent()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - optional on platforms without uvloop
@@ -162,12 +169,12 @@ def _supervise(cfg: Config) -> int:
     try:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         connect(str(cfg.data_dir / DB_FILE)).close()
-    except (OSError, StorageError) as e:
+    except (OSError, sqlite3.Error, StorageError) as e:
         print(f"livechannel: {e}", file=sys.stderr)
         return 1
     ctx = multiprocessing.get_context("fork")
     workers = [
-        ctx.Process(target=_run_worker, args=(cfg, i), name=f"worker-{i}")
+        ctx.Process(target=_forked_worker, args=(cfg, i, os.getpid()), name=f"worker-{i}")
         for i in range(cfg.workers)
     ]
     for w in workers:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import sqlite3
@@ -282,3 +283,36 @@ def test_workers_die_with_a_killed_supervisor(tmp_path: Path) -> None:
         wait_until(lambda: not any(map(alive, svc.workers)), START_TIMEOUT_S, "workers gone")
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", svc.rtmp_port), timeout=IO_TIMEOUT_S)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serves_when_its_parent_is_pid_1(tmp_path: Path, workers: int) -> None:
+    """Under systemd or as a container's child, the service's parent is pid 1; a worker must
+    not take that for "my supervisor died" (it did, and exited at once)."""
+    rtmp_port, http_port = free_port(), free_port()
+    cmd = [sys.executable, "-m", "livechannel", "serve", "--workers", str(workers),
+           "--data-dir", str(tmp_path / "data"), "--rtmp-listen", f"127.0.0.1:{rtmp_port}",
+           "--http-listen", f"127.0.0.1:{http_port}", "--log-level", "WARNING"]  # fmt: skip
+    env = dict(
+        os.environ, LIVECHANNEL_ACCESS_KEY_ID=KEY_ID, LIVECHANNEL_ACCESS_KEY_SECRET=KEY_SECRET
+    )
+    # The shell starts it in the background and exits: the service is reparented to pid 1.
+    shell = subprocess.run(
+        ["sh", "-c", f'{shlex.join(cmd)} >"$1" 2>&1 & echo $!', "sh", str(tmp_path / "log")],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    pid = int(shell.stdout)
+    try:
+        assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == "1"
+
+        def serving() -> bool:
+            listening = {lp for lp, rp, st, i in tcp_table() if st == TCP_LISTEN}
+            return {rtmp_port, http_port} <= listening and alive(pid)
+
+        wait_until(serving, START_TIMEOUT_S, "the service listening")
+        time.sleep(1)  # a worker exiting on a wrong "parent died" check does so at once
+        assert serving(), (tmp_path / "log").read_text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not alive(pid), START_TIMEOUT_S, "the service stopped")
