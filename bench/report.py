@@ -18,6 +18,11 @@ MIN_UNPACED_MB_PER_CORE = 50.0
 MAX_P99_LATENCY_MS = 50.0
 MAX_RSS_PER_PUBLISHER_MIB = 3.0
 CHECK_N = 200
+CAPACITY_STEP = 25  # the capacity search tries publisher counts that are multiples of this
+CAPACITY_LABELS = {
+    "ours": "livechannel (`serve --workers N`)",
+    "nginx": "nginx-rtmp (`worker_processes N`)",
+}
 
 
 def _fmt(x: float, digits: int = 1) -> str:
@@ -46,20 +51,28 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def capacity_lines(capacities: dict[int, tuple[int, int | None]]) -> list[str]:
+def capacity_lines(capacities: dict[str, dict[int, tuple[int, int | None]]]) -> list[str]:
+    """Per server (ours, nginx-rtmp): the on-time counts with 1 and 2 workers, and their ratio."""
     lines = []
-    for workers, (ok, bad) in sorted(capacities.items()):
-        if not ok and bad is None:
-            lines.append(f"- `--workers {workers}`: not measured (time budget spent).")
-            continue
-        upper = f", {bad} were not" if bad is not None else " (no larger count was tried)"
-        lines.append(f"- `--workers {workers}`: {ok} real-time publishers stayed on time{upper}.")
-    if 1 in capacities and 2 in capacities and capacities[1][0] and capacities[2][0]:
-        ratio = capacities[2][0] / capacities[1][0]
+    for server, found in capacities.items():
+        label = CAPACITY_LABELS.get(server, server)
+        for workers, (ok, bad) in sorted(found.items()):
+            if not ok and bad is None:
+                lines.append(f"- {label}, N = {workers}: not measured (time budget spent).")
+                continue
+            upper = f", {bad} were not" if bad is not None else " (no larger count was tried)"
+            lines.append(f"- {label}, N = {workers}: {ok} publishers stayed on time{upper}.")
+        ok1, ok2 = found.get(1, (0, None))[0], found.get(2, (0, None))[0]
+        if ok1 and ok2:
+            ratio = ok2 / ok1
+            target = f" (target {MIN_WORKER_SCALING}x: {_verdict(ratio >= MIN_WORKER_SCALING)})"
+            lines.append(
+                f"- {label}: two workers / one = {ratio:.2f}x{target if server == 'ours' else ''}."
+            )
+    if lines:
         lines.append(
-            f"- Two workers / one, by the on-time counts found: {ratio:.2f}x (target "
-            f"{MIN_WORKER_SCALING}x: {_verdict(ratio >= MIN_WORKER_SCALING)}; a bracket "
-            "search of a few trials, so each count is within one step of its true value)."
+            f"- Each count comes from a bracket search of a few trials in steps of "
+            f"{CAPACITY_STEP}, so it is within one step of its true value."
         )
     return lines
 
@@ -131,7 +144,7 @@ def markdown(
         "",
         *(_unpaced_line(t) for t in unpaced),
         "",
-        "Largest real-time publisher count on time (`livechannel serve --workers N`):",
+        "Largest real-time publisher count on time, with N workers:",
         "",
         *(capacity or ["- not measured in this run"]),
         "",

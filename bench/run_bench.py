@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: livechannel vs nginx-rtmp, side by side, one invocation (~12-15 minutes).
+"""Benchmark: livechannel vs nginx-rtmp, side by side, one invocation (~20-25 minutes).
 
     python bench/run_bench.py                       # the full run; prints the markdown table
     python bench/run_bench.py --update-docs         # ... and puts it into docs/performance.md
@@ -7,10 +7,11 @@
 
 For each N in --ns, N real-time publishers (bench/loadgen.py) replay the same FLV into ours
 (`--workers 1`) and then into nginx-rtmp (one worker), each on a fresh server. Then one
-unpaced publisher per server (MB/s per core), then the largest on-time N for `--workers 1`
-and `--workers 2` (a short search, bounded by --budget-s). Every run is bounded: trials
-have fixed lengths and the servers are stopped by PID. Needs: nginx + libnginx-mod-rtmp
-(apt-get install nginx libnginx-mod-rtmp) for the comparison; PyAV to make the input.
+unpaced publisher per server (MB/s per core), then, per server, the largest on-time N with
+one worker and with two (a short search each, all bounded by --budget-s). Every run is
+bounded: trials have fixed lengths and the servers are stopped by PID. Needs: nginx +
+libnginx-mod-rtmp (apt-get install nginx libnginx-mod-rtmp) for the comparison; PyAV to make
+the input.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.chunkplan import load_flv
 from bench.metrics import TrialResult, analyse_publishers
-from bench.report import capacity_lines, markdown, update_docs
+from bench.report import CAPACITY_STEP, capacity_lines, markdown, update_docs
 from bench.servers import NginxServer, OursServer, Server, cpu_seconds, rss_bytes, version_of
 from bench.watch import PlaylistWatcher
 
@@ -44,7 +45,6 @@ RSS_SAMPLE_S = 0.5
 LOADGEN_TIMEOUT_EXTRA_S = 60.0  # ramp + duration + this, then the trial is abandoned
 UNPACED_S = 8.0  # one publisher as fast as the server reads; ~1 GB through the disk
 CAPACITY_TRIALS = 3  # per worker count: a bracket search, not an exhaustive one
-CAPACITY_STEP = 25  # publisher counts are multiples of this
 TRIAL_OVERHEAD_S = 12.0  # server start, channel creation, flush, stop (for the budget)
 
 
@@ -136,7 +136,7 @@ def run_trial(
 
 
 def capacity(
-    workers: int,
+    make: Callable[[Path], Server],
     args: argparse.Namespace,
     flv: Path,
     known: dict[int, bool],
@@ -155,7 +155,7 @@ def capacity(
         n = max(CAPACITY_STEP, round(n / CAPACITY_STEP) * CAPACITY_STEP)
         if n <= ok or (bad is not None and n >= bad) or not budget_ok():
             break
-        trial = run_trial(lambda d: OursServer(d, workers), n, args, flv)
+        trial = run_trial(make, n, args, flv)
         trials.append(trial)
         print(json.dumps(trial.summary()), file=sys.stderr)
         if trial.on_time:
@@ -200,7 +200,7 @@ def main() -> None:
     p.add_argument("--servers", default="ours,nginx")
     p.add_argument("--no-unpaced", action="store_true")
     p.add_argument("--no-capacity", action="store_true")
-    p.add_argument("--budget-s", type=float, default=900.0, help="capacity search stops here")
+    p.add_argument("--budget-s", type=float, default=1500.0, help="capacity search stops here")
     p.add_argument("--workdir", default=None, help="where servers write (default: temp)")
     p.add_argument("--json", default=None, help="also write all results here")
     p.add_argument("--update-docs", action="store_true", help="write docs/performance.md")
@@ -212,34 +212,36 @@ def main() -> None:
     if "nginx" in servers and not NginxServer.available():
         print("nginx with libnginx-mod-rtmp not found: comparing nothing", file=sys.stderr)
         servers.remove("nginx")
-    makers: dict[str, Callable[[Path], Server]] = {
-        "ours": lambda d: OursServer(d, 1),
-        "nginx": lambda d: NginxServer(d, FRAG_DURATION_S, FRAG_COUNT),
+    makers: dict[str, Callable[[int], Callable[[Path], Server]]] = {
+        "ours": lambda workers: lambda d: OursServer(d, workers),
+        "nginx": lambda workers: lambda d: NginxServer(d, FRAG_DURATION_S, FRAG_COUNT, workers),
     }
     paced: list[TrialResult] = []
+    by_server: dict[tuple[str, int], TrialResult] = {}
     for n in (int(x) for x in args.ns.split(",")):
         for name in servers:
-            trial = run_trial(makers[name], n, args, flv)
+            trial = run_trial(makers[name](1), n, args, flv)
             paced.append(trial)
+            by_server[name, n] = trial
             print(json.dumps(trial.summary()), file=sys.stderr)
     unpaced = []
     if not args.no_unpaced:
         for name in servers:
-            trial = run_trial(makers[name], 1, args, flv, speed=0)
+            trial = run_trial(makers[name](1), 1, args, flv, speed=0)
             unpaced.append(trial)
             print(json.dumps(trial.summary()), file=sys.stderr)
 
     def budget_ok() -> bool:
         return time.time() - t0 + args.duration + args.ramp + TRIAL_OVERHEAD_S < args.budget_s
 
-    capacities = {}
-    if not args.no_capacity:
-        known1 = {t.n: t.on_time for t in paced if t.server.startswith("livechannel")}
-        ok1, bad1, _ = capacity(1, args, flv, known1, 200, 0, budget_ok)
-        capacities[1] = (ok1, bad1)
+    capacities: dict[str, dict[int, tuple[int, int | None]]] = {}
+    for name in servers if not args.no_capacity else []:
+        # Start where the paced runs left off, then look for two workers around 1.7 times one.
+        known1 = {n: t.on_time for (server, n), t in by_server.items() if server == name}
+        ok1, bad1, _ = capacity(makers[name](1), args, flv, known1, 200, 0, budget_ok)
         start2 = round_up(-(-ok1 * 17 // 10), CAPACITY_STEP)  # 1.7 times, rounded up
-        ok2, bad2, _ = capacity(2, args, flv, {}, start2, ok1, budget_ok)
-        capacities[2] = (ok2, bad2)
+        ok2, bad2, _ = capacity(makers[name](2), args, flv, {}, start2, ok1, budget_ok)
+        capacities[name] = {1: (ok1, bad1), 2: (ok2, bad2)}
     text = markdown(machine(), info, paced, unpaced, capacity_lines(capacities), time.time() - t0)
     print(text)
     if args.json:

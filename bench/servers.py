@@ -189,7 +189,7 @@ class OursServer(Server):
 NGINX_CONF = """\
 load_module {module};
 {user}
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
@@ -213,8 +213,11 @@ rtmp {{
 
 
 class NginxServer(Server):
-    def __init__(self, workdir: Path, frag_duration_s: int, frag_count: int) -> None:
-        self.name = "nginx-rtmp (1 worker)"
+    def __init__(
+        self, workdir: Path, frag_duration_s: int, frag_count: int, workers: int = 1
+    ) -> None:
+        self.name = f"nginx-rtmp ({workers} worker{'s' if workers > 1 else ''})"
+        self.workers = workers
         self.workdir = workdir
         self.chunk_size = 4096  # nginx-rtmp's default chunk_size, which we also set
         self.port = free_port()
@@ -233,6 +236,7 @@ class NginxServer(Server):
                 user="user root;" if os.geteuid() == 0 else "",  # the worker writes our dir
                 dir=self.workdir,
                 port=self.port,
+                workers=self.workers,
                 frag_s=self.frag_duration_s,
                 playlist_s=self.frag_duration_s * self.frag_count,
             )

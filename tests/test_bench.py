@@ -1,0 +1,51 @@
+"""The benchmark keeps working: a short run of bench/run_bench.py against ours and nginx-rtmp
+(real servers, the real load generator), and the capacity lines it writes into the docs.
+The figures themselves are the benchmark's business, not the suite's (docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.report import capacity_lines
+from bench.servers import NginxServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE_TIMEOUT_S = 240  # two short trials (~15 s each) plus making the input on a cold cache
+
+
+@pytest.mark.skipif(not NginxServer.available(), reason="needs nginx + libnginx-mod-rtmp")
+def test_a_short_run_measures_both_servers(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    cmd = [
+        sys.executable, "bench/run_bench.py", "--ns", "3", "--duration", "7", "--ramp", "1",
+        "--no-unpaced", "--no-capacity", "--json", str(out),
+        "--input", str(tmp_path / "input.flv"), "--workdir", str(tmp_path),
+    ]  # fmt: skip
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = {row["server"]: row for row in json.loads(out.read_text())["paced"]}
+    assert set(rows) == {"livechannel --workers 1", "nginx-rtmp (1 worker)"}
+    for row in rows.values():
+        assert row["errors"] == [] and row["on_time"], row
+        written, expected = map(int, row["segments"].split("/"))
+        assert expected >= 3 and written >= expected, row  # a segment per publisher or more
+        assert row["cpu_s_per_stream_min"] > 0, row
+    assert "| 3 | livechannel --workers 1 |" in r.stdout
+    assert "| 3 | nginx-rtmp (1 worker) |" in r.stdout
+
+
+def test_capacity_lines_give_each_servers_scaling() -> None:
+    lines = capacity_lines({"ours": {1: (400, 425), 2: (700, 725)}, "nginx": {1: (300, 325)}})
+    text = "\n".join(lines)
+    assert "livechannel (`serve --workers N`), N = 1: 400 publishers stayed on time, 425" in text
+    assert "two workers / one = 1.75x (target 1.7x: met)" in text
+    assert "nginx-rtmp (`worker_processes N`), N = 1: 300" in text
+    assert text.count("two workers / one") == 1  # nginx has no two-worker count here
+    lines = capacity_lines({"ours": {1: (400, None), 2: (0, None)}})
+    assert "N = 1: 400 publishers stayed on time (no larger count was tried)" in lines[0]
+    assert "N = 2: not measured (time budget spent)" in lines[1]
