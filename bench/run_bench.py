@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: livechannel vs nginx-rtmp, side by side, one invocation (~20-25 minutes).
+"""Benchmark: livechannel vs nginx-rtmp, side by side, one invocation (~15-20 minutes).
 
     python bench/run_bench.py                       # the full run; prints the markdown table
     python bench/run_bench.py --update-docs         # ... and puts it into docs/performance.md

@@ -77,6 +77,9 @@ class Limits:
     # this late (event loop and metadata store together): the worker is overloaded, its pushes
     # are swept as stale at 5 s, and a newcomer would push every stream on it further behind.
     max_heartbeat_lag_s: float = 1.0
+    # Snapshots (seed 10.4) decoded and encoded at once in this process, ~20 ms of a core each
+    # at 720p: two keep a 2-core box's ingest ahead; a snapshot due beyond this is skipped.
+    max_snapshot_jobs: int = 2
     # Concurrent HTTP requests in flight; beyond this we answer 503 at once instead of queueing.
     max_http_requests: int = 1024
     # LiveChannel XML bodies are < 1 KiB; anything this big is not a client of ours.

@@ -33,8 +33,9 @@ from livechannel.rtmp.events import (
 )
 from livechannel.rtmp.limits import RtmpLimits
 from livechannel.rtmp.messages import MessageType
+from livechannel.snapshot import JobSlots, SnapshotPlan
 from livechannel.storage.base import ObjectStorage
-from livechannel.store.base import MetadataStore
+from livechannel.store.base import ChannelConfig, MetadataStore
 
 log = logging.getLogger("livechannel.ingest")
 
@@ -78,6 +79,7 @@ class IngestServer:
         limits = deps.config.limits
         self.gate = ConnectionGate(limits.max_connections, limits.max_connections_per_ip)
         self.rtmp_limits = rtmp_limits(deps.config)
+        self.snapshot_slots = JobSlots(limits.max_snapshot_jobs)
         self._ids = itertools.count(1)
 
     def protocol(self) -> RtmpProtocol:
@@ -91,6 +93,7 @@ class IngestServer:
         await asyncio.gather(*(c.finished for c in conns), return_exceptions=True)
         for conn in conns:
             conn._close()  # do not linger: the service is stopping
+        self.snapshot_slots.executor.shutdown(wait=False)  # every push's snapshots are done
 
 
 class RtmpProtocol(asyncio.Protocol):
@@ -279,6 +282,7 @@ class RtmpProtocol(asyncio.Protocol):
             max_segment_bytes=limits.max_segment_bytes,
             queue_segments=limits.upload_queue_segments,
             now_ms=deps.now_ms,
+            snapshot=self._snapshot_plan(channel, push.bucket),
         )
         await pipeline.open()
         self.pipeline = pipeline
@@ -292,6 +296,17 @@ class RtmpProtocol(asyncio.Protocol):
         self._waiting = False
         self._resume()
         self._pump()
+
+    def _snapshot_plan(self, channel: ChannelConfig, bucket: str) -> SnapshotPlan | None:
+        snapshot = channel.snapshot
+        if snapshot is None:
+            return None
+        dest = snapshot.dest_bucket or bucket
+        storage = self.deps.storages.get(dest)
+        if storage is None:  # PutLiveChannel checks; the bucket left the config since
+            self._log("no snapshots: DestBucket %r is not served here", dest)
+            return None
+        return SnapshotPlan(snapshot.interval_s, storage, self.server.snapshot_slots)
 
     def _refuse(self, code: str, description: str) -> None:
         self._log("publish refused: %s", description)

@@ -11,7 +11,8 @@ channel age out too):
 3. indexed segments that ended before the cutoff, are referenced by no playlist and are not
    among the channel's last FragCount (the live window, which numbering continues from) leave
    the index first, then their objects are deleted: the index never names a missing object;
-4. old segment objects the index does not know (a crash between those two steps) go too.
+4. old segment objects the index does not know (a crash between those two steps) go too,
+   and so do old snapshots (`<ms>.jpg`, in whichever bucket is their DestBucket).
 
 A VOD playlist stored while a sweep runs can name a segment the sweep is deleting; sweeps are
 rare and segments old, so the window is small, and the playlist then has a gap, nothing worse.
@@ -39,12 +40,14 @@ LIST_PAGE_KEYS = 1000  # one storage listing request per this many keys
 MAX_PLAYLIST_BYTES = 8 * 1024 * 1024  # a day of 2 s segments is ~1.5 MB of playlist
 DEFAULT_WINDOW = 3  # FragCount's default (seed 10.4), for a channel that was deleted
 SEGMENT_NAME = re.compile(r"[0-9]+\.ts")  # what the pipeline names segments: "<ms>.ts"
+SNAPSHOT_NAME = re.compile(r"[0-9]+\.jpg")  # and snapshots: "<ms>.jpg" (snapshot.py)
 
 
 @dataclass(slots=True)
 class SweepResult:
     segments_deleted: int = 0  # indexed segments removed (index entry and object)
     orphans_deleted: int = 0  # segment objects the index did not know
+    snapshots_deleted: int = 0  # snapshot JPEGs named before the cutoff
     kept_referenced: int = 0  # old enough, but named by a stored playlist
 
 
@@ -153,6 +156,9 @@ async def sweep_channel(
         ):
             await storage.delete(info.key)
             result.orphans_deleted += 1
+        elif SNAPSHOT_NAME.fullmatch(name) and int(name[:-4]) < cutoff_ms:
+            await storage.delete(info.key)  # no playlist names a snapshot
+            result.snapshots_deleted += 1
     return result
 
 
@@ -173,6 +179,7 @@ async def sweep_bucket(
             continue
         total.segments_deleted += done.segments_deleted
         total.orphans_deleted += done.orphans_deleted
+        total.snapshots_deleted += done.snapshots_deleted
         total.kept_referenced += done.kept_referenced
     return total
 

@@ -84,6 +84,8 @@ class PushStats:
     upload_queue_bytes: int = 0
     upload_queue_peak: int = 0
     upload_queue_peak_bytes: int = 0
+    snapshots: int = 0  # JPEGs stored (channel Snapshot config)
+    snapshots_skipped: int = 0  # due but not taken: encoders busy, undecodable, or not stored
     _video: _Track = field(default_factory=_Track, repr=False)
     _audio: _Track = field(default_factory=_Track, repr=False)
     _keyframe_intervals_ms: deque[int] = field(
@@ -159,6 +161,8 @@ class PushStats:
                 "upload_queue_bytes": self.upload_queue_bytes,
                 "upload_queue_peak": self.upload_queue_peak,
                 "upload_queue_peak_bytes": self.upload_queue_peak_bytes,
+                "snapshots": self.snapshots,
+                "snapshots_skipped": self.snapshots_skipped,
             },
         }
 

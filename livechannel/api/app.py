@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from livechannel.api.addressing import parse_target
-from livechannel.api.auth import authenticate, authorize
-from livechannel.api.call import Call
+from livechannel.api.auth import authorize
+from livechannel.api.call import Call, identify
 from livechannel.api.context import ApiContext
 from livechannel.api.dispatch import resolve
 from livechannel.api.middleware import errors_middleware, make_common_headers
@@ -26,14 +26,7 @@ CTX_KEY = web.AppKey("livechannel.api.context", ApiContext)
 async def _handle(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX_KEY]
     target = parse_target(request.headers.get("Host", ""), request.raw_path, ctx.urls.domain)
-    identity = authenticate(
-        request.method,
-        request.headers,
-        request.headers.items(),
-        target,
-        ctx.credentials,
-        ctx.now_ms() // 1000,
-    )
+    identity = identify(request, ctx, target)
     acl = Acl.PRIVATE
     if target.bucket is not None:
         if target.bucket not in ctx.storages:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from livechannel.api.addressing import Target
-from livechannel.api.auth import Identity
+from livechannel.api.auth import Identity, authenticate
 from livechannel.api.context import ApiContext
 from livechannel.errors import NoSuchBucket
 from livechannel.storage.base import ObjectStorage
@@ -37,3 +37,15 @@ class Call:
 
     def now_ms(self) -> int:
         return self.ctx.now_ms()
+
+
+def identify(request: web.Request, ctx: ApiContext, target: Target) -> Identity:
+    """Who sends `request` (its signature checked against ctx's keys and clock)."""
+    return authenticate(
+        request.method,
+        request.headers,
+        request.headers.items(),
+        target,
+        ctx.credentials,
+        ctx.now_ms() // 1000,
+    )

@@ -61,6 +61,13 @@ def _urls(call: Call, channel: Channel) -> list[xml.XmlNode]:
 async def put_live_channel(call: Call) -> web.StreamResponse:
     check_channel_name(call.target.key)
     config = parse_channel_config(await read_limited(call.request, call.ctx.max_xml_body_bytes))
+    dest = config.snapshot.dest_bucket if config.snapshot else ""
+    if dest and dest not in call.ctx.storages:  # snapshots could never be stored
+        raise InvalidArgument(
+            "Snapshot DestBucket is not a bucket of this service",
+            ArgumentName="DestBucket",
+            ArgumentValue=dest,
+        )
     # Raises ChannelStillLive while a client pushes (seed 10.3: only the status may change then).
     channel = await call.ctx.store.put_channel(call.bucket, call.target.key, config, call.now_ms())
     return xml_response(("CreateLiveChannelResult", _urls(call, channel)))

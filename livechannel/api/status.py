@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from livechannel.api.addressing import Target, bucket_from_host, parse_query
-from livechannel.api.auth import authenticate
+from livechannel.api.call import identify
 from livechannel.api.context import ApiContext
 from livechannel.errors import AccessDenied
 from livechannel.store.base import MetadataStore, Push
@@ -110,14 +110,7 @@ def authorize_status(request: web.Request, ctx: ApiContext) -> None:
     """Loopback callers pass; others need a valid signature (bad ones get its OSS error)."""
     raw_query = request.raw_path.partition("?")[2].split("#", 1)[0]
     target = Target(STATUS_BUCKET, STATUS_KEY, parse_query(raw_query))
-    identity = authenticate(
-        request.method,
-        request.headers,
-        request.headers.items(),
-        target,
-        ctx.credentials,
-        ctx.now_ms() // 1000,
-    )
+    identity = identify(request, ctx, target)
     if identity.anonymous and not is_loopback(request.remote):
         raise AccessDenied(f"{STATUS_PATH} needs a signed request or a loopback address")
 

@@ -25,6 +25,7 @@ from livechannel.hls.window import LiveWindow
 from livechannel.media.demux import Demuxer, UnsupportedAudio, UnsupportedVideo
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.timestamps import Unwrapper
+from livechannel.snapshot import SnapshotPlan, Snapshotter
 from livechannel.stats import PushStats
 from livechannel.storage.base import ObjectStorage, content_type_for
 from livechannel.store.base import MetadataStore, Push, Segment
@@ -55,6 +56,7 @@ class PushPipeline:
         max_segment_bytes: int,
         queue_segments: int,
         now_ms: Callable[[], int],
+        snapshot: SnapshotPlan | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -68,6 +70,7 @@ class PushPipeline:
         self.queue_segments = queue_segments
         self.now_ms = now_ms
         self.stats = PushStats()
+        self.snapshotter = Snapshotter(snapshot, push.channel, self.stats) if snapshot else None
         self._demuxer = Demuxer()
         self._video_clock = Unwrapper()
         self._audio_clock = Unwrapper()
@@ -114,7 +117,7 @@ class PushPipeline:
             if event.__class__ is VideoFrame:  # nearly every message: the short way
                 self.stats.on_video_frame(now, event.dts_ms, len(event.data), event.keyframe)
                 if event.keyframe:
-                    self._check_keyframe_interval()
+                    self._on_keyframe(event, now)
                 for ready in self._segmenter.push_video(event, now):
                     self._enqueue(ready)
             elif isinstance(event, UnsupportedVideo):
@@ -162,7 +165,7 @@ class PushPipeline:
         if isinstance(event, VideoFrame):
             self.stats.on_video_frame(now, event.dts_ms, len(event.data), event.keyframe)
             if event.keyframe:
-                self._check_keyframe_interval()
+                self._on_keyframe(event, now)
         elif isinstance(event, AudioFrame):
             self.stats.on_audio_frame(now, len(event.data), event.pts_ms)
         elif isinstance(event, VideoConfig):
@@ -171,6 +174,11 @@ class PushPipeline:
             self.stats.audio = event
         for ready in self._segmenter.push(event, now):  # type: ignore[arg-type]
             self._enqueue(ready)
+
+    def _on_keyframe(self, frame: VideoFrame, now: int) -> None:
+        if self.snapshotter is not None:
+            self.snapshotter.on_keyframe(frame, now)
+        self._check_keyframe_interval()
 
     def _check_keyframe_interval(self) -> None:
         interval_ms = self.stats.keyframe_interval_ms()
@@ -214,6 +222,8 @@ class PushPipeline:
         self._queue_changed.set()
         if self._uploader is not None:
             await self._uploader
+        if self.snapshotter is not None:
+            await self.snapshotter.close()
 
     # --- uploads (one task per push, strictly in order) -----------------------------------
 

@@ -101,14 +101,23 @@ async def test_frag_both_or_neither_and_required_target(
 async def test_snapshot_interval_is_validated(
     service: Service, http: aiohttp.ClientSession
 ) -> None:
-    snap = b"<Snapshot><RoleName>r</RoleName><DestBucket>d</DestBucket><NotifyTopic>t</NotifyTopic>"
-    good = CONFIG.replace(b"</Target>", b"</Target>" + snap + b"<Interval>1</Interval></Snapshot>")
-    bad = CONFIG.replace(b"</Target>", b"</Target>" + snap + b"<Interval>101</Interval></Snapshot>")
-    assert (await put_channel(service, http, bad)).status == 400
-    assert (await put_channel(service, http, good)).status == 200
+    def config(dest: str, interval: int) -> bytes:
+        snap = (
+            f"<Snapshot><RoleName>r</RoleName><DestBucket>{dest}</DestBucket>"
+            f"<NotifyTopic>t</NotifyTopic><Interval>{interval}</Interval></Snapshot>"
+        )
+        return CONFIG.replace(b"</Target>", b"</Target>" + snap.encode())
+
+    r = await put_channel(service, http, config(PUBLIC_READ, 101))
+    assert r.status == 400 and code(r._body or b"") == "InvalidArgument"
+    r = await put_channel(service, http, config("no-such-bucket", 1))  # snapshots would be lost
+    assert r.status == 400 and b"<ArgumentName>DestBucket</ArgumentName>" in (r._body or b"")
+    assert await service.store.get_channel(PRIVATE, "c") is None
+    assert (await put_channel(service, http, config(PUBLIC_READ, 1))).status == 200
     channel = await service.store.get_channel(PRIVATE, "c")
     assert channel is not None and channel.config.snapshot is not None
-    assert (channel.config.snapshot.interval_s, channel.config.snapshot.role_name) == (1, "r")
+    snapshot = channel.config.snapshot
+    assert (snapshot.interval_s, snapshot.role_name, snapshot.dest_bucket) == (1, "r", PUBLIC_READ)
 
 
 # --- addressing ---------------------------------------------------------------------------------

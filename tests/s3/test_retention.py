@@ -1,6 +1,7 @@
 """Issue 5, retention, on both storage backends: segments older than the cutoff go (index
 entry first, then the object) unless a stored playlist names them or they are the live
-window; unindexed old segment objects go too; discontinuity numbering never goes back."""
+window; unindexed old segment objects and old snapshots go too; discontinuity numbering never
+goes back."""
 
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ async def test_sweep_deletes_only_unreferenced_old_segments(
     # old one in another (deleted) channel's prefix, which ages out too.
     await storage.put(f"cam/{old - 5000}.ts", b"ts!", "")
     await storage.put(f"gone/{old}.ts", b"ts!", "")
+    # Snapshots: old ones go, recent ones stay, also where only snapshots live (a DestBucket).
+    for snap in (f"cam/{old}.jpg", f"cam/{recent}.jpg", f"other/{old}.jpg", f"other/{recent}.jpg"):
+        await storage.put(snap, b"jpg", "")
     discontinuities = await store.discontinuities_before(BUCKET, "cam", 11)
     assert discontinuities == 3
 
@@ -86,8 +90,10 @@ async def test_sweep_deletes_only_unreferenced_old_segments(
     assert [s.seq for s in remaining] == sorted(kept)
     listed = {o.key for o in (await storage.list("", "", 1000)).objects}
     assert listed == {key[i] for i in kept} | {"cam/playlist.m3u8", "cam/vod.m3u8",
-                                               "cam/vod2.m3u8"}  # fmt: skip
+                                               "cam/vod2.m3u8", f"cam/{recent}.jpg",
+                                               f"other/{recent}.jpg"}  # fmt: skip
     assert (done.segments_deleted, done.orphans_deleted, done.kept_referenced) == (6, 2, 3)
+    assert done.snapshots_deleted == 2
     # The live playlist's numbering does not move: deleted discontinuities still count.
     assert await store.discontinuities_before(BUCKET, "cam", 11) == discontinuities
     assert [s.seq for s in await store.last_segments(BUCKET, "cam", 3)] == [9, 10, 11]

@@ -36,9 +36,11 @@ class ServiceThread:
         *,
         acl: Acl = Acl.PRIVATE,
         storage: Mapping[str, Any] | None = None,
+        extra_buckets: tuple[BucketConfig, ...] = (),
         **overrides: Any,
     ) -> None:
-        """`storage`: the bucket's `[buckets.storage]` table (None = local under data_dir)."""
+        """`storage`: the bucket's `[buckets.storage]` table (None = local under data_dir);
+        `extra_buckets` are served beside it."""
         limits = overrides.pop("limits", Limits())
         self.config = replace(
             Config(),
@@ -46,7 +48,7 @@ class ServiceThread:
             rtmp_listen=Listen("127.0.0.1", 0),
             http_listen=Listen("127.0.0.1", 0),
             domain="127.0.0.1",
-            buckets=(BucketConfig(BUCKET, acl, dict(storage or {})),),
+            buckets=(BucketConfig(BUCKET, acl, dict(storage or {})), *extra_buckets),
             access_keys={ACCESS_KEY_ID: ACCESS_KEY_SECRET},
             end_grace_s=overrides.pop("end_grace_s", 3.0),
             demo_channel="",

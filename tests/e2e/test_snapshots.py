@@ -1,0 +1,96 @@
+"""Snapshots end to end: channels created through a URL signed by the real oss2 SDK with a
+Snapshot config (oss2 has no Snapshot field), real ffmpeg publishers, and the JPEGs listed with
+oss2 and decoded by PyAV."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from pathlib import Path
+
+import av
+import oss2
+import requests
+
+from livechannel.config import BucketConfig
+from livechannel.store.base import Acl
+from tests.support import publishers
+from tests.support.service import ServiceThread
+
+SNAPS = "snaps"
+PUSH_S = 9
+GOP_S = 2
+HTTP_TIMEOUT_S = 10
+
+
+def put_channel_with_snapshot(
+    bucket: oss2.Bucket, channel: str, dest: str, interval_s: int
+) -> requests.Response:
+    body = (
+        "<LiveChannelConfiguration><Target><Type>HLS</Type><FragDuration>2</FragDuration>"
+        "<FragCount>3</FragCount></Target><Snapshot><RoleName>role</RoleName>"
+        f"<DestBucket>{dest}</DestBucket><NotifyTopic>topic</NotifyTopic>"
+        f"<Interval>{interval_s}</Interval></Snapshot></LiveChannelConfiguration>"
+    )
+    headers = {"Content-Type": "application/xml"}
+    url = bucket.sign_url("PUT", channel, 300, headers=headers, params={"live": ""})
+    return requests.put(url, data=body.encode(), headers=headers, timeout=HTTP_TIMEOUT_S)
+
+
+def snapshots(bucket: oss2.Bucket, channel: str) -> list[tuple[int, bytes]]:
+    found = []
+    for info in oss2.ObjectIterator(bucket, prefix=f"{channel}/"):
+        if info.key.endswith(".jpg"):
+            ms = int(info.key.rsplit("/", 1)[1].removesuffix(".jpg"))
+            found.append((ms, bucket.get_object(info.key).read()))
+    return sorted(found)
+
+
+def test_snapshots_land_in_the_dest_bucket_one_per_interval_with_a_keyframe(
+    tmp_path: Path,
+) -> None:
+    extra = (BucketConfig(SNAPS, Acl.PRIVATE),)
+    with ServiceThread(tmp_path / "data", extra_buckets=extra).start() as service:
+        live = service.bucket()
+        assert put_channel_with_snapshot(live, "nosuch", "not-a-bucket", 1).status_code == 400
+        # Interval 1 < GOP: a snapshot per keyframe, into another bucket.
+        assert put_channel_with_snapshot(live, "every", SNAPS, 1).status_code == 200
+        # Interval 4 > GOP, DestBucket empty: every other keyframe, into the channel's bucket.
+        assert put_channel_with_snapshot(live, "sparse", "", 4).status_code == 200
+        pubs = [
+            publishers.start(
+                publishers.ffmpeg_live(
+                    service.signed_publish_url(name), duration_s=PUSH_S, gop_s=GOP_S
+                )
+            )
+            for name in ("every", "sparse")
+        ]
+        try:
+            for pub in pubs:
+                pub.wait(timeout=PUSH_S + 20)
+                assert pub.returncode == 0, publishers.stop(pub)
+        finally:
+            for pub in pubs:
+                publishers.stop(pub)
+        service.wait_idle("every")
+        service.wait_idle("sparse")
+
+        every = snapshots(service.bucket(SNAPS), "every")
+        sparse = snapshots(live, "sparse")
+        assert snapshots(live, "every") == []  # nothing in the channel's own bucket
+        # Keyframes at 0, 2, 4, 6, 8 s of media time (ffmpeg -re: arrival follows).
+        assert len(every) == PUSH_S // GOP_S + 1, [ms for ms, _ in every]
+        assert len(sparse) == 3, [ms for ms, _ in sparse]  # windows [0,4) [4,8) [8,12)
+        gaps_ms = [b - a for (a, _), (b, _) in itertools.pairwise(every)]
+        assert all(1_000 < gap < 3_000 for gap in gaps_ms), gaps_ms
+        for _, jpeg in every + sparse:
+            picture = next(av.open(io.BytesIO(jpeg)).decode(video=0))
+            assert (picture.width, picture.height) == (640, 360)
+        # FragDuration = GOP: every keyframe starts a segment, and a snapshot is named like
+        # the segment it starts (the keyframe's arrival), so the two sort side by side.
+        segments = {
+            int(o.key.rsplit("/", 1)[1].removesuffix(".ts"))
+            for o in oss2.ObjectIterator(live, prefix="every/")
+            if o.key.endswith(".ts")
+        }
+        assert {ms for ms, _ in every} <= segments, ([ms for ms, _ in every], sorted(segments))
