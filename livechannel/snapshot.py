@@ -34,6 +34,9 @@ from livechannel.storage.base import ObjectStorage
 
 log = logging.getLogger("livechannel.snapshot")
 
+# The largest picture we decode: H.264's own ceiling (level 6.2: 139,264 macroblocks, ~8K).
+# A publisher's SPS claiming more would cost hundreds of MB per snapshot; no snapshot then.
+MAX_SNAPSHOT_PIXELS = 139_264 * 16 * 16
 JPEG_QSCALE = 4  # libavcodec's mjpeg quantiser, 2 (best) .. 31; ffmpeg's -q:v 2-5 is "good"
 
 
@@ -56,25 +59,26 @@ class SnapshotSchedule:
         return True
 
 
-def encode_jpeg(annexb: bytes) -> bytes | None:
+def encode_jpeg(annexb: bytes, max_pixels: int = MAX_SNAPSHOT_PIXELS) -> bytes | None:
     """A keyframe (H.264 Annex B with its SPS/PPS, as `VideoFrame` carries it) as a JPEG, or
-    None if it does not decode. Blocking: call it in a thread."""
+    None if it does not decode or is larger than `max_pixels`. Blocking: call it in a thread."""
     decoder = av.CodecContext.create("h264", "r")
     decoder.thread_count = 1  # one picture: threads would only add start-up cost
+    decoder.options = {"max_pixels": str(max_pixels)}  # refused before any picture is allocated
     try:
         pictures = [*decoder.decode(av.Packet(annexb)), *decoder.decode(None)]
+        if not pictures:
+            return None
+        picture = pictures[0]
+        encoder = av.CodecContext.create("mjpeg", "w")
+        encoder.width, encoder.height = picture.width, picture.height
+        encoder.pix_fmt = "yuvj420p"  # JPEG's full-range YUV
+        encoder.time_base = fractions.Fraction(1, 1)
+        encoder.qmin = encoder.qmax = JPEG_QSCALE  # a constant quality, not a bitrate guess
+        full_range = picture.reformat(format="yuvj420p")
+        return b"".join(bytes(p) for p in [*encoder.encode(full_range), *encoder.encode()])
     except av.FFmpegError:
         return None
-    if not pictures:
-        return None
-    picture = pictures[0]
-    encoder = av.CodecContext.create("mjpeg", "w")
-    encoder.width, encoder.height = picture.width, picture.height
-    encoder.pix_fmt = "yuvj420p"  # JPEG's full-range YUV
-    encoder.time_base = fractions.Fraction(1, 1)
-    encoder.qmin = encoder.qmax = JPEG_QSCALE  # a constant quality, not a bitrate guess
-    full_range = picture.reformat(format="yuvj420p")
-    return b"".join(bytes(packet) for packet in [*encoder.encode(full_range), *encoder.encode()])
 
 
 class JobSlots:
@@ -131,6 +135,9 @@ class Snapshotter:
         except StorageError as e:  # the next one comes an Interval later; no retry queue
             self.stats.snapshots_skipped += 1
             log.warning("snapshot %s not stored: %s", key, e)
+        except Exception:  # a preview must never take the push down with it
+            self.stats.snapshots_skipped += 1
+            log.exception("snapshot %s failed", key)
         finally:
             self.slots.free += 1
 

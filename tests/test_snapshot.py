@@ -71,6 +71,11 @@ def test_what_does_not_decode_gives_none(data: bytes) -> None:
     assert encode_jpeg(data) is None
 
 
+def test_a_picture_over_the_pixel_limit_is_not_decoded(keyframe: bytes) -> None:
+    assert encode_jpeg(keyframe, max_pixels=WIDTH * HEIGHT) is not None
+    assert encode_jpeg(keyframe, max_pixels=WIDTH * HEIGHT - 1) is None
+
+
 class BrokenStorage(MemoryStorage):
     async def put(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
         raise StorageError("disk on fire")
