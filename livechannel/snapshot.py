@@ -14,7 +14,7 @@ their own, never on the event loop. A process runs at most `Limits.max_snapshot_
 a snapshot due while that many run is skipped and counted (`snapshots_skipped` in the push's
 figures): snapshots are a preview, the live path must not wait for them.
 
-RoleName and NotifyTopic are kept and returned as given; there is no MNS here to notify.
+RoleName and NotifyTopic are stored as given; there is no MNS here to notify.
 """
 
 from __future__ import annotations
