@@ -77,8 +77,9 @@ class Limits:
     # this late (event loop and metadata store together): the worker is overloaded, its pushes
     # are swept as stale at 5 s, and a newcomer would push every stream on it further behind.
     max_heartbeat_lag_s: float = 1.0
-    # Snapshots (seed 10.4) decoded and encoded at once in this process, ~20 ms of a core each
-    # at 720p: two keep a 2-core box's ingest ahead; a snapshot due beyond this is skipped.
+    # Snapshots (seed 10.4) decoded and encoded at once in this process, ~5 ms of a core each
+    # at 720p (~370/s for two): enough for Interval 1 on a box's channels while leaving the
+    # ingest its cores; a snapshot due beyond this is skipped (and counted), never queued.
     max_snapshot_jobs: int = 2
     # Concurrent HTTP requests in flight; beyond this we answer 503 at once instead of queueing.
     max_http_requests: int = 1024
