@@ -10,9 +10,10 @@ where ms is the keyframe's arrival time, the clock segment names use, so a snaps
 to the segment it came from and ListObjects with prefix `<channel>/` and a marker pages them.
 
 Cost: decoding the keyframe and encoding the JPEG (~5 ms of CPU at 720p, a 57 KiB JPEG:
-bench/snapshot_bench.py) run in threads of their own, never on the event loop. A process runs at most `Limits.max_snapshot_jobs` at once;
-a snapshot due while that many run is skipped and counted (`snapshots_skipped` in the push's
-figures): snapshots are a preview, the live path must not wait for them.
+bench/snapshot_bench.py) run in threads of their own, never on the event loop. A process runs
+at most `Limits.max_snapshot_jobs` at once; a snapshot due while that many run is skipped and
+counted (`snapshots_skipped` in the push's figures): snapshots are a preview, the live path
+must not wait for them.
 
 RoleName and NotifyTopic are stored as given; there is no MNS here to notify.
 """
