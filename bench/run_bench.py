@@ -217,12 +217,12 @@ def main() -> None:
         "nginx": lambda workers: lambda d: NginxServer(d, FRAG_DURATION_S, FRAG_COUNT, workers),
     }
     paced: list[TrialResult] = []
-    by_server: dict[tuple[str, int], TrialResult] = {}
+    on_time: dict[str, dict[int, bool]] = {name: {} for name in servers}  # by server, by N
     for n in (int(x) for x in args.ns.split(",")):
         for name in servers:
             trial = run_trial(makers[name](1), n, args, flv)
             paced.append(trial)
-            by_server[name, n] = trial
+            on_time[name][n] = trial.on_time
             print(json.dumps(trial.summary()), file=sys.stderr)
     unpaced = []
     if not args.no_unpaced:
@@ -235,10 +235,9 @@ def main() -> None:
         return time.time() - t0 + args.duration + args.ramp + TRIAL_OVERHEAD_S < args.budget_s
 
     capacities: dict[str, dict[int, tuple[int, int | None]]] = {}
-    for name in servers if not args.no_capacity else []:
+    for name in [] if args.no_capacity else servers:
         # Start where the paced runs left off, then look for two workers around 1.7 times one.
-        known1 = {n: t.on_time for (server, n), t in by_server.items() if server == name}
-        ok1, bad1, _ = capacity(makers[name](1), args, flv, known1, 200, 0, budget_ok)
+        ok1, bad1, _ = capacity(makers[name](1), args, flv, on_time[name], 200, 0, budget_ok)
         start2 = round_up(-(-ok1 * 17 // 10), CAPACITY_STEP)  # 1.7 times, rounded up
         ok2, bad2, _ = capacity(makers[name](2), args, flv, {}, start2, ok1, budget_ok)
         capacities[name] = {1: (ok1, bad1), 2: (ok2, bad2)}
