@@ -1,6 +1,6 @@
-"""Snapshots end to end: channels created through a URL signed by the real oss2 SDK with a
-Snapshot config (oss2 has no Snapshot field), real ffmpeg publishers, and the JPEGs listed with
-oss2 and decoded by PyAV."""
+"""Snapshots end to end, on local storage and on S3 (moto): channels created through a URL
+signed by the real oss2 SDK with a Snapshot config (oss2 has no Snapshot field), real ffmpeg
+publishers, and the JPEGs listed with oss2 and decoded by PyAV."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from pathlib import Path
 
 import av
 import oss2
+import pytest
 import requests
 
 from livechannel.config import BucketConfig
 from livechannel.store.base import Acl
 from tests.support import publishers
+from tests.support.moto import MotoServer
 from tests.support.service import ServiceThread
 
 SNAPS = "snaps"
@@ -46,11 +48,19 @@ def snapshots(bucket: oss2.Bucket, channel: str) -> list[tuple[int, bytes]]:
     return sorted(found)
 
 
+@pytest.mark.parametrize("backend", ["local", "s3"])
 def test_snapshots_land_in_the_dest_bucket_one_per_interval_with_a_keyframe(
-    tmp_path: Path,
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    extra = (BucketConfig(SNAPS, Acl.PRIVATE),)
-    with ServiceThread(tmp_path / "data", extra_buckets=extra).start() as service:
+    storage: dict[str, object] = {}
+    snaps_storage: dict[str, object] = {}
+    if backend == "s3":  # both buckets on S3 (moto), each in an S3 bucket of its own
+        moto: MotoServer = request.getfixturevalue("moto")
+        storage, snaps_storage = (moto.storage_table(moto.new_bucket()) for _ in range(2))
+    extra = (BucketConfig(SNAPS, Acl.PRIVATE, snaps_storage),)
+    with ServiceThread(
+        tmp_path / "data", storage=storage or None, extra_buckets=extra
+    ).start() as service:
         live = service.bucket()
         assert put_channel_with_snapshot(live, "nosuch", "not-a-bucket", 1).status_code == 400
         # Interval 1 < GOP: a snapshot per keyframe, into another bucket.
