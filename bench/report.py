@@ -18,6 +18,7 @@ MIN_UNPACED_MB_PER_CORE = 50.0
 MAX_P99_LATENCY_MS = 50.0
 MAX_RSS_PER_PUBLISHER_MIB = 3.0
 CHECK_N = 200
+OURS = "livechannel --workers 1"  # the rows the targets are checked on
 CAPACITY_STEP = 25  # the capacity search tries publisher counts that are multiples of this
 CAPACITY_LABELS = {
     "ours": "livechannel (`serve --workers N`)",
@@ -78,7 +79,7 @@ def capacity_lines(capacities: dict[str, dict[int, tuple[int, int | None]]]) -> 
 
 
 def _checks(paced: list[TrialResult], unpaced: list[TrialResult]) -> list[str]:
-    ours = {t.n: t for t in paced if t.server.startswith("livechannel")}
+    ours = {t.n: t for t in paced if t.server == OURS}
     nginx = {t.n: t for t in paced if t.server.startswith("nginx")}
     out = []
     if CHECK_N in ours and CHECK_N in nginx:
@@ -100,7 +101,7 @@ def _checks(paced: list[TrialResult], unpaced: list[TrialResult]) -> list[str]:
             f"{MAX_RSS_PER_PUBLISHER_MIB} MiB: {_verdict(rss <= MAX_RSS_PER_PUBLISHER_MIB)}).",
         ]
     for t in unpaced:
-        if t.server.startswith("livechannel"):
+        if t.server == OURS:
             rate = t.mb_per_cpu_s
             out.append(
                 f"- One unpaced publisher: {rate:.0f} MB/s per core (target >= "

@@ -197,7 +197,10 @@ def main() -> None:
     p.add_argument("--ns", default="1,50,100,200,400", help="real-time publisher counts")
     p.add_argument("--duration", type=float, default=30.0, help="seconds each publisher sends")
     p.add_argument("--ramp", type=float, default=5.0, help="seconds over which publishers start")
-    p.add_argument("--servers", default="ours,nginx")
+    p.add_argument(
+        "--servers", default="ours,nginx", help="of ours, nginx, snap (ours with snapshots)"
+    )
+    p.add_argument("--snapshot-interval", type=int, default=1, help="seconds, for `snap`")
     p.add_argument("--no-unpaced", action="store_true")
     p.add_argument("--no-capacity", action="store_true")
     p.add_argument("--budget-s", type=float, default=1500.0, help="capacity search stops here")
@@ -215,6 +218,7 @@ def main() -> None:
     makers: dict[str, Callable[[int], Callable[[Path], Server]]] = {
         "ours": lambda workers: lambda d: OursServer(d, workers),
         "nginx": lambda workers: lambda d: NginxServer(d, FRAG_DURATION_S, FRAG_COUNT, workers),
+        "snap": lambda workers: lambda d: OursServer(d, workers, args.snapshot_interval),
     }
     paced: list[TrialResult] = []
     on_time: dict[str, dict[int, bool]] = {name: {} for name in servers}  # by server, by N

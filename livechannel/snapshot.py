@@ -21,8 +21,11 @@ RoleName and NotifyTopic are stored as given; there is no MNS here to notify.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import logging
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -38,6 +41,7 @@ log = logging.getLogger("livechannel.snapshot")
 # The largest picture we decode: H.264's own ceiling (level 6.2: 139,264 macroblocks, ~8K).
 # A publisher's SPS claiming more would cost hundreds of MB per snapshot; no snapshot then.
 MAX_SNAPSHOT_PIXELS = 139_264 * 16 * 16
+SNAPSHOT_THREAD_NICE = 10  # nice(1)'s default step: runs when ingest threads do not need a core
 JPEG_QSCALE = 4  # libavcodec's mjpeg quantiser, 2 (best) .. 31; ffmpeg's -q:v 2-5 is "good"
 
 
@@ -82,13 +86,22 @@ def encode_jpeg(annexb: bytes, max_pixels: int = MAX_SNAPSHOT_PIXELS) -> bytes |
         return None
 
 
+def _lower_priority() -> None:
+    """Snapshot threads yield the CPU to ingest: on a busy box the live path stays on time
+    and snapshots get what is left (then more of them are skipped, as they may be)."""
+    with contextlib.suppress(OSError):  # Linux sets a thread's nice by its id; else a no-op
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SNAPSHOT_THREAD_NICE)
+
+
 class JobSlots:
     """How many snapshots this process encodes at once (shared by every push), and their
     threads: their own, so a burst of snapshots never delays a segment's storage put."""
 
     def __init__(self, size: int) -> None:
         self.free = size
-        self.executor = ThreadPoolExecutor(max_workers=max(size, 1), thread_name_prefix="snap")
+        self.executor = ThreadPoolExecutor(
+            max_workers=max(size, 1), thread_name_prefix="snap", initializer=_lower_priority
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import fractions
 import io
+import os
+import sys
 
 import av
 import numpy as np
@@ -13,7 +15,14 @@ import pytest
 
 from livechannel.errors import StorageError
 from livechannel.media.frames import VideoFrame
-from livechannel.snapshot import JobSlots, SnapshotPlan, SnapshotSchedule, Snapshotter, encode_jpeg
+from livechannel.snapshot import (
+    SNAPSHOT_THREAD_NICE,
+    JobSlots,
+    SnapshotPlan,
+    SnapshotSchedule,
+    Snapshotter,
+    encode_jpeg,
+)
 from livechannel.stats import PushStats
 from livechannel.storage.memory import MemoryStorage
 
@@ -107,3 +116,13 @@ async def test_close_waits_for_a_snapshot_in_progress(keyframe: bytes) -> None:
     shooter.on_keyframe(VideoFrame(0, 0, True, keyframe), 7)
     await asyncio.wait_for(shooter.close(), 10)
     assert stats.snapshots == 1 and (await storage.head("cam/7.jpg")).size > 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is a Linux feature")
+def test_snapshot_threads_run_below_ingest_priority() -> None:
+    slots = JobSlots(1)
+    try:
+        nice = slots.executor.submit(os.getpriority, os.PRIO_PROCESS, 0).result(timeout=10)
+    finally:
+        slots.executor.shutdown()
+    assert nice >= SNAPSHOT_THREAD_NICE > os.getpriority(os.PRIO_PROCESS, 0)
