@@ -55,6 +55,7 @@ class TrialResult:
     max_loadgen_lag_ms: float = 0.0
     bytes_sent: int = 0
     send_s: float = 0.0  # longest publish, Publish.Start to unpublish
+    snapshots: int = 0  # JPEGs stored (server `snap`: ours with a Snapshot on every channel)
 
     @property
     def mb_per_s(self) -> float:
@@ -103,6 +104,7 @@ class TrialResult:
             "unmatched": self.unmatched,
             "on_time": self.on_time,
             "late_publishers": self.late_publishers,
+            "snapshots": self.snapshots,
             "loadgen_cpu_s": round(self.loadgen_cpu_s, 2),
             "loadgen_max_lag_ms": round(self.max_loadgen_lag_ms, 1),
             "errors": self.errors[:3],

@@ -115,6 +115,18 @@ def _unpaced_line(t: TrialResult) -> str:
     return f"- {t.server}: {t.mb_per_s:.0f} MB/s, {t.mb_per_cpu_s:.0f} MB/s per core{errors}"
 
 
+def _snapshot_lines(paced: list[TrialResult], gop_s: float) -> list[str]:
+    """For the rows with snapshots on: how many were stored against one per keyframe."""
+    rows = [t for t in paced if "snapshots" in t.server]
+    if not rows or not gop_s:
+        return []
+    out = ["", "Snapshots stored (with Interval <= GOP, one is due per keyframe):", ""]
+    for t in rows:
+        due = t.n * t.send_s / gop_s
+        out.append(f"- {t.n} publishers, {t.server}: {t.snapshots} of ~{due:.0f} due")
+    return out
+
+
 def markdown(
     machine: dict[str, str],
     flv: FlvInput,
@@ -140,6 +152,7 @@ def markdown(
         "| playlist latency p50 / p99 ms | on time | loadgen CPU % of all cores |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
         *(_row(t) for t in paced),
+        *_snapshot_lines(paced, gop),
         "",
         "Unpaced (one publisher sending as fast as the server reads):",
         "",

@@ -124,6 +124,7 @@ def run_trial(
         result.bytes_sent = report["bytes_sent"]
         result.send_s = max((p["end"] - p["start"] for p in report["publishers"]), default=0)
         written = {c: sum(1 for f in server.segment_dir(c).glob("*.ts")) for c in names}
+        result.snapshots = sum(1 for c in names for _ in server.segment_dir(c).glob("*.jpg"))
         analyse_publishers(result, report["publishers"], watcher.channels, written,
                            FRAG_DURATION_S * 1000)  # fmt: skip
         return result
