@@ -77,10 +77,11 @@ class Limits:
     # this late (event loop and metadata store together): the worker is overloaded, its pushes
     # are swept as stale at 5 s, and a newcomer would push every stream on it further behind.
     max_heartbeat_lag_s: float = 1.0
-    # Snapshots (seed 10.4) decoded and encoded at once in this process, ~5 ms of a core each
-    # at 720p (~370/s for two): enough for Interval 1 on a box's channels while leaving the
-    # ingest its cores; a snapshot due beyond this is skipped (and counted), never queued.
-    max_snapshot_jobs: int = 2
+    # Snapshots (seed 10.4) in flight in this process, being encoded (~5 ms of a core each at
+    # 720p) or waiting for a snapshot thread. Each holds its keyframe (~100-300 KB at 2-4
+    # Mbit/s): 16 absorb the bursts of many channels' keyframes arriving together; a snapshot
+    # due beyond this is skipped and counted, so a box short of CPU sheds snapshots, not ingest.
+    max_snapshot_jobs: int = 16
     # Concurrent HTTP requests in flight; beyond this we answer 503 at once instead of queueing.
     max_http_requests: int = 1024
     # LiveChannel XML bodies are < 1 KiB; anything this big is not a client of ours.

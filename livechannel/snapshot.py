@@ -10,10 +10,10 @@ where ms is the keyframe's arrival time, the clock segment names use, so a snaps
 to the segment it came from and ListObjects with prefix `<channel>/` and a marker pages them.
 
 Cost: decoding the keyframe and encoding the JPEG (~5 ms of CPU at 720p, a 57 KiB JPEG:
-bench/snapshot_bench.py) run in threads of their own, never on the event loop. A process runs
-at most `Limits.max_snapshot_jobs` at once; a snapshot due while that many run is skipped and
-counted (`snapshots_skipped` in the push's figures): snapshots are a preview, the live path
-must not wait for them.
+bench/snapshot_bench.py) run in two threads of their own at a lower priority, never on the
+event loop. A process has at most `Limits.max_snapshot_jobs` in flight; a snapshot due beyond
+that is skipped and counted (`snapshots_skipped` in the push's figures): snapshots are a
+preview, the live path must not wait for them, and on a box short of CPU they are what gives.
 
 RoleName and NotifyTopic are stored as given; there is no MNS here to notify.
 """
@@ -41,6 +41,7 @@ log = logging.getLogger("livechannel.snapshot")
 # The largest picture we decode: H.264's own ceiling (level 6.2: 139,264 macroblocks, ~8K).
 # A publisher's SPS claiming more would cost hundreds of MB per snapshot; no snapshot then.
 MAX_SNAPSHOT_PIXELS = 139_264 * 16 * 16
+SNAPSHOT_THREADS = 2  # per process: encoding is CPU-bound, more threads than cores only contend
 SNAPSHOT_THREAD_NICE = 10  # nice(1)'s default step: runs when ingest threads do not need a core
 JPEG_QSCALE = 4  # libavcodec's mjpeg quantiser, 2 (best) .. 31; ffmpeg's -q:v 2-5 is "good"
 
@@ -94,13 +95,13 @@ def _lower_priority() -> None:
 
 
 class JobSlots:
-    """How many snapshots this process encodes at once (shared by every push), and their
-    threads: their own, so a burst of snapshots never delays a segment's storage put."""
+    """How many snapshots this process has in flight (shared by every push), and the threads
+    that encode them: their own, so a burst of snapshots never delays a segment's put."""
 
     def __init__(self, size: int) -> None:
         self.free = size
         self.executor = ThreadPoolExecutor(
-            max_workers=max(size, 1), thread_name_prefix="snap", initializer=_lower_priority
+            max_workers=SNAPSHOT_THREADS, thread_name_prefix="snap", initializer=_lower_priority
         )
 
 
