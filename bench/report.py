@@ -140,7 +140,8 @@ def markdown(
         f"Measured {machine['date']} in {elapsed_s / 60:.1f} minutes "
         "(`python bench/run_bench.py --update-docs`).",
         "",
-        f"- Machine: {machine['cpu']}, Linux {machine['kernel']}; load generator on the same box.",
+        f"- Machine: {machine['cpu']}, Linux {machine['kernel']} ({machine['writeback']}); load "
+        "generator on the same box.",
         f"- Versions: Python {machine['python']}; livechannel {machine['livechannel']}; "
         f"{machine['nginx']}.",
         f"- Input: `{flv.path.name}`, {flv.media_bytes_per_s * 8 / 1e6:.2f} Mbit/s H.264/AAC FLV, "
