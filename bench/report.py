@@ -134,11 +134,11 @@ def markdown(
     unpaced: list[TrialResult],
     capacity: list[str],
     elapsed_s: float,
+    command: str = "python bench/run_bench.py --update-docs",
 ) -> str:
     gop = (flv.keyframes_ms[1] - flv.keyframes_ms[0]) / 1000 if len(flv.keyframes_ms) > 1 else 0
     lines = [
-        f"Measured {machine['date']} in {elapsed_s / 60:.1f} minutes "
-        "(`python bench/run_bench.py --update-docs`).",
+        f"Measured {machine['date']} in {elapsed_s / 60:.1f} minutes (`{command}`).",
         "",
         f"- Machine: {machine['cpu']}, Linux {machine['kernel']} ({machine['writeback']}); load "
         "generator on the same box.",

@@ -283,7 +283,10 @@ def run(args: argparse.Namespace) -> None:
         start2 = round_up(-(-ok1 * 17 // 10), CAPACITY_STEP)  # 1.7 times, rounded up
         ok2, bad2, _ = capacity(makers[name](2), args, flv, {}, start2, ok1, budget_ok)
         capacities[name] = {1: (ok1, bad1), 2: (ok2, bad2)}
-    text = markdown(machine(), info, paced, unpaced, capacity_lines(capacities), time.time() - t0)
+    command = " ".join(["python", "bench/run_bench.py", *sys.argv[1:]])
+    text = markdown(
+        machine(), info, paced, unpaced, capacity_lines(capacities), time.time() - t0, command
+    )
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps({
