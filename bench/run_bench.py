@@ -234,7 +234,10 @@ def writeback(background_bytes: int) -> Iterator[None]:
         yield
         return
     saved = {name: (SYSCTL_VM / name).read_text() for name in WRITEBACK_SYSCTLS}
-    (SYSCTL_VM / "dirty_background_bytes").write_text(str(background_bytes))
+    try:
+        (SYSCTL_VM / "dirty_background_bytes").write_text(str(background_bytes))
+    except PermissionError:
+        sys.exit("--dirty-background-bytes writes /proc/sys/vm: run the benchmark as root")
     try:
         yield
     finally:  # the kernel keeps only one of the pair: restore the one that was set
