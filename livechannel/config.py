@@ -79,8 +79,9 @@ class Limits:
     max_heartbeat_lag_s: float = 1.0
     # Snapshots (seed 10.4) in flight in this process, being encoded (~5 ms of a core each at
     # 720p) or waiting for a snapshot thread. Each holds its keyframe (~100-300 KB at 2-4
-    # Mbit/s): 16 absorb the bursts of many channels' keyframes arriving together; a snapshot
-    # due beyond this is skipped and counted, so a box short of CPU sheds snapshots, not ingest.
+    # Mbit/s; at worst max_access_unit_bytes, so 16 x 8 MiB): 16 absorb the bursts of many
+    # channels' keyframes arriving together; a snapshot due beyond this is skipped and
+    # counted, so a box short of CPU sheds snapshots, not ingest.
     max_snapshot_jobs: int = 16
     # Concurrent HTTP requests in flight; beyond this we answer 503 at once instead of queueing.
     max_http_requests: int = 1024
