@@ -180,26 +180,15 @@ class OursServer(Server):
         )
         for name in names:
             if self.snapshot_interval_s:
-                self._create_with_snapshots(bucket, name, frag_duration_s, frag_count)
+                put_channel_with_snapshot(
+                    bucket,
+                    name,
+                    frag_duration_s=frag_duration_s,
+                    frag_count=frag_count,
+                    interval_s=self.snapshot_interval_s,
+                ).raise_for_status()
             else:
                 bucket.create_live_channel(name, oss2.models.LiveChannelInfo(target=target))
-
-    def _create_with_snapshots(
-        self, bucket: Any, name: str, frag_duration_s: int, frag_count: int
-    ) -> None:
-        """oss2 has no Snapshot field: the same PUT ?live, signed by oss2, body by hand."""
-        import requests
-
-        body = (
-            f"<LiveChannelConfiguration><Target><Type>HLS</Type><FragDuration>{frag_duration_s}"
-            f"</FragDuration><FragCount>{frag_count}</FragCount></Target><Snapshot>"
-            f"<Interval>{self.snapshot_interval_s}</Interval></Snapshot>"
-            "</LiveChannelConfiguration>"
-        )
-        headers = {"Content-Type": "application/xml"}
-        url = bucket.sign_url("PUT", name, 300, headers=headers, params={"live": ""})
-        r = requests.put(url, data=body.encode(), headers=headers, timeout=HTTP_TIMEOUT_S)
-        r.raise_for_status()
 
     def url(self, channel: str) -> str:
         return f"rtmp://127.0.0.1:{self.rtmp_port}/live/{channel}"
@@ -209,6 +198,31 @@ class OursServer(Server):
 
     def playlist_name(self) -> str:
         return "playlist.m3u8"
+
+
+def put_channel_with_snapshot(
+    bucket: Any,
+    channel: str,
+    *,
+    frag_duration_s: int,
+    frag_count: int,
+    interval_s: int,
+    dest: str = "",
+) -> Any:
+    """PutLiveChannel with a Snapshot config. oss2 has no Snapshot field, so this is the same
+    PUT ?live signed by oss2 (`bucket`: an oss2.Bucket) with the body written by hand; returns
+    the requests.Response."""
+    import requests
+
+    body = (
+        f"<LiveChannelConfiguration><Target><Type>HLS</Type><FragDuration>{frag_duration_s}"
+        f"</FragDuration><FragCount>{frag_count}</FragCount></Target><Snapshot>"
+        f"<RoleName>role</RoleName><DestBucket>{dest}</DestBucket><NotifyTopic>topic"
+        f"</NotifyTopic><Interval>{interval_s}</Interval></Snapshot></LiveChannelConfiguration>"
+    )
+    headers = {"Content-Type": "application/xml"}
+    url = bucket.sign_url("PUT", channel, 300, headers=headers, params={"live": ""})
+    return requests.put(url, data=body.encode(), headers=headers, timeout=HTTP_TIMEOUT_S)
 
 
 NGINX_CONF = """\

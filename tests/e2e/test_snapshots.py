@@ -11,8 +11,8 @@ from pathlib import Path
 import av
 import oss2
 import pytest
-import requests
 
+from bench.servers import put_channel_with_snapshot
 from livechannel.config import BucketConfig
 from livechannel.store.base import Acl
 from tests.support import publishers
@@ -22,21 +22,13 @@ from tests.support.service import ServiceThread
 SNAPS = "snaps"
 PUSH_S = 9
 GOP_S = 2
-HTTP_TIMEOUT_S = 10
 
 
-def put_channel_with_snapshot(
-    bucket: oss2.Bucket, channel: str, dest: str, interval_s: int
-) -> requests.Response:
-    body = (
-        "<LiveChannelConfiguration><Target><Type>HLS</Type><FragDuration>2</FragDuration>"
-        "<FragCount>3</FragCount></Target><Snapshot><RoleName>role</RoleName>"
-        f"<DestBucket>{dest}</DestBucket><NotifyTopic>topic</NotifyTopic>"
-        f"<Interval>{interval_s}</Interval></Snapshot></LiveChannelConfiguration>"
-    )
-    headers = {"Content-Type": "application/xml"}
-    url = bucket.sign_url("PUT", channel, 300, headers=headers, params={"live": ""})
-    return requests.put(url, data=body.encode(), headers=headers, timeout=HTTP_TIMEOUT_S)
+def put_channel(bucket: oss2.Bucket, channel: str, interval_s: int, dest: str = "") -> int:
+    """PutLiveChannel (FragDuration 2, FragCount 3) with a Snapshot; the HTTP status."""
+    return put_channel_with_snapshot(
+        bucket, channel, frag_duration_s=2, frag_count=3, interval_s=interval_s, dest=dest
+    ).status_code
 
 
 def snapshots(bucket: oss2.Bucket, channel: str) -> list[tuple[int, bytes]]:
@@ -62,11 +54,11 @@ def test_snapshots_land_in_the_dest_bucket_one_per_interval_with_a_keyframe(
         tmp_path / "data", storage=storage or None, extra_buckets=extra
     ).start() as service:
         live = service.bucket()
-        assert put_channel_with_snapshot(live, "nosuch", "not-a-bucket", 1).status_code == 400
+        assert put_channel(live, "nosuch", 1, "not-a-bucket") == 400
         # Interval 1 < GOP: a snapshot per keyframe, into another bucket.
-        assert put_channel_with_snapshot(live, "every", SNAPS, 1).status_code == 200
+        assert put_channel(live, "every", 1, SNAPS) == 200
         # Interval 4 > GOP, DestBucket empty: every other keyframe, into the channel's bucket.
-        assert put_channel_with_snapshot(live, "sparse", "", 4).status_code == 200
+        assert put_channel(live, "sparse", 4) == 200
         pubs = [
             publishers.start(
                 publishers.ffmpeg_live(
