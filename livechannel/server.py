@@ -25,6 +25,7 @@ from livechannel.config import Config
 from livechannel.hls.pipeline import end_playlist
 from livechannel.hls.playlist import target_duration_s
 from livechannel.ingest import IngestDeps, IngestServer
+from livechannel.liveness import STALE_PUSH_MS, dead_workers, worker_id
 from livechannel.redact import http_server_logger
 from livechannel.registry import Registry
 from livechannel.retention import retention_loop
@@ -37,7 +38,6 @@ from livechannel.urls import ServiceUrls
 log = logging.getLogger("livechannel.server")
 
 SHUTDOWN_TIMEOUT_S = 10.0  # flushing open segments takes one storage put each
-STALE_PUSH_MS = 5_000  # a push whose owner has not heartbeaten for 5 s is dead (kill -9)
 STALE_SWEEP_INTERVAL_S = 2.0
 # Connections the kernel may hold before we accept them. asyncio's default (100) overflows in
 # a reconnect storm or a scan; the kernel then drops handshakes silently, and a client that
@@ -64,11 +64,13 @@ async def _sweep_stale(
     store: MetadataStore, worker: str, on_closed: Callable[[Push], Awaitable[None]]
 ) -> None:
     """Close pushes whose owner died (kill -9, power loss) at their last heartbeat, and let
-    their playlists end; never this worker's own. A failed sweep is retried: this loop must
-    outlive store hiccups."""
+    their playlists end; never this worker's own, nor a slow one's (livechannel.liveness).
+    A failed sweep is retried: this loop must outlive store hiccups."""
     while True:
         try:
-            for push in await store.close_stale_pushes(now_ms() - STALE_PUSH_MS, worker):
+            now = now_ms()
+            dead = dead_workers(await store.running_workers(), worker, now)
+            for push in await store.close_stale_pushes(now - STALE_PUSH_MS, dead):
                 log.warning("closed push of %s/%s left by a dead worker", push.bucket, push.channel)
                 await on_closed(push)
         except Exception:
@@ -95,7 +97,7 @@ async def serve(
     ):
         await store.put_channel(config.default_bucket, config.demo_channel, ChannelConfig(), now)
 
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    worker = worker_id()
     registry = Registry(
         store,
         now_ms=now_ms,

@@ -7,7 +7,7 @@ here, never in process memory. Times are integer milliseconds since the Unix epo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -161,10 +161,16 @@ class MetadataStore(Protocol):
         """Ended pushes, most recent first."""
         ...
 
-    async def close_stale_pushes(self, stale_before_ms: int, not_worker: str = "") -> list[Push]:
-        """End running pushes whose heartbeat is older than that (end = last heartbeat),
-        except those of `not_worker`: the sweeping process's own pushes are alive, however
-        late its heartbeats (an overloaded worker must not disconnect its own publishers)."""
+    async def running_workers(self) -> dict[str, int]:
+        """Every worker with running pushes -> the latest heartbeat among them."""
+        ...
+
+    async def close_stale_pushes(
+        self, stale_before_ms: int, workers: Collection[str]
+    ) -> list[Push]:
+        """End the running pushes of `workers` whose heartbeat is older than that (end = last
+        heartbeat). The caller names the workers it judged dead (livechannel.liveness): a
+        slow worker's pushes are alive, however late their heartbeats."""
         ...
 
     async def close_worker_pushes(self, worker: str) -> list[Push]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from livechannel.errors import (
     ChannelStillLive,
@@ -189,9 +189,18 @@ class MemoryStore:
         ended.sort(key=lambda p: (p.start_ms, p.push_id), reverse=True)
         return ended[: max(limit, 0)]
 
-    async def close_stale_pushes(self, stale_before_ms: int, not_worker: str = "") -> list[Push]:
+    async def running_workers(self) -> dict[str, int]:
+        latest: dict[str, int] = {}
+        for push_id in self._live.values():
+            push = self._pushes[push_id]
+            latest[push.worker] = max(latest.get(push.worker, push.heartbeat_ms), push.heartbeat_ms)
+        return latest
+
+    async def close_stale_pushes(
+        self, stale_before_ms: int, workers: Collection[str]
+    ) -> list[Push]:
         live = [self._pushes[i] for i in sorted(self._live.values())]
-        stale = [p for p in live if p.heartbeat_ms < stale_before_ms and p.worker != not_worker]
+        stale = [p for p in live if p.heartbeat_ms < stale_before_ms and p.worker in workers]
         return [self._end(p, p.heartbeat_ms) for p in stale]
 
     async def close_worker_pushes(self, worker: str) -> list[Push]:

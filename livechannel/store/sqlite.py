@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -331,9 +331,24 @@ class SqliteStore:
 
         return await self._run(op)
 
-    async def close_stale_pushes(self, stale_before_ms: int, not_worker: str = "") -> list[Push]:
+    async def running_workers(self) -> dict[str, int]:
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT worker, max(heartbeat_ms) FROM pushes WHERE end_ms IS NULL GROUP BY worker"
+            ).fetchall()
+            return {worker: heartbeat_ms for worker, heartbeat_ms in rows}
+
+        return await self._run(op)
+
+    async def close_stale_pushes(
+        self, stale_before_ms: int, workers: Collection[str]
+    ) -> list[Push]:
+        names = sorted(workers)
+        if not names:
+            return []
+        marks = ", ".join("?" * len(names))
         return await self._close_running(
-            "heartbeat_ms < ? AND worker != ?", stale_before_ms, not_worker
+            f"heartbeat_ms < ? AND worker IN ({marks})", stale_before_ms, *names
         )
 
     async def close_worker_pushes(self, worker: str) -> list[Push]:

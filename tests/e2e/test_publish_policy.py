@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
+from livechannel import liveness
 from livechannel import server as server_module
 from livechannel.config import Limits
 from tests.e2e.conftest import create_channel
@@ -145,7 +146,7 @@ def test_a_late_worker_keeps_its_own_publishers(tmp_path: Path) -> None:
     """A worker whose heartbeats come later than the stale-push limit (here its metadata
     store stalls them) is alive: its own sweeper must not end its pushes and disconnect its
     publishers, as it did when an overloaded worker swept itself."""
-    stall_s = server_module.STALE_PUSH_MS / 1000 + 2 * server_module.STALE_SWEEP_INTERVAL_S
+    stall_s = liveness.STALE_PUSH_MS / 1000 + 2 * server_module.STALE_SWEEP_INTERVAL_S
     with ServiceThread(tmp_path / "data").start() as svc:
         create_channel(svc.bucket(), "late", frag_duration=1, frag_count=3)
         url = svc.signed_publish_url("late")

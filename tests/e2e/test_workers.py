@@ -27,7 +27,10 @@ from pathlib import Path
 import oss2
 import pytest
 
+from livechannel.liveness import STALE_PUSH_MS
+from livechannel.registry import HEARTBEAT_INTERVAL_S
 from livechannel.rtmp.client import ClientConnection, PublishStarted, StatusReceived
+from livechannel.server import STALE_SWEEP_INTERVAL_S
 from tests.e2e.conftest import create_channel
 from tests.support.publishers import ffmpeg_live, start, stop
 
@@ -38,6 +41,9 @@ START_TIMEOUT_S = 20.0
 STEER_ATTEMPTS = 64  # fresh connections tried to land on one worker (1/2 each: 2**-64 to fail)
 KICK_BOUND_S = 2.0  # issue 3: disable kicks within 1 s; 2 s leaves room for a loaded machine
 IO_TIMEOUT_S = 10.0
+# Longer than the stale-push limit plus two sweeps: a sweep by the other worker would have
+# ended the paused worker's push.
+PAUSE_S = STALE_PUSH_MS / 1000 + 2 * STALE_SWEEP_INTERVAL_S + 1
 TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"  # /proc/net/tcp states
 
 
@@ -255,6 +261,37 @@ def test_disable_through_the_other_worker_kicks_the_publisher(service: Service) 
             assert not started and statuses[0].description == "channel disabled"
     finally:
         stop(ffmpeg)
+
+
+def test_a_paused_worker_keeps_its_publishers(service: Service) -> None:
+    """A worker whose heartbeats stop while its process lives (here SIGSTOP; in the benchmark
+    an overloaded box) is slow, not dead: the other worker must not end its pushes. It did,
+    and every publisher of the slow worker was disconnected when it caught up."""
+    create_channel(service.bucket(), "paused")
+    ffmpeg = start(ffmpeg_live(service.publish_url("paused"), duration_s=60, size="320x180",
+                               fps=15, bframes=0))  # fmt: skip
+    try:
+        holder = wait_until(lambda: service.live_push_worker("paused"), 15, "ffmpeg's push")
+        os.kill(holder, signal.SIGSTOP)
+        try:
+            time.sleep(PAUSE_S)
+            # the other worker has swept a few times meanwhile; the push is still running
+            assert service.live_push_worker("paused") == holder
+        finally:
+            os.kill(holder, signal.SIGCONT)
+        bucket = service.bucket()
+        stat = wait_until(
+            lambda: (s := bucket.get_live_channel_stat("paused")).video is not None and s,
+            10,
+            "live figures after the pause",
+        )
+        assert stat.status == "Live"
+        time.sleep(2 * HEARTBEAT_INTERVAL_S)  # the resumed worker's own checks have run
+        assert ffmpeg.poll() is None, "the paused worker's publisher was disconnected"
+        assert service.live_push_worker("paused") == holder
+    finally:
+        _, err = stop(ffmpeg)
+    assert "heartbeat was late" not in err
 
 
 def alive(pid: int) -> bool:

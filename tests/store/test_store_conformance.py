@@ -293,20 +293,24 @@ async def test_close_stale_pushes(store: MetadataStore) -> None:
     d = await store.start_push(B, "d", "1.2.3.4:4", "w2", 100)
     await store.heartbeat(a.push_id, 400, "{}")
     await store.heartbeat(b.push_id, 500, "{}")  # exactly at the threshold: not stale
-    await store.heartbeat(c.push_id, 900, "{}")
+    await store.heartbeat(c.push_id, 300, "{}")
     await store.end_push(d.push_id, 150)  # already ended: untouched
-    closed = await store.close_stale_pushes(500)
+    assert await store.running_workers() == {"w1": 500, "w2": 300}
+    closed = await store.close_stale_pushes(500, ["w1"])  # c is stale too, but w2 is spared
     assert [(p.push_id, p.end_ms) for p in closed] == [(a.push_id, 400)]
     assert await store.live_push(B, "a") is None
     assert await store.live_push(B, "b") is not None
+    assert await store.live_push(B, "c") is not None
     assert [p.end_ms for p in await store.history(B, "d", 10)] == [150]
-    assert await store.close_stale_pushes(500) == []
+    assert await store.close_stale_pushes(500, ["w1"]) == []
+    assert await store.close_stale_pushes(10_000, []) == []
     # the channel is free again
     await store.start_push(B, "a", "1.2.3.4:9", "w3", 1000)
-    # A worker never sweeps its own pushes, however late their heartbeats: they are alive.
-    swept = await store.close_stale_pushes(10_000, not_worker="w1")
+    assert await store.running_workers() == {"w1": 500, "w2": 300, "w3": 1000}
+    swept = await store.close_stale_pushes(10_000, ["w2", "w3", "nobody"])
     assert [p.channel for p in swept] == ["c", "a"]  # w2's and w3's; b (w1) stays running
     assert await store.live_push(B, "b") is not None
+    assert await store.running_workers() == {"w1": 500}
 
 
 async def test_close_worker_pushes(store: MetadataStore) -> None:

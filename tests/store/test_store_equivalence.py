@@ -20,13 +20,14 @@ statuses = st.sampled_from(list(ChannelStatus))
 small = st.integers(min_value=0, max_value=12)
 push_ids = st.integers(min_value=1, max_value=4)  # ids are dense: few pushes per example
 ages_s = st.integers(min_value=0, max_value=3)
+worker_sets = st.sets(st.sampled_from(["w1", "w2"]))
 
 # Push lifecycle ops come twice: the interesting states need several of them in a row.
 push_ops = st.one_of(
     st.tuples(st.just("start_push"), names, st.sampled_from(["w1", "w2"])),
     st.tuples(st.just("heartbeat"), push_ids),
     st.tuples(st.just("end_push"), push_ids),
-    st.tuples(st.just("close_stale"), ages_s),
+    st.tuples(st.just("close_stale"), ages_s, worker_sets),
 )
 operations = st.one_of(
     push_ops,
@@ -37,8 +38,9 @@ operations = st.one_of(
     st.tuples(st.just("start_push"), names, st.sampled_from(["w1", "w2"])),
     st.tuples(st.just("heartbeat"), push_ids),
     st.tuples(st.just("end_push"), push_ids),
-    st.tuples(st.just("close_stale"), ages_s),
+    st.tuples(st.just("close_stale"), ages_s, worker_sets),
     st.tuples(st.just("close_worker"), st.sampled_from(["w1", "w2"])),
+    st.tuples(st.just("running_workers")),
     st.tuples(st.just("history"), names, small),
     st.tuples(
         st.just("list"), st.sampled_from(["", "a", "b"]), st.sampled_from(["", "a", "z"]), small
@@ -68,7 +70,9 @@ async def _apply(store: MetadataStore, op: tuple[Any, ...], now_ms: int) -> obje
             case "end_push":
                 return await store.end_push(args[0], now_ms)
             case "close_stale":
-                return await store.close_stale_pushes(now_ms - 1000 * args[0])
+                return await store.close_stale_pushes(now_ms - 1000 * args[0], args[1])
+            case "running_workers":
+                return await store.running_workers()
             case "close_worker":
                 return await store.close_worker_pushes(args[0])
             case "history":
