@@ -19,7 +19,12 @@ from livechannel.storage.base import ObjectStorage
 from livechannel.storage.local import LocalStorage
 
 BUCKETS_DIR = "buckets"
-LOCAL_KEYS = frozenset({"type", "root", "fsync", "public_base_url", "retention_hours"})
+LOCAL_KEYS = frozenset(
+    {"type", "root", "fsync", "drop_cache_after_s", "public_base_url", "retention_hours"}
+)
+# Seconds after its put that a segment leaves the page cache (storage/page_cache.py): past a
+# default live window (15 s) and the kernel's 30 s writeback delay, so its pages are clean.
+DEFAULT_DROP_CACHE_AFTER_S = 40.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +72,17 @@ def make_storage(
         fsync = table.get("fsync", False)
         if not isinstance(fsync, bool):
             raise ConfigError(f"{_what(bucket)}.fsync: expected true or false")
-        return LocalStorage(str(root), fsync=fsync)
+        drop_after_s = table.get("drop_cache_after_s", DEFAULT_DROP_CACHE_AFTER_S)
+        if (
+            isinstance(drop_after_s, bool)
+            or not isinstance(drop_after_s, int | float)
+            or not math.isfinite(drop_after_s)
+            or drop_after_s < 0
+        ):
+            raise ConfigError(
+                f"{_what(bucket)}.drop_cache_after_s: expected seconds (0 keeps segments cached)"
+            )
+        return LocalStorage(str(root), fsync=fsync, drop_cache_after_s=float(drop_after_s))
     if kind == "s3":
         # Imported here: the S3 library loads a native extension a local-only setup never needs.
         from livechannel.storage.s3 import S3Storage
