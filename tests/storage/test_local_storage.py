@@ -6,6 +6,7 @@ import asyncio
 import errno
 import gc
 import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -294,3 +295,74 @@ def test_fsync_is_a_bucket_storage_option(tmp_path: Path) -> None:
     assert made({"fsync": True}).fsync is True
     with pytest.raises(ConfigError, match="fsync: expected true or false"):
         made({"fsync": "yes"})
+
+
+def cached_bytes(path: Path) -> int:
+    """Bytes of `path` in the page cache (fincore(1), util-linux: mincore(2) on a mapping)."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return int(out)
+
+
+def written_back(path: Path) -> None:
+    """What the kernel's flusher does by the real delay (40 s): only clean pages can go."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+async def test_media_objects_leave_the_page_cache_after_their_delay(tmp_path: Path) -> None:
+    fs_type = subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True,
+                             text=True, check=True).stdout.strip()  # fmt: skip
+    if fs_type == "tmpfs":
+        pytest.skip("tmpfs keeps every page in memory: nothing can leave its cache")
+    delay_s = 0.2
+    storage = LocalStorage(str(tmp_path), drop_cache_after_s=delay_s)
+    body = os.urandom(1 << 20)
+    await storage.put("c/1.ts", [body[:4096], body[4096:]], "video/MP2T")
+    await storage.put("c/playlist.m3u8", b"#EXTM3U\n" * 1000, "")
+    await storage.put("c/2.ts", body, "video/MP2T")  # before 1.ts is due: nothing dropped
+    for name in ("1.ts", "playlist.m3u8", "2.ts"):
+        written_back(tmp_path / "c" / name)
+    assert cached_bytes(tmp_path / "c" / "1.ts") == len(body)
+    await asyncio.sleep(delay_s)
+    await storage.put("c/3.ts", body, "video/MP2T")  # 1.ts and 2.ts are due now
+    assert cached_bytes(tmp_path / "c" / "1.ts") == 0
+    assert cached_bytes(tmp_path / "c" / "2.ts") == 0
+    assert cached_bytes(tmp_path / "c" / "playlist.m3u8") > 0  # playlists stay cached
+    assert cached_bytes(tmp_path / "c" / "3.ts") == len(body)  # not due yet
+    _, chunks = await storage.get("c/1.ts")  # a later read still reads it, from the disk
+    assert b"".join([c async for c in chunks]) == body
+    await storage.delete("c/2.ts")
+    written_back(tmp_path / "c" / "3.ts")
+    await asyncio.sleep(delay_s)
+    await storage.put("c/4.ts", b"x", "video/MP2T")  # 2.ts is gone, 3.ts is dropped: no error
+    assert cached_bytes(tmp_path / "c" / "3.ts") == 0
+
+
+async def test_without_a_delay_objects_stay_cached(tmp_path: Path) -> None:
+    storage = LocalStorage(str(tmp_path))
+    body = os.urandom(1 << 20)
+    for i in range(3):
+        await storage.put(f"c/{i}.ts", body, "video/MP2T")
+    assert cached_bytes(tmp_path / "c" / "0.ts") == len(body)
+
+
+def test_drop_cache_after_s_is_a_bucket_storage_option(tmp_path: Path) -> None:
+    from livechannel.config import BucketConfig, ConfigError
+    from livechannel.storage.factory import DEFAULT_DROP_CACHE_AFTER_S, make_storage
+
+    def made(table: dict[str, object]) -> LocalStorage:
+        storage = make_storage(BucketConfig("live", storage=table), tmp_path)
+        assert isinstance(storage, LocalStorage)
+        return storage
+
+    default = made({})._drops
+    assert default is not None and default.after_s == DEFAULT_DROP_CACHE_AFTER_S
+    assert made({"drop_cache_after_s": 0})._drops is None
+    assert made({"drop_cache_after_s": 120})._drops.after_s == 120  # type: ignore[union-attr]
+    for bad in (-1, "40", True, float("inf")):
+        with pytest.raises(ConfigError, match="drop_cache_after_s: expected seconds"):
+            made({"drop_cache_after_s": bad})
