@@ -135,6 +135,7 @@ def markdown(
     capacity: list[str],
     elapsed_s: float,
     command: str = "python bench/run_bench.py --update-docs",
+    trials: str = "",
 ) -> str:
     gop = (flv.keyframes_ms[1] - flv.keyframes_ms[0]) / 1000 if len(flv.keyframes_ms) > 1 else 0
     lines = [
@@ -147,6 +148,7 @@ def markdown(
         f"- Input: `{flv.path.name}`, {flv.media_bytes_per_s * 8 / 1e6:.2f} Mbit/s H.264/AAC FLV, "
         f"{flv.period_ms / 1000:.0f} s looped, keyframe every {gop:.0f} s; FragDuration 5, "
         "FragCount 3 (nginx: `hls_fragment 5s`, `hls_playlist_length 15s`).",
+        *([trials] if trials else []),
         "",
         "| publishers | server | CPU-s per stream-min | CPU % of all cores | peak RSS MiB "
         "| RSS per publisher MiB | segments written/expected | largest gap s "

@@ -24,8 +24,9 @@ def test_a_short_run_measures_both_servers(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     cmd = [
         sys.executable, "bench/run_bench.py", "--ns", "3", "--duration", "7", "--ramp", "1",
-        "--no-unpaced", "--no-capacity", "--json", str(out), "--servers", ",".join(servers),
-        "--input", str(tmp_path / "input.flv"), "--workdir", str(tmp_path),
+        "--warmup-s", "0", "--no-unpaced", "--no-capacity", "--json", str(out),
+        "--servers", ",".join(servers), "--input", str(tmp_path / "input.flv"),
+        "--workdir", str(tmp_path),
     ]  # fmt: skip
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
     assert r.returncode == 0, r.stderr[-2000:]
