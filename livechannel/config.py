@@ -61,6 +61,10 @@ class Limits:
     idle_timeout_s: float = 30.0
     # Segments waiting for storage per publish before we stop reading that publisher's socket.
     upload_queue_segments: int = 8
+    # Segments waiting for storage across all publishers of one worker, in bytes: ~30 s of a
+    # storage stall at 400 publishers of 2.6 Mbit/s. Past it, publishers holding queued
+    # segments are paused too (hls/upload_budget.py), so a stall cannot take the box's memory.
+    max_upload_queue_bytes: int = 512 * 1024 * 1024
     # A segment over this is cut early (a 50 Mbit/s stream makes ~31 MB per 5 s).
     max_segment_bytes: int = 64 * 1024 * 1024
     # The floor of the forced cut when keyframes never come (seed 10.4: max(2·FD, 60 s));

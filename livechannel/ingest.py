@@ -19,6 +19,7 @@ from livechannel.admission import REJECTED, Refusal, admit
 from livechannel.config import Config
 from livechannel.gate import ConnectionGate
 from livechannel.hls.pipeline import PublishRefused, PushPipeline, end_playlist
+from livechannel.hls.upload_budget import UploadBudget
 from livechannel.registry import Registry
 from livechannel.rtmp.connection import ConnectionState, ServerConnection
 from livechannel.rtmp.errors import RtmpError
@@ -80,6 +81,7 @@ class IngestServer:
         self.gate = ConnectionGate(limits.max_connections, limits.max_connections_per_ip)
         self.rtmp_limits = rtmp_limits(deps.config)
         self.snapshot_slots = JobSlots(limits.max_snapshot_jobs)
+        self.upload_budget = UploadBudget(limits.max_upload_queue_bytes)
         self._ids = itertools.count(1)
 
     def protocol(self) -> RtmpProtocol:
@@ -281,6 +283,7 @@ class RtmpProtocol(asyncio.Protocol):
             max_segment_s=limits.forced_cut_s(channel.frag_duration_s),
             max_segment_bytes=limits.max_segment_bytes,
             queue_segments=limits.upload_queue_segments,
+            upload_budget=self.server.upload_budget,
             now_ms=deps.now_ms,
             snapshot=self._snapshot_plan(channel, push.bucket),
         )

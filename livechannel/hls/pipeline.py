@@ -21,6 +21,7 @@ from collections.abc import Callable
 from livechannel.errors import StorageError
 from livechannel.hls.playlist import render, target_duration_s
 from livechannel.hls.segmenter import Segmenter, SegmentReady
+from livechannel.hls.upload_budget import UploadBudget
 from livechannel.hls.window import LiveWindow
 from livechannel.media.demux import Demuxer, UnsupportedAudio, UnsupportedVideo
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
@@ -55,6 +56,7 @@ class PushPipeline:
         max_segment_s: int,
         max_segment_bytes: int,
         queue_segments: int,
+        upload_budget: UploadBudget,
         now_ms: Callable[[], int],
         snapshot: SnapshotPlan | None = None,
     ) -> None:
@@ -68,6 +70,7 @@ class PushPipeline:
         self._gop_warned = False
         self.target_s = target_duration_s(frag_duration_s, max_segment_s * 1000)
         self.queue_segments = queue_segments
+        self.upload_budget = upload_budget
         self.now_ms = now_ms
         self.stats = PushStats()
         self.snapshotter = Snapshotter(snapshot, push.channel, self.stats) if snapshot else None
@@ -200,17 +203,28 @@ class PushPipeline:
     def _enqueue(self, ready: SegmentReady) -> None:
         self._queue.append(ready)
         self._queue_bytes += ready.size
+        self.upload_budget.take(ready.size)
         self.stats.on_upload_queue(len(self._queue), self._queue_bytes)
         self._queue_changed.set()
 
     @property
     def backlog_full(self) -> bool:
-        return len(self._queue) >= self.queue_segments
+        """This push's queue is full, or the process's budget is spent and we hold part of
+        it (a push with nothing queued may always queue one segment: none starves)."""
+        queued = len(self._queue)
+        return queued >= self.queue_segments or (queued > 0 and self.upload_budget.spent)
 
     async def wait_for_room(self) -> None:
         while self.backlog_full and self._uploader is not None and not self._uploader.done():
             self._queue_changed.clear()
-            await self._queue_changed.wait()
+            waits = {asyncio.ensure_future(self._queue_changed.wait())}
+            if self.upload_budget.spent:
+                waits.add(asyncio.ensure_future(self.upload_budget.wait_for_room()))
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
 
     # --- end of push ------------------------------------------------------------------------
 
@@ -239,6 +253,7 @@ class PushPipeline:
             await self._store_segment(ready)
             self._queue.popleft()
             self._queue_bytes -= ready.size
+            self.upload_budget.give_back(ready.size)
             del ready  # not held while waiting for the next one: a whole segment per push
             self.stats.on_upload_queue(len(self._queue), self._queue_bytes)
             self._queue_changed.set()

@@ -199,3 +199,58 @@ def test_real_full_and_read_only_filesystem(
                 _remount(bucket_dir, "rw")
             svc.stop()
     assert "(ENOSPC)" in logs.text and "(EROFS)" in logs.text
+
+
+def test_a_stall_of_every_push_is_bounded_by_the_process_budget(
+    tmp_path: Path, short_flv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Limits.max_upload_queue_bytes: when storage stalls for every push at once, the queued
+    bytes of all pushes together stay within the budget plus one segment per push. Here the
+    per-push bound (8) would let each push queue all 5 of its cut segments; the budget (half a
+    second of media) pauses each push after its first."""
+    tags = flv_tags(short_flv)
+    media_ms = tags[-1][1] - tags[0][1]
+    budget = short_flv.stat().st_size * 1000 // media_ms // 2
+    limits = Limits(upload_queue_segments=8, max_upload_queue_bytes=budget)
+    made: list[FaultyStorage] = []
+    real_make = server_module.make_storage
+
+    def make(*args: Any, **kwargs: Any) -> FaultyStorage:
+        made.append(FaultyStorage(real_make(*args, **kwargs)))
+        return made[-1]
+
+    monkeypatch.setattr(server_module, "make_storage", make)
+    channels = ("stall-a", "stall-b")
+    with ServiceThread(tmp_path / "data", limits=limits).start() as svc:
+        for channel in channels:
+            create_channel(svc.bucket(), channel, frag_duration=1, frag_count=3)
+        (storage,) = made
+        storage.errno_ = errno.ENOSPC
+        with contextlib.ExitStack() as stack:
+            sessions = [stack.enter_context(session_for(svc, c, sndbuf=SNDBUF_BYTES))
+                        for c in channels]  # fmt: skip
+            senders = []
+            for s in sessions:
+                assert s.publish().code == "NetStream.Publish.Start"
+                senders.append(threading.Thread(target=s.send, args=(tags,), daemon=True))
+                senders[-1].start()
+            for channel in channels:
+                _wait(lambda c=channel: "No space" in _health(svc, c).get("storage_error", ""),
+                      10.0, f"no storage error in {channel}'s health")  # fmt: skip
+            time.sleep(0.5)  # what was already read is segmented; then reading stops
+            conns = [c for c in _rtmp_connections() if c.channel in channels]
+            read_at_fault = [c.conn.bytes_received for c in conns]
+            time.sleep(FAULT_HOLD_S)
+            assert [c.conn.bytes_received for c in conns] == read_at_fault  # both paused
+            health = [_health(svc, c) for c in channels]
+            assert [h["upload_queue_peak"] for h in health] == [1, 1], health
+            storage.errno_ = None
+            for s, sender in zip(sessions, senders, strict=True):
+                sender.join(30)
+                assert not sender.is_alive() and not s.closed_by_server
+                s.client.unpublish()
+                s.send([])
+        for channel in channels:
+            svc.wait_idle(channel, timeout_s=30)
+            segments = svc.call(svc.store.segments_between(BUCKET, channel, 0, 2**62))
+            assert sum(seg.duration_ms for seg in segments) >= media_ms - 100  # nothing lost
