@@ -234,29 +234,42 @@ class PushPipeline:
             self._enqueue(ready)
         self._closing = True
         self._queue_changed.set()
-        if self._uploader is not None:
-            await self._uploader
+        try:
+            if self._uploader is not None:
+                await self._uploader
+        finally:
+            self._drop_queue()  # what a failed upload task left (or the flush queued after)
         if self.snapshotter is not None:
             await self.snapshotter.close()
 
     # --- uploads (one task per push, strictly in order) -----------------------------------
 
     async def _upload_loop(self) -> None:
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._queue_changed.clear()
-                await self._queue_changed.wait()
-                continue
-            ready = self._queue[0]
-            await self._store_segment(ready)
-            self._queue.popleft()
-            self._queue_bytes -= ready.size
-            self.upload_budget.give_back(ready.size)
-            del ready  # not held while waiting for the next one: a whole segment per push
-            self.stats.on_upload_queue(len(self._queue), self._queue_bytes)
-            self._queue_changed.set()
+        try:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        return
+                    self._queue_changed.clear()
+                    await self._queue_changed.wait()
+                    continue
+                ready = self._queue[0]
+                await self._store_segment(ready)
+                self._queue.popleft()
+                self._queue_bytes -= ready.size
+                self.upload_budget.give_back(ready.size)
+                del ready  # not held while waiting for the next one: a whole segment per push
+                self.stats.on_upload_queue(len(self._queue), self._queue_bytes)
+                self._queue_changed.set()
+        finally:
+            self._drop_queue()  # empty unless the task failed or was cancelled
+
+    def _drop_queue(self) -> None:
+        """Forget segments that will never be stored, and give their bytes back to the
+        process's budget: a failed push must not shrink it for every other push."""
+        self._queue.clear()
+        self.upload_budget.give_back(self._queue_bytes)
+        self._queue_bytes = 0
 
     async def _store_segment(self, ready: SegmentReady) -> None:
         assert self._window is not None

@@ -7,6 +7,7 @@ without a gap, every bad connection is closed with a logged reason, and no descr
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import random
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from livechannel.config import Limits
+from livechannel.ingest import IngestServer
 from tests.hls_validator import assert_segments_exist, validate_media_playlist
 from tests.robustness import garbage
 from tests.robustness.conftest import create_channel, session_for, url_parts
@@ -115,5 +117,8 @@ def test_unstorable_channel_name_refuses_the_publisher(tmp_path: Path, short_flv
             refusal = s.error_status()
             assert refusal is not None and "storage refused the stream" in refusal.description
         svc.wait_idle(name)
+        # The segments it had queued gave their bytes back to the worker's upload budget.
+        servers = [o for o in gc.get_objects() if isinstance(o, IngestServer)]
+        assert servers and all(server.upload_budget.queued_bytes == 0 for server in servers)
     finally:
         svc.stop()
