@@ -217,7 +217,7 @@ class PushPipeline:
     async def wait_for_room(self) -> None:
         while self.backlog_full and self._uploader is not None and not self._uploader.done():
             self._queue_changed.clear()
-            waits = {asyncio.ensure_future(self._queue_changed.wait())}
+            waits: set[asyncio.Future[object]] = {asyncio.ensure_future(self._queue_changed.wait())}
             if self.upload_budget.spent:
                 waits.add(asyncio.ensure_future(self.upload_budget.wait_for_room()))
             try:
