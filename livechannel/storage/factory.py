@@ -33,6 +33,11 @@ class BucketPolicy:
     retention_hours: float | None = None  # None = keep segments forever
 
 
+def _finite_number(value: object) -> bool:
+    """A TOML int or float that is not inf/nan (TOML booleans are not numbers here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _what(bucket: BucketConfig) -> str:
     return f"buckets.{bucket.name}.storage"
 
@@ -43,12 +48,7 @@ def bucket_policy(bucket: BucketConfig) -> BucketPolicy:
     if not isinstance(base, str) or (base and not base.startswith(("http://", "https://"))):
         raise ConfigError(f"{_what(bucket)}.public_base_url: expected an http(s):// URL")
     hours = table.get("retention_hours")
-    if hours is not None and (
-        isinstance(hours, bool)
-        or not isinstance(hours, int | float)
-        or not math.isfinite(hours)
-        or hours <= 0
-    ):
+    if hours is not None and (not _finite_number(hours) or hours <= 0):
         raise ConfigError(f"{_what(bucket)}.retention_hours: expected a positive number of hours")
     return BucketPolicy(base.rstrip("/"), None if hours is None else float(hours))
 
@@ -73,12 +73,7 @@ def make_storage(
         if not isinstance(fsync, bool):
             raise ConfigError(f"{_what(bucket)}.fsync: expected true or false")
         drop_after_s = table.get("drop_cache_after_s", DEFAULT_DROP_CACHE_AFTER_S)
-        if (
-            isinstance(drop_after_s, bool)
-            or not isinstance(drop_after_s, int | float)
-            or not math.isfinite(drop_after_s)
-            or drop_after_s < 0
-        ):
+        if not _finite_number(drop_after_s) or drop_after_s < 0:
             raise ConfigError(
                 f"{_what(bucket)}.drop_cache_after_s: expected seconds (0 keeps segments cached)"
             )

@@ -62,6 +62,19 @@ class FaultyStorage:
         return result
 
 
+def faulty_storages(monkeypatch: pytest.MonkeyPatch) -> list[FaultyStorage]:
+    """Every storage the service makes from now on, wrapped so that a test can fail its puts."""
+    made: list[FaultyStorage] = []
+    real_make = server_module.make_storage
+
+    def make(*args: Any, **kwargs: Any) -> FaultyStorage:
+        made.append(FaultyStorage(real_make(*args, **kwargs)))
+        return made[-1]
+
+    monkeypatch.setattr(server_module, "make_storage", make)
+    return made
+
+
 def _rtmp_connections() -> list[RtmpProtocol]:
     """The service runs in this process: its live RTMP connections, to watch them read."""
     servers = [o for o in gc.get_objects() if isinstance(o, IngestServer)]
@@ -133,14 +146,7 @@ def test_injected_fault_slows_the_publisher_and_recovers(
     fault: int,
     reason: str,
 ) -> None:
-    made: list[FaultyStorage] = []
-    real_make = server_module.make_storage
-
-    def make(*args: Any, **kwargs: Any) -> FaultyStorage:
-        made.append(FaultyStorage(real_make(*args, **kwargs)))
-        return made[-1]
-
-    monkeypatch.setattr(server_module, "make_storage", make)
+    made = faulty_storages(monkeypatch)
     svc = ServiceThread(tmp_path / "data", limits=LIMITS).start()
     try:
         create_channel(svc.bucket(), "disk", frag_duration=1, frag_count=3)
@@ -212,14 +218,7 @@ def test_a_stall_of_every_push_is_bounded_by_the_process_budget(
     media_ms = tags[-1][1] - tags[0][1]
     budget = short_flv.stat().st_size * 1000 // media_ms // 2
     limits = Limits(upload_queue_segments=8, max_upload_queue_bytes=budget)
-    made: list[FaultyStorage] = []
-    real_make = server_module.make_storage
-
-    def make(*args: Any, **kwargs: Any) -> FaultyStorage:
-        made.append(FaultyStorage(real_make(*args, **kwargs)))
-        return made[-1]
-
-    monkeypatch.setattr(server_module, "make_storage", make)
+    made = faulty_storages(monkeypatch)
     channels = ("stall-a", "stall-b")
     with ServiceThread(tmp_path / "data", limits=limits).start() as svc:
         for channel in channels:
