@@ -59,6 +59,11 @@ def round_up(n: int, step: int) -> int:
     return -(-n // step) * step
 
 
+def window_opens_s(ramp_s: float, warmup_s: float) -> float:
+    """Seconds after the first publisher starts when the CPU window of a paced trial opens."""
+    return max(ramp_s + SETTLE_S, warmup_s)
+
+
 def input_path(args: argparse.Namespace) -> Path:
     path = Path(args.input)
     if not path.exists():
@@ -99,8 +104,10 @@ def run_trial(
         if speed == 0:
             window = (start, start + duration + FLUSH_WAIT_S)
         else:
-            opens = max(ramp + SETTLE_S, args.warmup_s)
-            window = (start + opens, start + duration - WINDOW_END_MARGIN_S)
+            window = (
+                start + window_opens_s(ramp, args.warmup_s),
+                start + duration - WINDOW_END_MARGIN_S,
+            )
         cpu0 = cpu1 = None
         deadline = start + ramp + duration + LOADGEN_TIMEOUT_EXTRA_S
         while time.time() < deadline:
@@ -229,7 +236,7 @@ def main() -> None:
         help="set vm.dirty_background_bytes for this run (root; restored after)",
     )
     args = p.parse_args()
-    if max(args.ramp + SETTLE_S, args.warmup_s) >= args.duration - WINDOW_END_MARGIN_S:
+    if window_opens_s(args.ramp, args.warmup_s) >= args.duration - WINDOW_END_MARGIN_S:
         p.error("--warmup-s (and --ramp) must leave a CPU window before --duration ends")
     with writeback(args.dirty_background_bytes):
         run(args)
@@ -297,14 +304,20 @@ def run(args: argparse.Namespace) -> None:
         ok2, bad2, _ = capacity(makers[name](2), args, flv, {}, start2, ok1, budget_ok)
         capacities[name] = {1: (ok1, bad1), 2: (ok2, bad2)}
     command = " ".join(["python", "bench/run_bench.py", *sys.argv[1:]])
-    opens_s = max(args.ramp + SETTLE_S, args.warmup_s)
+    opens_s = window_opens_s(args.ramp, args.warmup_s)
     trials = (
         f"- Trials: each publisher sends for {args.duration:.0f} s (all started within "
         f"{args.ramp:.0f} s); server CPU is counted from {opens_s:.0f} s to "
         f"{args.duration - WINDOW_END_MARGIN_S:.0f} s, after the warm-up (`--warmup-s`)."
     )
     text = markdown(
-        machine(), info, paced, unpaced, capacity_lines(capacities), time.time() - t0, command,
+        machine(),
+        info,
+        paced,
+        unpaced,
+        capacity_lines(capacities),
+        time.time() - t0,
+        command,
         trials,
     )
     print(text)

@@ -78,8 +78,9 @@ class Limits:
     # Largest video/audio frame (one FLV tag body); one frame is at most one RTMP message.
     max_access_unit_bytes: int = 8 * 1024 * 1024
     # A new publish is refused ("server busy") while this worker's heartbeat rounds finish
-    # this late (event loop and metadata store together): the worker is overloaded, its pushes
-    # are swept as stale at 5 s, and a newcomer would push every stream on it further behind.
+    # this late (event loop and metadata store together): the worker is overloaded (at 5 s of
+    # silence a worker on another host would sweep its pushes; livechannel/liveness.py), and a
+    # newcomer would push every stream on it further behind.
     max_heartbeat_lag_s: float = 1.0
     # Snapshots (seed 10.4) in flight in this process, being encoded (~5 ms of a core each at
     # 720p) or waiting for a snapshot thread. Each holds its keyframe (~100-300 KB at 2-4
