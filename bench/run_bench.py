@@ -41,8 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FRAG_DURATION_S, FRAG_COUNT = 5, 3  # the configuration (hls_fragment 5s, 15 s list)
 SETTLE_S = 2.0  # after the ramp, before the CPU window opens (last publishers connecting)
 # A server's first minute under load is not its steady state: the page cache fills from free
-# memory (on a VM, each new page a host fault) and our segments start leaving it at 40 s
-# (storage/page_cache.py). The CPU window opens this long after the first publisher starts.
+# memory (on a VM, each new page a host fault) and the kernel's first writeback burst comes
+# after ~35 s (docs/performance.md). The CPU window opens this long after the first publisher
+# starts.
 WARMUP_S = 60.0
 WINDOW_END_MARGIN_S = 1.0  # the window closes before the first publisher stops
 FLUSH_WAIT_S = 3.0  # after the load generator exits: last segments and playlists land

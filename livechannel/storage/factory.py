@@ -19,12 +19,7 @@ from livechannel.storage.base import ObjectStorage
 from livechannel.storage.local import LocalStorage
 
 BUCKETS_DIR = "buckets"
-LOCAL_KEYS = frozenset(
-    {"type", "root", "fsync", "drop_cache_after_s", "public_base_url", "retention_hours"}
-)
-# Seconds after its put that a segment leaves the page cache (storage/page_cache.py): past a
-# default live window (15 s) and the kernel's 30 s writeback delay, so its pages are clean.
-DEFAULT_DROP_CACHE_AFTER_S = 40.0
+LOCAL_KEYS = frozenset({"type", "root", "fsync", "direct_io", "public_base_url", "retention_hours"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +64,11 @@ def make_storage(
         if unknown:
             raise ConfigError(f"{_what(bucket)}: unknown keys: {', '.join(sorted(unknown))}")
         root = table.get("root") or data_dir / BUCKETS_DIR / bucket.name
-        fsync = table.get("fsync", False)
-        if not isinstance(fsync, bool):
-            raise ConfigError(f"{_what(bucket)}.fsync: expected true or false")
-        drop_after_s = table.get("drop_cache_after_s", DEFAULT_DROP_CACHE_AFTER_S)
-        if not _finite_number(drop_after_s) or drop_after_s < 0:
-            raise ConfigError(
-                f"{_what(bucket)}.drop_cache_after_s: expected seconds (0 keeps segments cached)"
-            )
-        return LocalStorage(str(root), fsync=fsync, drop_cache_after_s=float(drop_after_s))
+        fsync, direct = table.get("fsync", False), table.get("direct_io", True)
+        for name, value in (("fsync", fsync), ("direct_io", direct)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{_what(bucket)}.{name}: expected true or false")
+        return LocalStorage(str(root), fsync=fsync, direct_io=direct)
     if kind == "s3":
         # Imported here: the S3 library loads a native extension a local-only setup never needs.
         from livechannel.storage.s3 import S3Storage

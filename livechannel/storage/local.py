@@ -39,20 +39,19 @@ import os
 import secrets
 import stat
 import threading
-import time
 from collections.abc import Iterator
 
 from livechannel.errors import InvalidObjectName, NoSuchKey, StorageError
+from livechannel.storage import direct_io
 from livechannel.storage.base import Body, ListResult, ObjectInfo, content_type_for
 from livechannel.storage.keys import key_segments
 from livechannel.storage.listing import ListState, collect
-from livechannel.storage.page_cache import DropQueue, drop_from_page_cache
 
 CHUNK_BYTES = 256 * 1024  # bounds memory per reader while keeping thread hops per MB low
 TEMP_PREFIX = ".livechannel-tmp-"  # temp files of in-flight puts; refused as keys, never listed
 MAX_SEGMENT_BYTES = 255  # NAME_MAX of Linux filesystems: a longer key segment cannot be a file
 MKDIR_RACE_RETRIES = 5  # a concurrent delete may remove the (empty) directory we just made
-PLAYLIST_SUFFIX = ".m3u8"  # rewritten with every segment and read by every player: kept cached
+PLAYLIST_SUFFIX = ".m3u8"  # rewritten with every segment, read by every player: cached
 FILE_MODE = 0o644  # objects are served by this process; let operators read them too
 PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})  # need an operator
 IOV_MAX = os.sysconf("SC_IOV_MAX")  # pieces one writev may take (1024 on Linux)
@@ -87,12 +86,12 @@ def _etag(st: os.stat_result) -> str:
 
 
 class LocalStorage:
-    def __init__(self, root: str, *, fsync: bool = False, drop_cache_after_s: float = 0) -> None:
-        """`drop_cache_after_s` > 0: that long after its put, a media object (not a playlist,
-        which is rewritten and read all the time) leaves the page cache (page_cache.py)."""
+    def __init__(self, root: str, *, fsync: bool = False, direct_io: bool = True) -> None:
+        """`direct_io`: media objects (not playlists, which are rewritten and read all the
+        time) are written past the page cache where the filesystem allows (direct_io.py)."""
         self.root = os.path.realpath(root)
         self.fsync = fsync
-        self._drops = DropQueue(drop_cache_after_s) if drop_cache_after_s > 0 else None
+        self.direct_io = direct_io
         try:
             os.makedirs(self.root, exist_ok=True)
         except OSError as e:
@@ -136,7 +135,10 @@ class LocalStorage:
         fd, temp = self._create_temp(parent)
         try:
             try:
-                _write_all(fd, data if isinstance(data, list) else [data])
+                pieces = data if isinstance(data, list) else [data]
+                direct = self.direct_io and not key.endswith(PLAYLIST_SUFFIX)
+                if not (direct and direct_io.write(fd, pieces)):
+                    _write_all(fd, pieces)
                 os.fchmod(fd, FILE_MODE)
                 if self.fsync:
                     os.fsync(fd)
@@ -151,9 +153,6 @@ class LocalStorage:
             raise
         if self.fsync:
             self._fsync_dir(parent)
-        if self._drops is not None and not key.endswith(PLAYLIST_SUFFIX):
-            for done in self._drops.add_and_take_due(path, time.monotonic()):
-                drop_from_page_cache(done)
         return self._info(key, st)
 
     def _create_temp(self, parent: str) -> tuple[int, str]:

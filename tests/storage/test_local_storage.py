@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
+import itertools
 import os
+import random
 import subprocess
 import threading
 from pathlib import Path
@@ -13,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from livechannel.errors import InvalidObjectName, NoSuchKey, StorageError
+from livechannel.storage import direct_io as direct_io_module
 from livechannel.storage import local as local_module
+from livechannel.storage.direct_io import ALIGN, BUFFER_BYTES
 from livechannel.storage.local import TEMP_PREFIX, LocalStorage
 
 BIG_BYTES = 8 * 1024 * 1024  # large enough that a non-atomic rewrite is caught half-done
@@ -219,7 +223,7 @@ async def test_put_of_pieces_writes_them_in_order_past_iov_max_and_short_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pieces = [bytes([i % 251]) * (i % 7) for i in range(3 * local_module.IOV_MAX + 5)]
-    storage = LocalStorage(str(tmp_path))
+    storage = LocalStorage(str(tmp_path), direct_io=False)  # buffered puts use writev
     info = await storage.put("c/1.ts", pieces, "")
     assert (tmp_path / "c" / "1.ts").read_bytes() == b"".join(pieces)
     assert info.size == sum(map(len, pieces))
@@ -304,65 +308,92 @@ def cached_bytes(path: Path) -> int:
     return int(out)
 
 
-def written_back(path: Path) -> None:
-    """What the kernel's flusher does by the real delay (40 s): only clean pages can go."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def filesystem_type(path: Path) -> str:
+    return subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
 
 
-async def test_media_objects_leave_the_page_cache_after_their_delay(tmp_path: Path) -> None:
-    fs_type = subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True,
-                             text=True, check=True).stdout.strip()  # fmt: skip
-    if fs_type == "tmpfs":
-        pytest.skip("tmpfs keeps every page in memory: nothing can leave its cache")
-    delay_s = 0.2
-    storage = LocalStorage(str(tmp_path), drop_cache_after_s=delay_s)
-    body = os.urandom(1 << 20)
-    await storage.put("c/1.ts", [body[:4096], body[4096:]], "video/MP2T")
-    await storage.put("c/playlist.m3u8", b"#EXTM3U\n" * 1000, "")
-    await storage.put("c/2.ts", body, "video/MP2T")  # before 1.ts is due: nothing dropped
-    for name in ("1.ts", "playlist.m3u8", "2.ts"):
-        written_back(tmp_path / "c" / name)
-    assert cached_bytes(tmp_path / "c" / "1.ts") == len(body)
-    await asyncio.sleep(delay_s)
-    await storage.put("c/3.ts", body, "video/MP2T")  # 1.ts and 2.ts are due now
-    assert cached_bytes(tmp_path / "c" / "1.ts") == 0
-    assert cached_bytes(tmp_path / "c" / "2.ts") == 0
-    assert cached_bytes(tmp_path / "c" / "playlist.m3u8") > 0  # playlists stay cached
-    assert cached_bytes(tmp_path / "c" / "3.ts") == len(body)  # not due yet
-    _, chunks = await storage.get("c/1.ts")  # a later read still reads it, from the disk
-    assert b"".join([c async for c in chunks]) == body
-    await storage.delete("c/2.ts")
-    written_back(tmp_path / "c" / "3.ts")
-    await asyncio.sleep(delay_s)
-    await storage.put("c/4.ts", b"x", "video/MP2T")  # 2.ts is gone, 3.ts is dropped: no error
-    assert cached_bytes(tmp_path / "c" / "3.ts") == 0
+def irregular_pieces(body: bytes, seed: int) -> list[bytes]:
+    """`body` cut at random places, as the muxer's pieces (one per frame) are."""
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(body)), min(len(body) - 1, 40))) if body else []
+    return [body[a:b] for a, b in itertools.pairwise([0, *cuts, len(body)])]
 
 
-async def test_without_a_delay_objects_stay_cached(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, ALIGN - 1, ALIGN, ALIGN + 1, BUFFER_BYTES - 1, BUFFER_BYTES, BUFFER_BYTES + 1,
+     2 * BUFFER_BYTES + 12345],
+)  # fmt: skip
+async def test_direct_puts_keep_every_byte_across_block_and_buffer_edges(
+    tmp_path: Path, size: int
+) -> None:
     storage = LocalStorage(str(tmp_path))
-    body = os.urandom(1 << 20)
-    for i in range(3):
-        await storage.put(f"c/{i}.ts", body, "video/MP2T")
-    assert cached_bytes(tmp_path / "c" / "0.ts") == len(body)
+    body = os.urandom(size)
+    info = await storage.put("c/1.ts", irregular_pieces(body, size), "video/MP2T")
+    assert info.size == size
+    assert (tmp_path / "c" / "1.ts").read_bytes() == body
+    _, chunks = await storage.get("c/1.ts")
+    assert b"".join([c async for c in chunks]) == body
 
 
-def test_drop_cache_after_s_is_a_bucket_storage_option(tmp_path: Path) -> None:
+async def test_media_objects_bypass_the_page_cache_and_playlists_do_not(tmp_path: Path) -> None:
+    if filesystem_type(tmp_path) == "tmpfs":
+        pytest.skip("tmpfs keeps every file in memory: there is no cache to bypass")
+    body = os.urandom(3 * BUFFER_BYTES // 2 + 7)
+    direct, buffered = (
+        LocalStorage(str(tmp_path / "d")),
+        LocalStorage(str(tmp_path / "b"), direct_io=False),
+    )
+    await direct.put("c/1.ts", irregular_pieces(body, 1), "video/MP2T")
+    await direct.put("c/1.jpg", body[:100_000], "image/jpeg")
+    await direct.put("c/playlist.m3u8", b"#EXTM3U\n" * 1000, "")
+    await buffered.put("c/1.ts", body, "video/MP2T")
+    assert cached_bytes(tmp_path / "d" / "c" / "1.ts") == 0
+    assert cached_bytes(tmp_path / "d" / "c" / "1.jpg") == 0
+    assert cached_bytes(tmp_path / "d" / "c" / "playlist.m3u8") > 0  # read by every player
+    assert cached_bytes(tmp_path / "b" / "c" / "1.ts") >= len(body)  # whole pages
+
+
+@pytest.mark.parametrize("refused_at", ["fcntl", "pwrite"])
+async def test_a_filesystem_that_refuses_direct_writes_gets_buffered_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused_at: str
+) -> None:
+    """Some filesystems refuse O_DIRECT when it is set (FUSE, older tmpfs), a device with a
+    larger block than ALIGN at the first write: both EINVAL, both end in a whole object."""
+
+    def refuse(*args: object) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    if refused_at == "fcntl":
+        real_fcntl = direct_io_module.fcntl.fcntl
+
+        def fcntl(fd: int, cmd: int, arg: int = 0) -> int:
+            if cmd == direct_io_module.fcntl.F_SETFL and arg & os.O_DIRECT:
+                refuse()
+            return real_fcntl(fd, cmd, arg)
+
+        monkeypatch.setattr(direct_io_module.fcntl, "fcntl", fcntl)
+    else:
+        monkeypatch.setattr(direct_io_module.os, "pwrite", refuse)
+    storage = LocalStorage(str(tmp_path))
+    body = os.urandom(BUFFER_BYTES + 5)
+    info = await storage.put("c/1.ts", irregular_pieces(body, 2), "video/MP2T")
+    assert info.size == len(body)
+    assert (tmp_path / "c" / "1.ts").read_bytes() == body
+
+
+def test_direct_io_is_a_bucket_storage_option(tmp_path: Path) -> None:
     from livechannel.config import BucketConfig, ConfigError
-    from livechannel.storage.factory import DEFAULT_DROP_CACHE_AFTER_S, make_storage
+    from livechannel.storage.factory import make_storage
 
     def made(table: dict[str, object]) -> LocalStorage:
         storage = make_storage(BucketConfig("live", storage=table), tmp_path)
         assert isinstance(storage, LocalStorage)
         return storage
 
-    default = made({})._drops
-    assert default is not None and default.after_s == DEFAULT_DROP_CACHE_AFTER_S
-    assert made({"drop_cache_after_s": 0})._drops is None
-    assert made({"drop_cache_after_s": 120})._drops.after_s == 120  # type: ignore[union-attr]
-    for bad in (-1, "40", True, float("inf")):
-        with pytest.raises(ConfigError, match="drop_cache_after_s: expected seconds"):
-            made({"drop_cache_after_s": bad})
+    assert made({}).direct_io is True
+    assert made({"direct_io": False}).direct_io is False
+    for bad in (0, "no", None):
+        with pytest.raises(ConfigError, match="direct_io: expected true or false"):
+            made({"direct_io": bad})
