@@ -207,7 +207,9 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
         first = cfg.buckets[0]
         name = raw.get("bucket") or first.name
         acl = _acl(raw["bucket_acl"], "bucket ACL") if raw.get("bucket_acl") else first.acl
-        cfg = replace(cfg, buckets=(BucketConfig(name, acl), *cfg.buckets[1:]))
+        # The bucket's storage table stays: a flag that sets the ACL must not move an S3
+        # bucket to the local disk.
+        cfg = replace(cfg, buckets=(replace(first, name=name, acl=acl), *cfg.buckets[1:]))
     if "access_keys" in raw:
         keys = raw["access_keys"]
         if isinstance(keys, list):  # TOML: [[access_keys]] id = .., secret = ..

@@ -24,7 +24,7 @@ def test_layers_in_order(tmp_path: Path) -> None:
     toml = tmp_path / "c.toml"
     toml.write_text(
         'data_dir = "/srv/a"\nrtmp_listen = "127.0.0.1:1000"\nhttp_listen = "127.0.0.1:2000"\n'
-        '[[buckets]]\nname = "tv"\nacl = "public-read"\n'
+        '[[buckets]]\nname = "tv"\nacl = "public-read"\n[buckets.storage]\ndirect_io = false\n'
         '[[access_keys]]\nid = "K1"\nsecret = "S1"\n[limits]\nidle_timeout_s = 5\n'
     )
     env = {
@@ -38,6 +38,7 @@ def test_layers_in_order(tmp_path: Path) -> None:
     assert cfg.rtmp_listen.port == 1001  # env beats TOML
     assert cfg.http_listen == Listen("::1", 3000)  # flag beats everything
     assert cfg.buckets[0].name == "tv" and cfg.buckets[0].acl == Acl.PRIVATE
+    assert cfg.buckets[0].storage == {"direct_io": False}  # the ACL from env kept the table
     assert dict(cfg.access_keys) == {"K2": "S2"}
     assert cfg.limits.idle_timeout_s == 5
 
