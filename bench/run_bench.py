@@ -221,7 +221,9 @@ def main() -> None:
     )
     p.add_argument("--ramp", type=float, default=5.0, help="seconds over which publishers start")
     p.add_argument(
-        "--servers", default="ours,nginx", help="of ours, nginx, snap (ours with snapshots)"
+        "--servers",
+        default="ours,nginx",
+        help="of ours, nginx, snap (ours with snapshots), buffered (ours, direct_io = false)",
     )
     p.add_argument("--snapshot-interval", type=int, default=1, help="seconds, for `snap`")
     p.add_argument("--no-unpaced", action="store_true")
@@ -278,6 +280,7 @@ def run(args: argparse.Namespace) -> None:
         "ours": lambda workers: lambda d: OursServer(d, workers),
         "nginx": lambda workers: lambda d: NginxServer(d, FRAG_DURATION_S, FRAG_COUNT, workers),
         "snap": lambda workers: lambda d: OursServer(d, workers, args.snapshot_interval),
+        "buffered": lambda workers: lambda d: OursServer(d, workers, direct_io=False),
     }
     paced: list[TrialResult] = []
     on_time: dict[str, dict[int, bool]] = {name: {} for name in servers}  # by server, by N

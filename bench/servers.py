@@ -137,11 +137,29 @@ max_connections_per_ip = 100000
 """
 
 
+# The `buffered` variant: segments through the page cache, as before direct writes.
+BUFFERED_TOML = """
+[[buckets]]
+name = "live"
+[buckets.storage]
+direct_io = false
+"""
+
+
 class OursServer(Server):
-    def __init__(self, workdir: Path, workers: int = 1, snapshot_interval_s: int = 0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        workers: int = 1,
+        snapshot_interval_s: int = 0,
+        direct_io: bool = True,
+    ) -> None:
         self.name = f"livechannel --workers {workers}"
         if snapshot_interval_s:
             self.name += f", snapshots every {snapshot_interval_s} s"
+        if not direct_io:
+            self.name += ", buffered writes"
+        self.direct_io = direct_io
         self.workdir = workdir
         self.workers = workers
         self.snapshot_interval_s = snapshot_interval_s
@@ -153,7 +171,7 @@ class OursServer(Server):
         env = dict(os.environ, LIVECHANNEL_ACCESS_KEY_ID=BENCH_KEY_ID,
                    LIVECHANNEL_ACCESS_KEY_SECRET=BENCH_KEY_SECRET)  # fmt: skip
         config = self.workdir / "bench.toml"
-        config.write_text(BENCH_TOML)
+        config.write_text(BENCH_TOML + ("" if self.direct_io else BUFFERED_TOML))
         cmd = [
             sys.executable, "-m", "livechannel", "serve",
             "--config", str(config),
