@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.chunkplan import load_flv
+from bench.cpu_cap import CpuCap
 from bench.metrics import TrialResult, analyse_publishers
 from bench.report import CAPACITY_STEP, capacity_lines, markdown, update_docs
 from bench.servers import NginxServer, OursServer, Server, cpu_seconds, rss_bytes, version_of
@@ -81,8 +82,12 @@ def run_trial(
     workdir = Path(tempfile.mkdtemp(prefix="lcbench-", dir=args.workdir))
     server = make(workdir)
     result = TrialResult(server.name, n, cores=os.cpu_count() or 1)
+    cap = None
     try:
         server.start()
+        if args.cpu_per_worker:
+            cap = CpuCap(f"lcbench-{os.getpid()}", server.workers * args.cpu_per_worker)
+            cap.add(server.pids())
         names = [f"b{n}c{i}" for i in range(n)]
         if isinstance(server, OursServer):
             server.create_channels(names, FRAG_DURATION_S, FRAG_COUNT)
@@ -149,6 +154,8 @@ def run_trial(
         return result
     finally:
         server.stop()
+        if cap is not None:
+            cap.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -226,6 +233,12 @@ def main() -> None:
         help="of ours, nginx, snap (ours with snapshots), buffered (ours, direct_io = false)",
     )
     p.add_argument("--snapshot-interval", type=int, default=1, help="seconds, for `snap`")
+    p.add_argument(
+        "--cpu-per-worker",
+        type=float,
+        default=0,
+        help="hold each server to this many cores per worker (a cgroup quota; root)",
+    )
     p.add_argument("--no-unpaced", action="store_true")
     p.add_argument("--no-capacity", action="store_true")
     p.add_argument("--budget-s", type=float, default=3300.0, help="capacity search stops here")
@@ -314,6 +327,11 @@ def run(args: argparse.Namespace) -> None:
         f"{args.ramp:.0f} s); server CPU is counted from {opens_s:.0f} s to "
         f"{args.duration - WINDOW_END_MARGIN_S:.0f} s, after the warm-up (`--warmup-s`)."
     )
+    if args.cpu_per_worker:
+        trials += (
+            f" Each server's processes were held to {args.cpu_per_worker:g} cores per worker "
+            "(one cgroup CPU quota per server, `--cpu-per-worker`); the load generator was not."
+        )
     text = markdown(
         machine(),
         info,

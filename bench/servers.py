@@ -98,6 +98,7 @@ def rss_bytes(pids: list[int], field: str = "VmRSS") -> int:
 
 class Server:
     name = ""
+    workers = 1  # processes doing the ingest work (a CPU quota scales with it)
     chunk_size = 0  # what this server announces, so what libavformat would send it
     proc: subprocess.Popen[bytes] | None = None
 

@@ -5,9 +5,14 @@ The figures themselves are the benchmark's business, not the suite's (docs/perfo
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from bench.report import capacity_lines
 from bench.servers import NginxServer
@@ -50,3 +55,36 @@ def test_capacity_lines_give_each_servers_scaling() -> None:
     lines = capacity_lines({"ours": {1: (400, None), 2: (0, None)}})
     assert "N = 1: 400 publishers stayed on time (no larger count was tried)" in lines[0]
     assert "N = 2: not measured (time budget spent)" in lines[1]
+
+
+CAP_CORES = 0.25
+CAP_MEASURE_S = 1.5
+
+
+def test_a_cpu_cap_holds_a_server_to_its_quota() -> None:
+    """`--cpu-per-worker` stands a box in for a smaller one: a busy process (and the child it
+    starts after joining) gets its quota, not a core each."""
+    from bench import cpu_cap
+    from bench.servers import cpu_seconds, process_tree
+
+    if not cpu_cap.available():
+        pytest.skip("a CPU quota needs root and a cgroup cpu controller (the benchmark's option)")
+    busy = "import os, time; os.fork(); t = time.time() + 30\nwhile time.time() < t: pass"
+    proc = subprocess.Popen([sys.executable, "-c", busy])
+    cap = cpu_cap.CpuCap(f"lctest-{proc.pid}", CAP_CORES)
+    try:
+        cap.add([proc.pid])  # the fork may come before or after: both end inside
+        time.sleep(0.3)
+        cap.add(process_tree(proc.pid))
+        pids = process_tree(proc.pid)
+        assert len(pids) == 2
+        before, t0 = cpu_seconds(pids), time.monotonic()
+        time.sleep(CAP_MEASURE_S)
+        used = (cpu_seconds(pids) - before) / (time.monotonic() - t0)
+        assert 0.5 * CAP_CORES < used < 1.5 * CAP_CORES  # two busy processes, one quota
+    finally:
+        for pid in process_tree(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.wait()
+        cap.close()
+    assert not cap.path.exists()

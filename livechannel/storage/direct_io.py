@@ -13,7 +13,7 @@ the event loop's. Measured side by side: docs/performance.md, "Direct writes".
 O_DIRECT needs the buffer address, the file offset and the length aligned to the device's
 logical block size. Pieces are copied into one page-aligned buffer per storage thread and
 written a buffer at a time; the last block is padded with zeros and the file truncated back
-to its size. Where the filesystem refuses O_DIRECT (EINVAL: tmpfs before Linux 6.6, some
+to its size. Where the filesystem refuses O_DIRECT (EINVAL: tmpfs on older kernels, some
 FUSE and network filesystems) the caller writes the buffered way instead.
 """
 
