@@ -3,10 +3,12 @@
 Choices, measured on this project's ext4 dev VM (a 2 MB segment, a 400 B playlist):
 - `put` writes a temp file in the target's directory and `os.replace`s it over the key, so a
   reader sees the old object or the new one, never half of one. What was written survives a
-  process crash (even kill -9): the bytes are in the kernel's page cache. fsync (of the file and its
-  directory) is off by default, as in nginx-rtmp: with it on, every put waits for the disk,
-  and on ext4 an fsync also flushes other files' dirty data, so at 300 publishers puts queued
-  behind each other (bench, docs/performance.md). Without it a power cut may lose the last
+  process crash (even kill -9): segments and snapshots are on the device when their put
+  returns (O_DIRECT, direct_io.py), playlists in the kernel's page cache. fsync (of the file
+  and its directory) is off by default, as in nginx-rtmp: with it on, every put waits for a
+  device cache flush, and on ext4 an fsync also flushes other files' dirty data, so at 300
+  publishers puts queued behind each other (bench, docs/performance.md; measured with
+  buffered writes). Without it a power cut may lose the last
   seconds of segments; ext4's default data=ordered + auto_da_alloc still write a renamed
   file's data before the rename that names it, and the journal keeps renames in order, so a
   playlist never outlives the segments it lists. `fsync = true` in the bucket's storage table
