@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import cpu_cap
 from bench.chunkplan import load_flv
-from bench.cpu_cap import CpuCap
 from bench.metrics import TrialResult, analyse_publishers
 from bench.report import CAPACITY_STEP, capacity_lines, markdown, update_docs
 from bench.servers import NginxServer, OursServer, Server, cpu_seconds, rss_bytes, version_of
@@ -86,7 +86,7 @@ def run_trial(
     try:
         server.start()
         if args.cpu_per_worker:
-            cap = CpuCap(f"lcbench-{os.getpid()}", server.workers * args.cpu_per_worker)
+            cap = cpu_cap.CpuCap(f"lcbench-{os.getpid()}", server.workers * args.cpu_per_worker)
             cap.add(server.pids())
         names = [f"b{n}c{i}" for i in range(n)]
         if isinstance(server, OursServer):
@@ -286,6 +286,8 @@ def run(args: argparse.Namespace) -> None:
     flv = input_path(args)
     info = load_flv(flv)
     servers = args.servers.split(",")
+    if args.cpu_per_worker and not cpu_cap.available():
+        sys.exit("--cpu-per-worker needs root and a cgroup cpu controller (v2, or v1's cpu)")
     if "nginx" in servers and not NginxServer.available():
         print("nginx with libnginx-mod-rtmp not found: comparing nothing", file=sys.stderr)
         servers.remove("nginx")

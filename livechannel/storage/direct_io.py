@@ -84,5 +84,7 @@ def _write_pieces(fd: int, pieces: Sequence[bytes | bytearray | memoryview]) -> 
 def _write_at(fd: int, data: memoryview, offset: int) -> None:
     while data:  # a short write of a direct write ends on a block boundary: go on from there
         n = os.pwrite(fd, data, offset)
+        if n == 0:  # never for a regular file; retrying would spin forever
+            raise OSError(errno.EIO, "the file took no bytes")
         data = data[n:]
         offset += n

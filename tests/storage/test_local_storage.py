@@ -383,6 +383,16 @@ async def test_a_filesystem_that_refuses_direct_writes_gets_buffered_ones(
     assert (tmp_path / "c" / "1.ts").read_bytes() == body
 
 
+async def test_a_direct_write_that_takes_no_bytes_fails_instead_of_spinning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(direct_io_module.os, "pwrite", lambda fd, data, offset: 0)
+    storage = LocalStorage(str(tmp_path))
+    with pytest.raises(StorageError, match="Input/output error"):
+        await storage.put("c/1.ts", b"x" * 5000, "video/MP2T")
+    assert _files(tmp_path) == ["c"]  # the temp file is gone too
+
+
 def test_direct_io_is_a_bucket_storage_option(tmp_path: Path) -> None:
     from livechannel.config import BucketConfig, ConfigError
     from livechannel.storage.factory import make_storage
