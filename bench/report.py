@@ -157,19 +157,22 @@ def markdown(
         *(_row(t) for t in paced),
         *_snapshot_lines(paced, gop),
         "",
-        "Unpaced (one publisher sending as fast as the server reads):",
-        "",
-        *(_unpaced_line(t) for t in unpaced),
-        "",
+        *_section(
+            "Unpaced (one publisher sending as fast as the server reads):",
+            [_unpaced_line(t) for t in unpaced],
+        ),
         "Largest real-time publisher count on time, with N workers:",
         "",
         *(capacity or ["- not measured in this run"]),
         "",
-        "Against the issue's targets:",
-        "",
-        *_checks(paced, unpaced),
+        *_section("Against the issue's targets:", _checks(paced, unpaced)),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _section(title: str, lines: list[str]) -> list[str]:
+    """A titled list, or nothing when the run measured nothing for it."""
+    return [title, "", *lines, ""] if lines else []
 
 
 def update_docs(path: Path, text: str) -> None:
