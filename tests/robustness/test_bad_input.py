@@ -7,7 +7,6 @@ without a gap, every bad connection is closed with a logged reason, and no descr
 
 from __future__ import annotations
 
-import gc
 import itertools
 import os
 import random
@@ -19,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from livechannel.config import Limits
-from livechannel.ingest import IngestServer
 from tests.hls_validator import assert_segments_exist, validate_media_playlist
 from tests.robustness import garbage
 from tests.robustness.conftest import create_channel, session_for, url_parts
@@ -118,12 +116,6 @@ def test_unstorable_channel_name_refuses_the_publisher(tmp_path: Path, short_flv
             assert refusal is not None and "storage refused the stream" in refusal.description
         svc.wait_idle(name)
         # The segments it had queued gave their bytes back to the worker's upload budget.
-        # (This service's server: earlier tests' servers may still wait for the collector.)
-        assert svc.running is not None
-        store = svc.running.store
-        [server] = [
-            o for o in gc.get_objects() if isinstance(o, IngestServer) and o.deps.store is store
-        ]
-        assert server.upload_budget.queued_bytes == 0
+        assert svc.ingest_server().upload_budget.queued_bytes == 0
     finally:
         svc.stop()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gc
 import json
 import os
 import subprocess
@@ -28,7 +27,6 @@ import pytest
 from livechannel import server as server_module
 from livechannel.config import Limits
 from livechannel.errors import StorageError
-from livechannel.ingest import IngestServer, RtmpProtocol
 from livechannel.storage.base import ObjectInfo
 from tests.hls_validator import assert_segments_exist, validate_media_playlist
 from tests.robustness.conftest import create_channel, session_for
@@ -75,12 +73,6 @@ def faulty_storages(monkeypatch: pytest.MonkeyPatch) -> list[FaultyStorage]:
     return made
 
 
-def _rtmp_connections() -> list[RtmpProtocol]:
-    """The service runs in this process: its live RTMP connections, to watch them read."""
-    servers = [o for o in gc.get_objects() if isinstance(o, IngestServer)]
-    return [conn for server in servers for conn in server.connections]
-
-
 def _health(svc: ServiceThread, channel: str) -> dict[str, Any]:
     push = svc.call(svc.store.live_push(BUCKET, channel))
     assert push is not None, "the push ended during the fault"
@@ -107,7 +99,7 @@ def ride_out_a_fault(
         sender.start()  # unpaced: as fast as we read
         _wait(lambda: reason in _health(svc, channel).get("storage_error", ""), 10.0,
               f"no {reason!r} in the push's health")  # fmt: skip
-        (conn,) = [c for c in _rtmp_connections() if c.channel == channel]
+        (conn,) = [c for c in svc.ingest_server().connections if c.channel == channel]
         time.sleep(0.5)  # what was already read is segmented; then reading stops
         read_at_fault = conn.conn.bytes_received
         time.sleep(FAULT_HOLD_S)
@@ -237,7 +229,7 @@ def test_a_stall_of_every_push_is_bounded_by_the_process_budget(
                 _wait(lambda c=channel: "No space" in _health(svc, c).get("storage_error", ""),
                       10.0, f"no storage error in {channel}'s health")  # fmt: skip
             time.sleep(0.5)  # what was already read is segmented; then reading stops
-            conns = [c for c in _rtmp_connections() if c.channel in channels]
+            conns = [c for c in svc.ingest_server().connections if c.channel in channels]
             read_at_fault = [c.conn.bytes_received for c in conns]
             time.sleep(FAULT_HOLD_S)
             assert [c.conn.bytes_received for c in conns] == read_at_fault  # both paused

@@ -7,6 +7,7 @@ publishers talk to the service over real sockets, exactly as users' tools do.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import Coroutine, Mapping
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import oss2
 
 from livechannel.config import BucketConfig, Config, Limits, Listen
+from livechannel.ingest import IngestServer
 from livechannel.server import Running, serve
 from livechannel.store.base import Acl
 
@@ -105,6 +107,16 @@ class ServiceThread:
         self.stop()
 
     # --- conveniences ------------------------------------------------------------------------
+
+    def ingest_server(self) -> IngestServer:
+        """This service's RTMP side (it runs in this process). Found through the collector:
+        `serve` keeps it to itself; earlier tests' servers may still be there, so by store."""
+        assert self.running is not None
+        store = self.running.store
+        [server] = [
+            o for o in gc.get_objects() if isinstance(o, IngestServer) and o.deps.store is store
+        ]
+        return server
 
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 10.0) -> T:
         """Run a coroutine (e.g. a store query) on the service's loop."""
