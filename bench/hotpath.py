@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.chunkplan import build_plan, load_flv
 from livechannel.config import Config
-from livechannel.ingest import IngestDeps, IngestServer
-from livechannel.registry import Registry
+from livechannel.fleet.registry import Registry
+from livechannel.ingest.edge import IngestDeps, IngestServer
 from livechannel.rtmp.client import ClientConnection, PublishStarted
 from livechannel.storage.base import ObjectInfo
 from livechannel.storage.local import LocalStorage

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """What a snapshot costs: the keyframes of the benchmark input, demuxed by our own code, turned
-into JPEGs by `livechannel.snapshot.encode_jpeg` (decode + JPEG encode), timed one at a time.
+into JPEGs by `livechannel.hls.snapshot.encode_jpeg` (decode + JPEG encode), timed one at a time.
 
     python bench/snapshot_bench.py [--input FLV] [--rounds 3]
 
@@ -20,10 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.chunkplan import load_flv
+from livechannel.hls.snapshot import encode_jpeg
 from livechannel.media.demux import Demuxer
 from livechannel.media.flv import TAG_TYPE_VIDEO
 from livechannel.media.frames import VideoConfig, VideoFrame
-from livechannel.snapshot import encode_jpeg
 
 MAX_ROUNDS = 20  # each round encodes every keyframe of the input once
 

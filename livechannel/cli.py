@@ -17,7 +17,8 @@ import sys
 import time
 from urllib.parse import quote, urlencode
 
-from livechannel import __version__, signing
+from livechannel import __version__
+from livechannel.auth import signing
 from livechannel.config import Config, ConfigError, ensure_credentials, load
 from livechannel.errors import StorageError
 from livechannel.server import DB_FILE, Running, serve

@@ -79,7 +79,7 @@ class Limits:
     max_access_unit_bytes: int = 8 * 1024 * 1024
     # A new publish is refused ("server busy") while this worker's heartbeat rounds finish
     # this late (event loop and metadata store together): the worker is overloaded (at 5 s of
-    # silence a worker on another host would sweep its pushes; livechannel/liveness.py), and a
+    # silence a worker on another host would sweep its pushes; livechannel/fleet/liveness.py), and a
     # newcomer would push every stream on it further behind.
     max_heartbeat_lag_s: float = 1.0
     # Snapshots (seed 10.4) in flight in this process, being encoded (~5 ms of a core each at

@@ -21,19 +21,19 @@ from aiohttp import web
 
 from livechannel.api.app import create_app
 from livechannel.api.context import ApiContext
+from livechannel.auth.urls import ServiceUrls
 from livechannel.config import Config
+from livechannel.fleet.liveness import STALE_PUSH_MS, dead_workers, worker_id
+from livechannel.fleet.registry import Registry
+from livechannel.fleet.retention import retention_loop
 from livechannel.hls.pipeline import end_playlist
 from livechannel.hls.playlist import target_duration_s
-from livechannel.ingest import IngestDeps, IngestServer
-from livechannel.liveness import STALE_PUSH_MS, dead_workers, worker_id
-from livechannel.redact import http_server_logger
-from livechannel.registry import Registry
-from livechannel.retention import retention_loop
-from livechannel.sniff import SniffingProtocol
+from livechannel.ingest.edge import IngestDeps, IngestServer
+from livechannel.ingest.sniff import SniffingProtocol
+from livechannel.ops.redact import http_server_logger
 from livechannel.storage.factory import bucket_policy, make_storage
 from livechannel.store.base import ChannelConfig, MetadataStore, Push
 from livechannel.store.sqlite import SqliteStore
-from livechannel.urls import ServiceUrls
 
 log = logging.getLogger("livechannel.server")
 
@@ -64,7 +64,7 @@ async def _sweep_stale(
     store: MetadataStore, worker: str, on_closed: Callable[[Push], Awaitable[None]]
 ) -> None:
     """Close pushes whose owner died (kill -9, power loss) at their last heartbeat, and let
-    their playlists end; never this worker's own, nor a slow one's (livechannel.liveness).
+    their playlists end; never this worker's own, nor a slow one's (livechannel.fleet.liveness).
     A failed sweep is retried: this loop must outlive store hiccups."""
     while True:
         try:

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from livechannel import signing
 from livechannel.api.addressing import Target
 from livechannel.api.dates import parse_http_date
+from livechannel.auth import signing
 from livechannel.errors import (
     AccessDenied,
     InvalidAccessKeyId,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from livechannel.auth.urls import ServiceUrls
 from livechannel.storage.base import ObjectStorage
 from livechannel.store.base import MetadataStore
-from livechannel.urls import ServiceUrls
 
 
 @dataclass(frozen=True, slots=True)

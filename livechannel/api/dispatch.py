@@ -16,8 +16,8 @@ from livechannel.api import bucket, channels, cors, objects, vod
 from livechannel.api.addressing import Target
 from livechannel.api.auth import Access
 from livechannel.api.call import Call
+from livechannel.auth.signing import SUB_RESOURCES
 from livechannel.errors import MethodNotAllowed, NotImplementedOss
-from livechannel.signing import SUB_RESOURCES
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse]]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import posixpath
 from urllib.parse import quote, unquote
 
-from livechannel.signing import sign_url_params
+from livechannel.auth.signing import sign_url_params
 
 
 def _segment_key(uri: str, playlist_dir: str) -> str | None:

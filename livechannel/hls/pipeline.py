@@ -21,13 +21,13 @@ from collections.abc import Callable
 from livechannel.errors import StorageError
 from livechannel.hls.playlist import render, target_duration_s
 from livechannel.hls.segmenter import Segmenter, SegmentReady
+from livechannel.hls.snapshot import SnapshotPlan, Snapshotter
+from livechannel.hls.stats import PushStats
 from livechannel.hls.upload_budget import UploadBudget
 from livechannel.hls.window import LiveWindow
 from livechannel.media.demux import Demuxer, UnsupportedAudio, UnsupportedVideo
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.timestamps import Unwrapper
-from livechannel.snapshot import SnapshotPlan, Snapshotter
-from livechannel.stats import PushStats
 from livechannel.storage.base import ObjectStorage, content_type_for
 from livechannel.store.base import MetadataStore, Push, Segment
 

@@ -169,7 +169,7 @@ class MetadataStore(Protocol):
         self, stale_before_ms: int, workers: Collection[str]
     ) -> list[Push]:
         """End the running pushes of `workers` whose heartbeat is older than that (end = last
-        heartbeat). The caller names the workers it judged dead (livechannel.liveness): a
+        heartbeat). The caller names the workers it judged dead (livechannel.fleet.liveness): a
         slow worker's pushes are alive, however late their heartbeats."""
         ...
 

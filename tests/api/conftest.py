@@ -21,10 +21,10 @@ from aiohttp import web
 
 from livechannel.api.app import create_app
 from livechannel.api.context import ApiContext
+from livechannel.auth.urls import ServiceUrls
 from livechannel.storage.local import LocalStorage
 from livechannel.store.base import Acl
 from livechannel.store.sqlite import SqliteStore
-from livechannel.urls import ServiceUrls
 
 T = TypeVar("T")
 

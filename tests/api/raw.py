@@ -9,8 +9,8 @@ from collections.abc import Mapping
 import aiohttp
 from yarl import URL
 
-from livechannel import signing
 from livechannel.api.dates import http_date
+from livechannel.auth import signing
 from tests.api.conftest import AK, PRIVATE, SK, Service
 
 CONFIG = (

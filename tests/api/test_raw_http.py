@@ -20,11 +20,11 @@ from yarl import URL
 from livechannel.api.app import create_app
 from livechannel.api.context import ApiContext
 from livechannel.api.dates import http_date
+from livechannel.auth.urls import ServiceUrls
 from livechannel.errors import StorageError
 from livechannel.storage.memory import MemoryStorage
 from livechannel.store.base import Acl
 from livechannel.store.memory import MemoryStore
-from livechannel.urls import ServiceUrls
 from tests.api.conftest import AK, PRIVATE, PUBLIC_READ, SK, Clock, Service
 from tests.api.raw import CONFIG, code, now, put_channel, sign, url
 

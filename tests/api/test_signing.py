@@ -1,4 +1,4 @@
-"""`livechannel.signing` against the seed's examples and `oss2` itself (seed 4.2, 4.3, 10.2)."""
+"""`livechannel.auth.signing` against the OSS API reference examples and `oss2` (4.2-4.3, 10.2)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from livechannel import signing
+from livechannel.auth import signing
 from livechannel.errors import (
     AccessDenied,
     InvalidAccessKeyId,

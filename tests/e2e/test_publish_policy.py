@@ -10,9 +10,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
-from livechannel import liveness
 from livechannel import server as server_module
 from livechannel.config import Limits
+from livechannel.fleet import liveness
 from tests.e2e.conftest import create_channel
 from tests.support import publishers
 from tests.support.service import BUCKET, ServiceThread

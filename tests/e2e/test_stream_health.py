@@ -22,10 +22,10 @@ from aiohttp.test_utils import make_mocked_request
 from livechannel.api import status as status_module
 from livechannel.api.context import ApiContext
 from livechannel.api.status import STATUS_PATH, collect_status, is_loopback, status_handler
+from livechannel.auth.urls import ServiceUrls
 from livechannel.errors import AccessDenied, SignatureDoesNotMatch
 from livechannel.store.base import Acl, ChannelConfig
 from livechannel.store.memory import MemoryStore
-from livechannel.urls import ServiceUrls
 from samples.make_sample import SampleSpec, make_sample
 from tests.e2e.conftest import create_channel
 from tests.support import publishers

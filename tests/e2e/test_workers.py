@@ -27,8 +27,8 @@ from pathlib import Path
 import oss2
 import pytest
 
-from livechannel.liveness import STALE_PUSH_MS
-from livechannel.registry import HEARTBEAT_INTERVAL_S
+from livechannel.fleet.liveness import STALE_PUSH_MS
+from livechannel.fleet.registry import HEARTBEAT_INTERVAL_S
 from livechannel.rtmp.client import ClientConnection, PublishStarted, StatusReceived
 from livechannel.server import STALE_SWEEP_INTERVAL_S
 from tests.e2e.conftest import create_channel

@@ -22,13 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from livechannel import publish, signing
 from livechannel.api.addressing import parse_target
 from livechannel.api.auth import authenticate
 from livechannel.api.channel_config import check_channel_name, parse_channel_config
 from livechannel.api.channels import parse_max_keys
 from livechannel.api.dates import parse_http_date
+from livechannel.auth import signing
 from livechannel.errors import InvalidObjectName, OssError
+from livechannel.ingest import publish
 from livechannel.storage.local import LocalStorage
 
 CREDENTIALS = {"AK": "secret"}

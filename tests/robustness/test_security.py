@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 import oss2
 import pytest
 
-from livechannel import signing
+from livechannel.auth import signing
 from livechannel.config import Config, ensure_credentials
 from tests.robustness import garbage
 from tests.robustness.conftest import create_channel, url_parts

@@ -14,11 +14,11 @@ from aiohttp import web
 
 from livechannel.api.app import create_app
 from livechannel.api.context import ApiContext
+from livechannel.auth.urls import ServiceUrls
 from livechannel.storage.s3 import S3Storage
 from livechannel.storage.s3_config import s3_settings
 from livechannel.store.base import Acl
 from livechannel.store.sqlite import SqliteStore
-from livechannel.urls import ServiceUrls
 from tests.api.conftest import (  # noqa: F401  (http: a fixture the imported tests use)
     AK,
     DOMAIN,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from livechannel.retention import playlist_keys, sweep_bucket
+from livechannel.fleet.retention import playlist_keys, sweep_bucket
 from livechannel.storage.base import ObjectStorage
 from livechannel.storage.local import LocalStorage
 from livechannel.storage.s3 import S3Storage
@@ -121,7 +121,7 @@ async def test_the_service_sweeps_buckets_with_retention_hours(
     """Wiring: `retention_hours` in a bucket's storage table starts the sweeps in `serve`."""
     import asyncio
 
-    from livechannel import retention
+    from livechannel.fleet import retention
     from tests.support.service import ServiceThread
 
     monkeypatch.setattr(retention, "FIRST_SWEEP_DELAY_S", 0.0)

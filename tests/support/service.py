@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import oss2
 
 from livechannel.config import BucketConfig, Config, Limits, Listen
-from livechannel.ingest import IngestServer
+from livechannel.ingest.edge import IngestServer
 from livechannel.server import Running, serve
 from livechannel.store.base import Acl
 

@@ -1,4 +1,4 @@
-"""Which workers the stale-push sweep may end (livechannel.liveness), with real processes for
+"""Which workers the stale-push sweep may end (livechannel.fleet.liveness), with real processes for
 "exists on this host"."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 
-from livechannel.liveness import (
+from livechannel.fleet.liveness import (
     HUNG_WORKER_MS,
     STALE_PUSH_MS,
     dead_workers,

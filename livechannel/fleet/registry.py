@@ -20,7 +20,7 @@ from typing import Protocol
 
 from livechannel.store.base import MetadataStore
 
-log = logging.getLogger("livechannel.registry")
+log = logging.getLogger("livechannel.fleet.registry")
 
 KICK_POLL_INTERVAL_S = 0.25  # a disable through another worker must kick within 1 s (issue 3)
 # Live figures (GetLiveChannelStat) are at most this old; 5 beats fit in the 5 s stale limit.

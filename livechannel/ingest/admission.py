@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from livechannel import publish, signing
 from livechannel.api.channel_config import check_playlist_name
+from livechannel.auth import signing
 from livechannel.config import Config
 from livechannel.errors import (
     ChannelStillLive,
@@ -22,6 +22,7 @@ from livechannel.errors import (
     NoSuchLiveChannel,
     OssError,
 )
+from livechannel.ingest import publish
 from livechannel.storage.base import ObjectStorage
 from livechannel.store.base import Acl, ChannelConfig, MetadataStore, Push
 

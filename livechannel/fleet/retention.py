@@ -32,7 +32,7 @@ from livechannel.errors import OssError, StorageError
 from livechannel.storage.base import ObjectInfo, ObjectStorage
 from livechannel.store.base import MetadataStore
 
-log = logging.getLogger("livechannel.retention")
+log = logging.getLogger("livechannel.fleet.retention")
 
 SWEEP_INTERVAL_S = 600.0  # segments expire by the hour; every 10 minutes is plenty
 FIRST_SWEEP_DELAY_S = 30.0  # let start-up (and any republish) settle first

@@ -1,4 +1,4 @@
-"""The registry's kick poll and heartbeat against a real store (livechannel.registry)."""
+"""The registry's kick poll and heartbeat against a real store (livechannel.fleet.registry)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 
-from livechannel import registry as registry_module
-from livechannel.registry import ENDED_BY_SWEEP, Registry
+from livechannel.fleet import registry as registry_module
+from livechannel.fleet.registry import ENDED_BY_SWEEP, Registry
 from livechannel.store.base import Acl, ChannelConfig, ChannelStatus
 from livechannel.store.memory import MemoryStore
 

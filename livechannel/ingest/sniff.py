@@ -17,9 +17,9 @@ import logging
 from collections.abc import Callable
 from typing import cast
 
-from livechannel.gate import ConnectionGate
+from livechannel.ingest.gate import ConnectionGate
 
-log = logging.getLogger("livechannel.sniff")
+log = logging.getLogger("livechannel.ingest.sniff")
 
 RTMP_VERSION_BYTE = 3
 # Real clients send their first byte at once (C0 or the request line); 10 s is generous.

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 import av
 
 from livechannel.errors import StorageError
+from livechannel.hls.stats import PushStats
 from livechannel.media.frames import VideoFrame
-from livechannel.stats import PushStats
 from livechannel.storage.base import ObjectStorage
 
-log = logging.getLogger("livechannel.snapshot")
+log = logging.getLogger("livechannel.hls.snapshot")
 
 # The largest picture we decode: H.264's own ceiling (level 6.2: 139,264 macroblocks, ~8K).
 # A publisher's SPS claiming more would cost hundreds of MB per snapshot; no snapshot then.

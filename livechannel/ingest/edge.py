@@ -15,12 +15,13 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import cast
 
-from livechannel.admission import REJECTED, Refusal, admit
 from livechannel.config import Config
-from livechannel.gate import ConnectionGate
+from livechannel.fleet.registry import Registry
 from livechannel.hls.pipeline import PublishRefused, PushPipeline, end_playlist
+from livechannel.hls.snapshot import JobSlots, SnapshotPlan
 from livechannel.hls.upload_budget import UploadBudget
-from livechannel.registry import Registry
+from livechannel.ingest.admission import REJECTED, Refusal, admit
+from livechannel.ingest.gate import ConnectionGate
 from livechannel.rtmp.connection import ConnectionState, ServerConnection
 from livechannel.rtmp.errors import RtmpError
 from livechannel.rtmp.events import (
@@ -34,11 +35,10 @@ from livechannel.rtmp.events import (
 )
 from livechannel.rtmp.limits import RtmpLimits
 from livechannel.rtmp.messages import MessageType
-from livechannel.snapshot import JobSlots, SnapshotPlan
 from livechannel.storage.base import ObjectStorage
 from livechannel.store.base import ChannelConfig, MetadataStore
 
-log = logging.getLogger("livechannel.ingest")
+log = logging.getLogger("livechannel.ingest.edge")
 
 UNPUBLISHED_LINGER_S = 5.0  # after unpublish, the client closes; we close if it does not
 # After a kick's onStatus, keep reading (and discarding) this long so the publisher can read

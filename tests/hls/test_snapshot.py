@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from livechannel.errors import StorageError
-from livechannel.media.frames import VideoFrame
-from livechannel.snapshot import (
+from livechannel.hls.snapshot import (
     SNAPSHOT_THREAD_NICE,
     JobSlots,
     SnapshotPlan,
@@ -23,7 +22,8 @@ from livechannel.snapshot import (
     Snapshotter,
     encode_jpeg,
 )
-from livechannel.stats import PushStats
+from livechannel.hls.stats import PushStats
+from livechannel.media.frames import VideoFrame
 from livechannel.storage.memory import MemoryStorage
 
 WIDTH, HEIGHT = 320, 240

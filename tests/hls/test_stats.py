@@ -1,10 +1,10 @@
-"""The live figures of a push (livechannel.stats): rates from running totals and marks."""
+"""The live figures of a push (livechannel.hls.stats): rates from running totals and marks."""
 
 from __future__ import annotations
 
 import pytest
 
-from livechannel.stats import MARK_MS, WINDOW_MS, PushStats
+from livechannel.hls.stats import MARK_MS, WINDOW_MS, PushStats
 
 FPS = 30
 

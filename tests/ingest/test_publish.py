@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from livechannel.publish import PublishUrlError, parse_params, resolve
+from livechannel.ingest.publish import PublishUrlError, parse_params, resolve
 
 DOMAIN = "live.example.com"
 

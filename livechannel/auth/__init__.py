@@ -1,0 +1,2 @@
+"""Signatures: OSS request signing (V1), RTMP publish-URL signing, and the service URLs
+minted with them."""

@@ -1,0 +1,1 @@
+"""What operators see: log redaction and formatting (metrics, webhooks and health next)."""
