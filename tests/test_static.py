@@ -23,6 +23,12 @@ def test_ruff() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_ruff_format() -> None:
+    """The `# fmt: skip` markers guard hand-aligned byte tables against this formatter."""
+    r = run("ruff", "format", "--check", "livechannel", "tests", "bench", "scripts", "samples")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_mypy() -> None:
     r = run("mypy", "livechannel")
     assert r.returncode == 0, r.stdout + r.stderr
