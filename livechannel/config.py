@@ -90,6 +90,18 @@ class Limits:
     max_snapshot_jobs: int = 16
     # Concurrent HTTP requests in flight; beyond this we answer 503 at once instead of queueing.
     max_http_requests: int = 1024
+    # In flight from one client address: an eighth of the slots, so a few hosts that stop
+    # reading (or trickle bodies) cannot take the API from everyone. Behind a proxy without
+    # the PROXY protocol every request shares the proxy's address: raise it to
+    # max_http_requests there.
+    max_http_requests_per_ip: int = 128
+    # A request body (XML, < 64 KiB) must arrive whole within this; a trickled body holds a
+    # request slot, so it is answered 400 RequestTimeout and the connection closed.
+    http_body_timeout_s: float = 10.0
+    # A response body (a segment, a snapshot) is sent in 64 KiB pieces; a client that takes
+    # none of a piece for this long (it stopped reading: ~3 KiB/s is the floor) is cut off,
+    # freeing its request slot.
+    http_send_stall_timeout_s: float = 20.0
     # LiveChannel XML bodies are < 1 KiB; anything this big is not a client of ours.
     max_xml_body_bytes: int = 64 * 1024
     # An HTTP connection idle (or stuck mid-request, slowloris) this long is closed.

@@ -12,6 +12,7 @@ class OssError(Exception):
 
     status: int = 400
     code: str = "InvalidArgument"
+    close_connection: bool = False  # answer, then close (the request cannot be read to its end)
 
     def __init__(self, message: str, **details: str) -> None:
         super().__init__(message)
@@ -33,6 +34,13 @@ class InvalidObjectName(OssError):
 
 class InvalidBucketName(OssError):
     status, code = 400, "InvalidBucketName"
+
+
+class RequestTimeout(OssError):
+    """The request body did not arrive in time (a trickled body holds a request slot)."""
+
+    status, code = 400, "RequestTimeout"
+    close_connection = True  # the rest of the body may still come: the connection is spent
 
 
 class EntityTooLarge(OssError):

@@ -161,6 +161,9 @@ async def serve(
             on_channel_disabled=registry.kick,
             max_xml_body_bytes=config.limits.max_xml_body_bytes,
             max_http_requests=config.limits.max_http_requests,
+            max_http_requests_per_ip=config.limits.max_http_requests_per_ip,
+            http_body_timeout_s=config.limits.http_body_timeout_s,
+            http_send_stall_timeout_s=config.limits.http_send_stall_timeout_s,
         )
     )
     runner = web.AppRunner(

@@ -6,6 +6,7 @@ the raw path, so routing is ours (`addressing` -> `auth` -> `dispatch`), not aio
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -42,29 +43,40 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
-def concurrency_limit(
-    max_requests: int,
-) -> Middleware:
-    """At most `max_requests` handlers run at once; the next one gets 503 ServiceUnavailable
-    (retryable; oss2 retries it) instead of waiting in an unbounded queue in our memory."""
+def concurrency_limit(max_requests: int, max_per_ip: int) -> Middleware:
+    """At most `max_requests` handlers run at once, `max_per_ip` of them for one client
+    address; the next one gets 503 ServiceUnavailable (retryable; oss2 retries it) instead of
+    waiting in an unbounded queue in our memory. The per-address share keeps a few clients
+    that stop reading from holding every slot (the body and send deadlines free them later)."""
     in_flight = 0
+    per_ip: Counter[str] = Counter()
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal in_flight
+        address = request.remote or ""
         if in_flight >= max_requests:
             raise ServiceUnavailable("too many requests in flight; retry")
+        if per_ip[address] >= max_per_ip:
+            raise ServiceUnavailable("too many requests in flight from your address; retry")
         in_flight += 1
+        per_ip[address] += 1
         try:
             return await handler(request)
         finally:
             in_flight -= 1
+            per_ip[address] -= 1
+            if not per_ip[address]:
+                del per_ip[address]  # the table holds only addresses with requests in flight
 
     return limit
 
 
 def create_app(ctx: ApiContext) -> web.Application:
-    middlewares: list[Middleware] = [errors_middleware, concurrency_limit(ctx.max_http_requests)]
+    middlewares: list[Middleware] = [
+        errors_middleware,
+        concurrency_limit(ctx.max_http_requests, ctx.max_http_requests_per_ip),
+    ]
     app = web.Application(middlewares=middlewares)  # type: ignore[arg-type]  # aiohttp's own alias
     app[CTX_KEY] = ctx
     app.router.add_get(STATUS_PATH, status_handler(ctx, _handle))  # before the catch-all

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 
 from aiohttp import web
 
-from livechannel.errors import InvalidArgument, MalformedXML, OssError
+from livechannel.errors import InvalidArgument, MalformedXML, OssError, RequestTimeout
 
 READ_CHUNK_BYTES = 16 * 1024  # small reads: we stop as soon as the limit is crossed
 
@@ -18,25 +19,28 @@ class InvalidDigest(OssError):
     status, code = 400, "InvalidDigest"
 
 
-async def read_limited(request: web.Request, limit_bytes: int) -> bytes:
-    """The whole body, or MalformedXML once it exceeds `limit_bytes`.
+async def read_limited(request: web.Request, limit_bytes: int, timeout_s: float) -> bytes:
+    """The whole body, or MalformedXML once it exceeds `limit_bytes`, or RequestTimeout when
+    it has not arrived whole within `timeout_s` (a trickled body would hold a request slot).
 
-    Seed 7.6 answers an oversized XML body with MalformedXML (not EntityTooLarge), and `oss2`
-    maps that code to its MalformedXml exception; so do we for every XML body.
+    The OSS API reference (7.6, common errors) answers an oversized XML body with MalformedXML
+    (not EntityTooLarge), and `oss2` maps that code to its MalformedXml exception; so do we
+    for every XML body.
     """
     declared = request.content_length
     if declared is not None and declared > limit_bytes:
         raise MalformedXML(f"the XML body is larger than {limit_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    while True:
-        chunk = await request.content.read(READ_CHUNK_BYTES)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit_bytes:
-            raise MalformedXML(f"the XML body is larger than {limit_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while chunk := await request.content.read(READ_CHUNK_BYTES):
+                size += len(chunk)
+                if size > limit_bytes:
+                    raise MalformedXML(f"the XML body is larger than {limit_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
     return b"".join(chunks)
 
 

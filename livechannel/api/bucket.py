@@ -133,7 +133,7 @@ def _delete_request(body: bytes) -> tuple[list[str], bool]:
 
 
 async def delete_multiple_objects(call: Call) -> web.StreamResponse:
-    body = await read_limited(call.request, MAX_DELETE_BODY_BYTES)
+    body = await read_limited(call.request, MAX_DELETE_BODY_BYTES, call.ctx.http_body_timeout_s)
     check_content_md5(call.request, body, required=True)
     keys, quiet = _delete_request(body)
     for key in keys:

@@ -60,7 +60,10 @@ def _urls(call: Call, channel: Channel) -> list[xml.XmlNode]:
 
 async def put_live_channel(call: Call) -> web.StreamResponse:
     check_channel_name(call.target.key)
-    config = parse_channel_config(await read_limited(call.request, call.ctx.max_xml_body_bytes))
+    body = await read_limited(
+        call.request, call.ctx.max_xml_body_bytes, call.ctx.http_body_timeout_s
+    )
+    config = parse_channel_config(body)
     dest = config.snapshot.dest_bucket if config.snapshot else ""
     if dest and dest not in call.ctx.storages:  # snapshots could never be stored
         raise InvalidArgument(

@@ -22,3 +22,6 @@ class ApiContext:
     on_channel_disabled: Callable[[str, str], None] = lambda bucket, channel: None
     max_xml_body_bytes: int = 64 * 1024  # OSS bodies here are < 1 KiB; refuse anything huge
     max_http_requests: int = 1024  # in flight at once; beyond it 503 rather than a queue
+    max_http_requests_per_ip: int = 128  # in flight from one address (config.Limits says why)
+    http_body_timeout_s: float = 10.0  # a whole request body must arrive within this
+    http_send_stall_timeout_s: float = 20.0  # a response piece not taken for this long: cut

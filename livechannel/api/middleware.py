@@ -54,6 +54,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except OssError as e:
         response = error_response(e, request.method, request_id, _host_id(request))
+        if e.close_connection:
+            response.force_close()
     except StorageError as e:
         log.warning("storage failed rid=%s %s %s: %s", request_id, request.method, request.path, e)
         error: OssError = (

@@ -9,6 +9,7 @@ parameters override the answer's headers (seed 7.3); an anonymous one's are igno
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -36,6 +37,9 @@ PLAYLIST_CACHE_CONTROL = "max-age=1"  # replaced after every segment (seed 10.4)
 SEGMENT_CACHE_CONTROL = "max-age=31536000, immutable"  # a segment's bytes never change
 SIGNED_PLAYLIST_CACHE_CONTROL = "no-cache"  # carries expiring signatures
 RANGE_ATTEMPTS = 3  # a playlist replaced between head and open is retried; then 503
+# Response bodies go out in pieces this big; each must be taken by the client within
+# http_send_stall_timeout_s, which makes the floor rate piece / stall (~3 KiB/s at 20 s).
+SEND_PIECE_BYTES = 64 * 1024
 MAX_SIGNED_PLAYLIST_BYTES = 8 * 1024 * 1024  # a day of 2 s segments is ~1.5 MB of playlist
 HEADER_SIGNED_EXPIRES_S = 3600  # hls/sign of a header-signed GET: oss2's sign_url default
 HLS_SIGN = "hls/sign"  # the only x-oss-process we implement
@@ -201,10 +205,24 @@ async def _stream(
     except BaseException:
         await _close(chunks)
         raise
+    stall_s = call.ctx.http_send_stall_timeout_s
     try:
         async for chunk in chunks:
-            await response.write(chunk)
+            view = memoryview(chunk)
+            for start in range(0, len(view), SEND_PIECE_BYTES):
+                async with asyncio.timeout(stall_s):
+                    await response.write(view[start : start + SEND_PIECE_BYTES])
         await response.write_eof()
+    except TimeoutError:
+        # The client stopped reading: cut it off, freeing its request slot and connection.
+        log.info(
+            "client %s took nothing of %s for %g s: connection closed",
+            call.request.remote,
+            info.key,
+            stall_s,
+        )
+        if call.request.transport is not None:
+            call.request.transport.abort()
     except ConnectionError:
         # The player went away (seeking, closing the tab): routine, not an error. aiohttp
         # sees the dead transport when it finishes the response and drops the connection.

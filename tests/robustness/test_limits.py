@@ -5,8 +5,10 @@ Each limit is set tiny in a real service on loopback and crossed by a real socke
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import inspect
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -33,7 +35,10 @@ TIGHT = Limits(
     max_segment_bytes=60_000,
     max_xml_body_bytes=2048,
     max_http_requests=2,
+    max_http_requests_per_ip=1,
     http_idle_timeout_s=0.5,
+    http_body_timeout_s=1.0,
+    http_send_stall_timeout_s=1.0,
 )
 TIMER_SLACK_S = 1.0  # event-loop and heartbeat granularity on a busy CI machine
 
@@ -71,7 +76,7 @@ def test_every_limit_has_a_reason_and_a_config_override(tmp_path: Path) -> None:
         assert source[line - 1].strip().startswith("#"), f"{f.name} has no reason above it"
         units = ("_s", "_bytes", "_segments", "_size", "_jobs")
         unit_ok = f.name.endswith(units) or f.name.startswith(
-            "max_connections") or f.name == "max_http_requests"  # fmt: skip
+            "max_connections") or f.name.startswith("max_http_requests")  # fmt: skip
         assert unit_ok, f"{f.name}: a limit names its unit"
     defaults = Limits()
     overrides = {
@@ -155,8 +160,8 @@ def test_http_idle_and_slowloris_timeout(tight: ServiceThread) -> None:
 
 def test_concurrent_http_requests_are_capped_with_503(tight: ServiceThread) -> None:
     stuck = []
-    for name in ("held1", "held2"):  # handlers in flight, waiting for their bodies
-        sock = connect(tight.http_port)
+    for name, ip in (("held1", "127.0.0.2"), ("held2", "127.0.0.3")):  # waiting for bodies
+        sock = connect(tight.http_port, ip)
         sock.sendall(f"PUT /{BUCKET}/{name}?live HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      "Content-Length: 100\r\n\r\n<Live".encode())  # fmt: skip
         stuck.append(sock)
@@ -169,6 +174,92 @@ def test_concurrent_http_requests_are_capped_with_503(tight: ServiceThread) -> N
         sock.close()
     status, _ = http_request(tight.http_port, "GET", f"/{BUCKET}/?live")
     assert status == 200
+
+
+def test_trickled_request_body_is_cut_off(tight: ServiceThread) -> None:
+    """A signed PUT whose body trickles in held a request slot for as long as it liked."""
+    with connect(tight.http_port) as trickle:
+        trickle.sendall(f"PUT /{BUCKET}/trickle?live HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        "Content-Length: 1000\r\n\r\n<".encode())  # fmt: skip
+        answer = b""
+        started = time.monotonic()
+        deadline = started + TIGHT.http_body_timeout_s + TIMER_SLACK_S + 2.0
+        trickle.settimeout(0.2)
+        while time.monotonic() < deadline and b"</Error>" not in answer:
+            try:
+                answer += trickle.recv(65536)
+            except TimeoutError:
+                trickle.sendall(b" ")  # one byte every 0.2 s: alive, never done
+        assert b" 400 " in answer.split(b"\r\n", 1)[0] and b"RequestTimeout" in answer
+        assert b"Connection: close" in answer
+        assert time.monotonic() - started < TIGHT.http_body_timeout_s + TIMER_SLACK_S + 1.0
+
+
+def _non_reader(port: int, source_ip: str, path: str) -> socket.socket:
+    """A client that asks for an object and never reads it (a tiny receive buffer)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.bind((source_ip, 0))
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    return sock
+
+
+def _drained_bytes(sock: socket.socket, timeout_s: float) -> int:
+    """Everything the server sent before it closed the connection (or the timeout)."""
+    total = 0
+    sock.settimeout(timeout_s)
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(1 << 20):
+            total += len(chunk)
+    return total
+
+
+BIG_OBJECT_BYTES = 10 * 1024 * 1024  # far more than the kernel buffers of both sides hold
+
+
+@pytest.fixture(scope="module")
+def big_object(tight: ServiceThread) -> str:
+    path = tight.object_path("big/segment.ts")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(BIG_OBJECT_BYTES))
+    return f"/{BUCKET}/big/segment.ts"
+
+
+def test_clients_that_stop_reading_are_cut_off(tight: ServiceThread, big_object: str) -> None:
+    """Two viewers that never read a 10 MB segment kept max_http_requests = 2 full (503 for
+    everyone) for minutes; now each is cut off once it takes nothing for the stall timeout."""
+    readers = [_non_reader(tight.http_port, ip, big_object) for ip in ("127.0.0.4", "127.0.0.5")]
+    try:
+        time.sleep(0.3)
+        status, _ = http_request(tight.http_port, "GET", f"/{BUCKET}/?live")
+        assert status == 503  # both slots held by the non-readers
+        deadline = time.monotonic() + TIGHT.http_send_stall_timeout_s + TIMER_SLACK_S + 2.0
+        while status != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status, _ = http_request(tight.http_port, "GET", f"/{BUCKET}/?live")
+        assert status == 200
+        for reader in readers:  # cut off: far less than the object arrived before the close
+            assert _drained_bytes(reader, 5.0) < BIG_OBJECT_BYTES
+    finally:
+        for reader in readers:
+            reader.close()
+
+
+def test_one_address_holds_only_its_share_of_request_slots(
+    tight: ServiceThread, big_object: str
+) -> None:
+    reader = _non_reader(tight.http_port, "127.0.0.6", big_object)
+    try:
+        time.sleep(0.3)
+        status, body = http_request(
+            tight.http_port, "GET", f"/{BUCKET}/?live", source_ip="127.0.0.6"
+        )
+        assert status == 503 and b"your address" in body
+        status, _ = http_request(tight.http_port, "GET", f"/{BUCKET}/?live", source_ip="127.0.0.7")
+        assert status == 200  # the other slot is anyone else's
+    finally:
+        reader.close()
 
 
 def test_xml_body_limit(tight: ServiceThread) -> None:
