@@ -67,8 +67,8 @@ class Limits:
     max_upload_queue_bytes: int = 512 * 1024 * 1024
     # A segment over this is cut early (a 50 Mbit/s stream makes ~31 MB per 5 s).
     max_segment_bytes: int = 64 * 1024 * 1024
-    # The floor of the forced cut when keyframes never come (seed 10.4: max(2·FD, 60 s));
-    # see `forced_cut_s`.
+    # The floor of the forced cut when keyframes never come (max(2·FD, 60 s): OSS API
+    # reference, PutLiveChannel); see `forced_cut_s`.
     max_segment_s: int = 60
     # Largest RTMP message we reassemble (a 1080p high-bitrate keyframe is ~1-2 MB).
     max_rtmp_message_bytes: int = 8 * 1024 * 1024
@@ -82,11 +82,11 @@ class Limits:
     # silence a worker on another host would sweep its pushes; livechannel/fleet/liveness.py), and a
     # newcomer would push every stream on it further behind.
     max_heartbeat_lag_s: float = 1.0
-    # Snapshots (seed 10.4) in flight in this process, being encoded (~5 ms of a core each at
-    # 720p) or waiting for a snapshot thread. Each holds its keyframe (~100-300 KB at 2-4
-    # Mbit/s; at worst max_access_unit_bytes, so 16 x 8 MiB): 16 absorb the bursts of many
-    # channels' keyframes arriving together; a snapshot due beyond this is skipped and
-    # counted, so a box short of CPU sheds snapshots, not ingest.
+    # Snapshots (OSS API reference, PutLiveChannel, Snapshot) in flight in this process, being
+    # encoded (~5 ms of a core each at 720p) or waiting for a snapshot thread. Each holds its
+    # keyframe (~100-300 KB at 2-4 Mbit/s; at worst max_access_unit_bytes, so 16 x 8 MiB): 16
+    # absorb the bursts of many channels' keyframes arriving together; a snapshot due beyond
+    # this is skipped and counted, so a box short of CPU sheds snapshots, not ingest.
     max_snapshot_jobs: int = 16
     # Concurrent HTTP requests in flight; beyond this we answer 503 at once instead of queueing.
     max_http_requests: int = 1024
@@ -108,8 +108,8 @@ class Limits:
     http_idle_timeout_s: float = 75.0
 
     def forced_cut_s(self, frag_duration_s: int) -> int:
-        """Seed 10.4: a segment with no keyframe is cut after max(2·FragDuration, 60 s); the
-        60 s is `max_segment_s`."""
+        """A segment with no keyframe is cut after max(2·FragDuration, 60 s); the 60 s is
+        `max_segment_s` (OSS API reference, PutLiveChannel)."""
         return max(self.max_segment_s, 2 * frag_duration_s)
 
 

@@ -1,7 +1,8 @@
 """Typed errors that carry their OSS error code and HTTP status.
 
 Anything below the HTTP edge raises these; the one error middleware in `api/` renders them
-(seed 4: the `<Error>` body). Code never branches on message text, only on the type.
+(the `<Error>` body of OSS API reference, access control). Code never branches on message
+text, only on the type.
 """
 
 from __future__ import annotations

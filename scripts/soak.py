@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Bounded soak on loopback (issue 6): real publishers keep streaming while hostile traffic
-hits the same service, then the damage report.
+"""Bounded soak on loopback (docs/robustness.md, Soak): real publishers keep streaming while
+hostile traffic hits the same service, then the damage report.
 
     python scripts/soak.py                      # 5 publishers, 180 s of attacks
     python scripts/soak.py --attack-s 60 --publishers 3
@@ -63,7 +63,7 @@ OPEN_BUCKET = "open"
 FRAG_S = 2  # FragDuration of the publishers' channels
 GOP_S = 1  # their keyframe interval
 WARMUP_S = 15.0  # publishers settle (first segments, steady heap) before the baseline
-HALF_OPEN = 1_000  # issue 6: 1,000 half-open handshakes
+HALF_OPEN = 1_000  # 1,000 half-open handshakes (docs/robustness.md, Soak)
 ATTACK_CONCURRENCY = 48  # hostile sessions in flight at once, besides the half-open ones
 SOURCE_ADDRESSES = 250  # 127.0.2.1..250: 4 half-open per address, under the per-address cap
 HANDSHAKE_TIMEOUT_S = 10.0  # the service default; half-open sockets die after this

@@ -16,7 +16,7 @@ from livechannel.errors import InvalidArgument, InvalidBucketName, InvalidObject
 
 # OSS bucket names: 3..63 lower-case letters, digits and hyphens, no hyphen at either end.
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
-MAX_KEY_BYTES = 1023  # object-name rule (seed 7.1 InvalidObjectName: "大于1023字节")
+MAX_KEY_BYTES = 1023  # OSS API reference, PutObject, InvalidObjectName: "大于1023字节"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,8 @@ class Target:
         return any(k == name for k, _ in self.query)
 
     def param(self, name: str) -> str | None:
-        """The first occurrence's value ("" when blank), None when absent (seed 4.3: first wins)."""
+        """The first occurrence's value ("" when blank), None when absent (first wins: OSS API
+        reference, signature in the URL)."""
         for k, v in self.query:
             if k == name:
                 return v or ""
@@ -79,7 +80,8 @@ def check_bucket_name(bucket: str) -> None:
 
 
 def check_object_name(key: str) -> None:
-    """Object-name rules (seed 7.1): UTF-8, 1..1023 bytes, not starting with `/` or `\\`."""
+    """Object-name rules (OSS API reference, PutObject): UTF-8, 1..1023 bytes, not starting
+    with `/` or `\\`."""
     if not key:
         raise InvalidObjectName("object name is empty")
     if len(key.encode()) > MAX_KEY_BYTES:

@@ -1,4 +1,6 @@
-"""Who is calling (OSS V1 header or URL signature, seed 4.2/4.3) and may they (ACL, seed 4.4).
+"""Who is calling (OSS V1 header or URL signature) and may they (bucket ACL).
+
+OSS API reference, access control: signature in the header, signature in the URL, bucket ACL.
 
 Sans-IO: headers come in as a case-insensitive mapping, the time as an argument. Error codes
 are the spec's: a malformed Authorization or a signature in both places is 400
@@ -27,7 +29,9 @@ from livechannel.errors import (
 )
 from livechannel.store.base import Acl
 
-MAX_SKEW_S = 15 * 60  # seed 4.2: a Date more than 15 minutes from the server clock is refused
+# OSS API reference, signature in the header: a Date more than 15 minutes from the server
+# clock is refused.
+MAX_SKEW_S = 15 * 60
 
 _AUTHORIZATION = re.compile(r"OSS ([^:\s]+):(\S+)")
 
@@ -37,7 +41,8 @@ class Identity:
     """Who signed the request. `access_key_id` None: anonymous."""
 
     access_key_id: str | None = None
-    # Expires of a URL-signed request (seed 4.3); hls/sign re-uses it for the segment URLs.
+    # Expires of a URL-signed request (OSS API reference, signature in the URL); hls/sign
+    # re-uses it for the segment URLs.
     url_expires_s: int | None = None
 
     @property
@@ -52,7 +57,9 @@ class Access(Enum):
     READ = "read"  # GetObject, HeadObject, ListObjects: public-read or public-read-write
     WRITE = "write"  # DeleteObject(s): public-read-write only
     CHANNEL = "channel"  # every LiveChannel operation: public-read-write only
-    OWNER = "owner"  # bucket ACL, GetService: always signed (seed 5.1, 6.1, 6.8)
+    # Bucket ACL, GetService: always signed (OSS API reference, GetService, PutBucketACL,
+    # GetBucketAcl).
+    OWNER = "owner"
 
 
 _ANONYMOUS_ALLOWED: dict[Access, frozenset[Acl]] = {
@@ -143,7 +150,7 @@ def authenticate(
         expires_s = signing.parse_expires(expires)
         if expires_s is None:
             raise AccessDenied("Expires is not a Unix time")
-        # Seed 4.3: the expiry is checked before the signature.
+        # OSS API reference, signature in the URL: the expiry is checked before the signature.
         if now_s > expires_s:
             raise AccessDenied("Request has expired.", Expires=expires)
         secret = credentials.get(access_key_id)

@@ -14,7 +14,7 @@ READ_CHUNK_BYTES = 16 * 1024  # small reads: we stop as soon as the limit is cro
 
 
 class InvalidDigest(OssError):
-    """Seed 7.6: the body does not match its Content-MD5."""
+    """OSS API reference, DeleteMultipleObjects: the body does not match its Content-MD5."""
 
     status, code = 400, "InvalidDigest"
 
@@ -23,9 +23,9 @@ async def read_limited(request: web.Request, limit_bytes: int, timeout_s: float)
     """The whole body, or MalformedXML once it exceeds `limit_bytes`, or RequestTimeout when
     it has not arrived whole within `timeout_s` (a trickled body would hold a request slot).
 
-    The OSS API reference (7.6, common errors) answers an oversized XML body with MalformedXML
-    (not EntityTooLarge), and `oss2` maps that code to its MalformedXml exception; so do we
-    for every XML body.
+    OSS API reference, DeleteMultipleObjects: an oversized XML body is MalformedXML (not
+    EntityTooLarge), and `oss2` maps that code to its MalformedXml exception; so do we for
+    every XML body.
     """
     declared = request.content_length
     if declared is not None and declared > limit_bytes:
@@ -45,7 +45,10 @@ async def read_limited(request: web.Request, limit_bytes: int, timeout_s: float)
 
 
 def check_content_md5(request: web.Request, body: bytes, *, required: bool) -> None:
-    """Content-MD5 is base64 of the binary MD5 (seed 4.2 "Content-MD5的计算方法")."""
+    """Content-MD5 is base64 of the binary MD5.
+
+    OSS API reference, signature in the header, "Content-MD5的计算方法".
+    """
     provided = request.headers.get("Content-MD5")
     if provided is None:
         if required:

@@ -1,5 +1,5 @@
-"""Bucket- and service-level operations: GetService (5.1), Get/PutBucketAcl (6.8, 6.1),
-GetBucket/ListObjects (6.7), DeleteMultipleObjects (7.6).
+"""Bucket- and service-level operations (OSS API reference): GetService, Get/PutBucketAcl,
+GetBucket (ListObjects), DeleteMultipleObjects.
 
 Buckets are configured, not created through the API: a bucket exists when the service has an
 object storage for it. PutBucketAcl changes an existing bucket's ACL; it never creates one.
@@ -23,10 +23,12 @@ from livechannel.errors import InvalidArgument, InvalidObjectName, MalformedXML
 from livechannel.store.base import Acl
 
 OWNER_ID = "livechannel"  # one owner (whoever holds a key) owns every bucket
-LOCATION = "livechannel"  # seed 5.1 Location: there are no regions here
-MAX_DELETE_KEYS = 1000  # seed 7.6: at most 1000 objects per DeleteMultipleObjects
-MAX_DELETE_BODY_BYTES = 2 * 1024 * 1024  # seed 7.6: the body may be at most 2 MB
-MAX_LIST_PARAM_BYTES = 1023  # seed 6.7: prefix, marker, delimiter shorter than 1024 bytes
+LOCATION = "livechannel"  # OSS API reference, GetService Location: there are no regions here
+# OSS API reference, DeleteMultipleObjects: at most 1000 objects, a body of at most 2 MB.
+MAX_DELETE_KEYS = 1000
+MAX_DELETE_BODY_BYTES = 2 * 1024 * 1024
+# OSS API reference, GetBucket (ListObjects): prefix, marker, delimiter under 1024 bytes.
+MAX_LIST_PARAM_BYTES = 1023
 
 _OWNER: xml.XmlNode = ("Owner", [("ID", OWNER_ID), ("DisplayName", OWNER_ID)])
 
@@ -48,7 +50,7 @@ async def put_bucket_acl(call: Call) -> web.StreamResponse:
     try:
         acl = Acl(text)
     except ValueError:
-        # Seed 6.1's example answer for an unknown ACL.
+        # OSS API reference, PutBucketACL's example answer for an unknown ACL.
         raise InvalidArgument(
             "no such bucket access control exists", ArgumentName="x-oss-acl", ArgumentValue=text
         ) from None
@@ -147,7 +149,8 @@ async def delete_multiple_objects(call: Call) -> web.StreamResponse:
             await storage.delete(key)
         deleted.append(("Deleted", [("Key", quote(key, safe="/") if encoded else key)]))
     if quiet:
-        return empty_response(200)  # seed 7.6: quiet mode lists only failures; there are none
+        # OSS API reference, DeleteMultipleObjects: quiet mode lists only failures; none here.
+        return empty_response(200)
     children: list[xml.XmlNode] = []
     if encoded:
         children.append(("EncodingType", "url"))
@@ -163,7 +166,7 @@ async def get_service(call: Call) -> web.StreamResponse:
     page, truncated = names[:max_keys], len(names) > max_keys
     children: list[xml.XmlNode] = []
     if truncated:
-        # Seed 5.1: these appear only when not every bucket was returned.
+        # OSS API reference, GetService: these appear only when not every bucket was returned.
         children += [
             ("Prefix", prefix),
             ("Marker", marker),

@@ -1,4 +1,4 @@
-"""PutLiveChannel's body and channel names, validated (seed 10.4). Sans-IO.
+"""PutLiveChannel's body and channel names, validated (OSS API reference, PutLiveChannel). Sans-IO.
 
 Everything is checked before anything is stored, so a refused request changes nothing.
 """
@@ -12,12 +12,13 @@ from livechannel.api.addressing import check_object_name
 from livechannel.errors import InvalidArgument, InvalidObjectName, MalformedXML
 from livechannel.store.base import ChannelConfig, ChannelStatus, Snapshot
 
-MAX_DESCRIPTION_BYTES = 128  # seed 10.4 Description: "最长128字节"
-FRAG_RANGE = range(1, 101)  # seed 10.4: FragDuration and FragCount in [1, 100]
-SNAPSHOT_INTERVAL_RANGE = range(1, 101)  # seed 10.4 Snapshot Interval: [1, 100] seconds
-PLAYLIST_NAME_LENGTH = range(6, 129)  # seed 10.4 PlaylistName: length in [6, 128]
-DEFAULT_PLAYLIST_NAME = "playlist.m3u8"  # seed 10.4; also what an empty <PlaylistName/> means
-TARGET_TYPES = frozenset({"HLS"})  # seed 10.4: Type's only valid value
+MAX_DESCRIPTION_BYTES = 128  # OSS API reference, PutLiveChannel Description: "最长128字节"
+# OSS API reference, PutLiveChannel: the bounds below, field by field.
+FRAG_RANGE = range(1, 101)  # FragDuration and FragCount in [1, 100]
+SNAPSHOT_INTERVAL_RANGE = range(1, 101)  # Snapshot Interval: [1, 100] seconds
+PLAYLIST_NAME_LENGTH = range(6, 129)  # PlaylistName: length in [6, 128]
+DEFAULT_PLAYLIST_NAME = "playlist.m3u8"  # also what an empty <PlaylistName/> means
+TARGET_TYPES = frozenset({"HLS"})  # OSS API reference, PutLiveChannel: Type's only valid value
 MAX_NUMBER_DIGITS = 9  # longer is out of range anyway; int() raises ValueError past 4300 digits
 
 
@@ -26,9 +27,10 @@ def _argument(message: str, name: str, value: str) -> InvalidArgument:
 
 
 def check_channel_name(name: str) -> None:
-    """Seed 10.4: object-name rules, and no `/`. We also refuse control characters and the
-    names `.` and `..`, which would make `<channel>/...` keys leave the channel's prefix, and
-    a backslash, which a publish URL cannot carry (publish.resolve) nor a local path hold."""
+    """OSS API reference, PutLiveChannel: object-name rules, and no `/`. We also refuse control
+    characters and the names `.` and `..`, which would make `<channel>/...` keys leave the
+    channel's prefix, and a backslash, which a publish URL cannot carry (publish.resolve) nor a
+    local path hold."""
     check_object_name(name)
     if "/" in name or "\\" in name:
         raise InvalidObjectName("a channel name must not contain / or \\")
@@ -103,7 +105,7 @@ def parse_channel_config(body: bytes) -> ChannelConfig:
     frag_duration = xml.child_text(target, "FragDuration")
     frag_count = xml.child_text(target, "FragCount")
     if bool(frag_duration) != bool(frag_count):
-        # Seed 10.4: the defaults apply only when neither is given.
+        # OSS API reference, PutLiveChannel: the defaults apply only when neither is given.
         raise _argument(
             "FragDuration and FragCount must be given together",
             "FragDuration" if not frag_duration else "FragCount",

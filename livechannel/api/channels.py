@@ -1,4 +1,5 @@
-"""LiveChannel operations (seed 10.3, 10.4, 10.7-10.11)."""
+"""LiveChannel operations (OSS API reference, LiveChannel: PutLiveChannelStatus through
+DeleteLiveChannel)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from livechannel.store.base import Channel, ChannelStatus
 
 log = logging.getLogger("livechannel.api")
 
-HISTORY_LIMIT = 10  # seed 10.9: at most the 10 most recent pushes
-DEFAULT_MAX_KEYS = 100  # seed 10.10: max-keys default
-MAX_MAX_KEYS = 1000  # seed 10.10: max-keys may not exceed 1000
+HISTORY_LIMIT = 10  # OSS API reference, GetLiveChannelHistory: at most the 10 most recent pushes
+DEFAULT_MAX_KEYS = 100  # OSS API reference, ListLiveChannel: max-keys default
+MAX_MAX_KEYS = 1000  # OSS API reference, ListLiveChannel: max-keys may not exceed 1000
 MAX_NUMBER_DIGITS = 9  # longer is out of range anyway; int() raises ValueError past 4300 digits
 
 _VIDEO_FIELDS = (("Width", "width"), ("Height", "height"), ("FrameRate", "frame_rate"),
@@ -71,7 +72,8 @@ async def put_live_channel(call: Call) -> web.StreamResponse:
             ArgumentName="DestBucket",
             ArgumentValue=dest,
         )
-    # Raises ChannelStillLive while a client pushes (seed 10.3: only the status may change then).
+    # Raises ChannelStillLive while a client pushes (only the status may change then: OSS API
+    # reference, PutLiveChannelStatus).
     channel = await call.ctx.store.put_channel(call.bucket, call.target.key, config, call.now_ms())
     return xml_response(("CreateLiveChannelResult", _urls(call, channel)))
 
@@ -122,7 +124,8 @@ def _as_int(value: object) -> int | None:
 
 
 def _stream(data: object, tag: str, fields: tuple[tuple[str, str], ...]) -> xml.XmlNode | None:
-    """A Video/Audio container with every child (seed 10.7), or None: never a partial one."""
+    """A Video/Audio container with every child (OSS API reference, GetLiveChannelStat), or
+    None: never a partial one."""
     if not isinstance(data, dict):
         return None
     children: list[xml.XmlNode] = []
@@ -173,7 +176,8 @@ async def get_live_channel_stat(call: Call) -> web.StreamResponse:
 async def get_live_channel_history(call: Call) -> web.StreamResponse:
     channel = await _channel(call)
     pushes = await call.ctx.store.history(call.bucket, channel.name, HISTORY_LIMIT)
-    # The store answers most recent first; seed 10.9's example lists them oldest first.
+    # The store answers most recent first; the example of OSS API reference,
+    # GetLiveChannelHistory lists them oldest first.
     records: list[xml.XmlNode] = [
         (
             "LiveRecord",
@@ -195,7 +199,8 @@ async def list_live_channel(call: Call) -> web.StreamResponse:
     found = await call.ctx.store.list_channels(call.bucket, prefix, marker, max_keys + 1)
     page = found[:max_keys]
     truncated = len(found) > max_keys
-    # Seed 10.10: marker is exclusive, so the last name returned is where the next page starts.
+    # OSS API reference, ListLiveChannel: marker is exclusive, so the last name returned is
+    # where the next page starts.
     children: list[xml.XmlNode] = [
         ("Prefix", prefix),
         ("Marker", marker),

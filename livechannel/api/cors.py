@@ -1,4 +1,4 @@
-"""CORS for browser players (seed 9, OptionObject 9.5).
+"""CORS for browser players (OSS API reference, CORS, OptionObject).
 
 OSS needs a PutBucketCORS rule first; we have no CORS configuration API, so every bucket
 behaves as if it had the one rule a web player needs: any origin may GET and HEAD. Reads of a
@@ -23,7 +23,7 @@ PREFLIGHT_MAX_AGE_S = 600  # browsers cap this anyway (Chrome: 2 h); 10 min spar
 
 
 class AccessForbidden(OssError):
-    """Seed 9.5: a preflight the CORS rules do not allow."""
+    """OSS API reference, OptionObject: a preflight the CORS rules do not allow."""
 
     status, code = 403, "AccessForbidden"
 

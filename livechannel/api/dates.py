@@ -1,8 +1,8 @@
 """The two date formats of the API. Sans-IO: times come in as integer milliseconds/seconds.
 
 * XML bodies: exactly `YYYY-MM-DDTHH:MM:SS.000Z` (`oss2` parses it with a fixed pattern).
-* HTTP headers: RFC 1123 GMT, `Sun, 22 Nov 2015 08:16:38 GMT`; seed 4.2 requires the day to
-  have two digits, so "2 Jun 1982" and "2-Jun-82" are refused.
+* HTTP headers: RFC 1123 GMT, `Sun, 22 Nov 2015 08:16:38 GMT`; OSS API reference, signature
+  in the header, requires the day to have two digits, so "2 Jun 1982" and "2-Jun-82" are refused.
 """
 
 from __future__ import annotations

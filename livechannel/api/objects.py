@@ -1,10 +1,11 @@
-"""GetObject (7.3), HeadObject (7.7), DeleteObject (7.5): what players and clean-up need.
+"""GetObject, HeadObject, DeleteObject (OSS API reference): what players and clean-up need.
 
 Bodies stream from `storage.get` in the store's chunks; nothing is buffered except a
 playlist being signed (`x-oss-process=hls/sign`, bounded). Caching: a playlist changes with
 every segment, so `.m3u8` gets `max-age=1`; a `.ts` segment's name is its start time and its
 bytes never change, so it may be cached for a year. A signed request's `response-*`
-parameters override the answer's headers (seed 7.3); an anonymous one's are ignored.
+parameters override the answer's headers (OSS API reference, GetObject); an anonymous one's
+are ignored.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from livechannel.storage.base import ObjectInfo, ObjectStorage
 
 log = logging.getLogger("livechannel.api")
 
-PLAYLIST_CACHE_CONTROL = "max-age=1"  # replaced after every segment (seed 10.4)
+# A playlist is replaced after every segment (OSS API reference, PutLiveChannel).
+PLAYLIST_CACHE_CONTROL = "max-age=1"
 SEGMENT_CACHE_CONTROL = "max-age=31536000, immutable"  # a segment's bytes never change
 SIGNED_PLAYLIST_CACHE_CONTROL = "no-cache"  # carries expiring signatures
 RANGE_ATTEMPTS = 3  # a playlist replaced between head and open is retried; then 503
@@ -44,7 +46,7 @@ MAX_SIGNED_PLAYLIST_BYTES = 8 * 1024 * 1024  # a day of 2 s segments is ~1.5 MB 
 HEADER_SIGNED_EXPIRES_S = 3600  # hls/sign of a header-signed GET: oss2's sign_url default
 HLS_SIGN = "hls/sign"  # the only x-oss-process we implement
 
-RESPONSE_OVERRIDES = {  # seed 7.3 request parameters -> the header each sets
+RESPONSE_OVERRIDES = {  # OSS API reference, GetObject request parameters -> the header each sets
     "response-content-type": "Content-Type",
     "response-content-language": "Content-Language",
     "response-expires": "Expires",
@@ -308,7 +310,8 @@ async def get_object_meta(call: Call) -> web.StreamResponse:
 async def delete_object(call: Call) -> web.StreamResponse:
     key = call.target.key
     check_object_name(key)
-    # A name our store cannot hold cannot exist; seed 7.5: deleting a missing object is 204.
+    # A name our store cannot hold cannot exist; deleting a missing object is 204 (OSS API
+    # reference, DeleteObject).
     with contextlib.suppress(InvalidObjectName):
         await call.storage.delete(key)
     return empty_response(204)

@@ -1,7 +1,8 @@
-"""GetObject's Range and conditional headers (seed 7.3, 7.7; RFC 9110 13, 14). Sans-IO.
+"""GetObject's Range and conditional headers (OSS API reference, GetObject, HeadObject; RFC 9110
+13, 14). Sans-IO.
 
-Seed 7.3: a Range that does not follow the syntax is ignored and the whole object is sent
-(200, no Content-Range); a well-formed range that starts at or past the end is 416
+OSS API reference, GetObject: a Range that does not follow the syntax is ignored and the whole
+object is sent (200, no Content-Range); a well-formed range that starts at or past the end is 416
 InvalidRange. Multiple ranges are not supported by OSS and are ignored the same way.
 """
 
@@ -83,8 +84,8 @@ def evaluate_preconditions(
 ) -> Precondition:
     """RFC 9110 13.2.2 order; PreconditionFailed (412) or a 304 decision.
 
-    Seed 7.3: an If-Modified-Since that is not a valid date is ignored (200). HTTP dates have
-    one-second resolution, so the object's time is compared in whole seconds.
+    OSS API reference, GetObject: an If-Modified-Since that is not a valid date is ignored
+    (200). HTTP dates have one-second resolution, so the object's time is compared in whole seconds.
     """
     modified_s = last_modified_ms // 1000
     if if_match is not None:

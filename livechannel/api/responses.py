@@ -1,4 +1,7 @@
-"""Building responses: XML bodies, empty answers, and the OSS `<Error>` body (seed 4, 10)."""
+"""Building responses: XML bodies, empty answers, and the OSS `<Error>` body.
+
+The error body's shape follows the examples of OSS API reference, access control and LiveChannel.
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """`GET /-/status`: live pushes and each channel's last push with their health figures, as JSON.
 
-The operators' machine-readable view (issue 4: keyframe interval, frame rate, bitrate, upload
-queue, storage errors); the OSS XML API stays as the spec defines it. The figures come from
-the metadata store (each push's owner writes them on every heartbeat and once more when the
-push ends), so one request sees every worker of a deployment.
+The operators' machine-readable view (docs/hls.md, Stream health: keyframe interval, frame
+rate, bitrate, upload queue, storage errors); the OSS XML API stays as the reference defines
+it. The figures come from the metadata store (each push's owner writes them on every heartbeat
+and once more when the push ends), so one request sees every worker of a deployment.
 
 Allowed from a loopback address without a signature (a monitoring agent on the host), and
 from anywhere with a valid OSS V1 signature (header or URL) whose resource is `/-/status`.

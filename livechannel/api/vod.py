@@ -1,11 +1,11 @@
-"""GetVodPlaylist (10.5) and PostVodPlaylist (10.6): a finished playlist of a time range.
+"""GetVodPlaylist and PostVodPlaylist (OSS API reference): a finished playlist of a time range.
 
 Segments come from the store's segment index (`segments_between`, by the wall-clock time each
 segment started). Segment URIs are relative and resolve from where the playlist is read:
 
 * GET `/<channel>?vod` answers at the bucket's root, so URIs are `<channel>/<ms>.ts`; they
-  resolve against the request URL in both addressing styles (seed 10.5's example shows bare
-  `<ms>.ts`, which would not resolve from that URL).
+  resolve against the request URL in both addressing styles (the example in OSS API
+  reference, GetVodPlaylist shows bare `<ms>.ts`, which would not resolve from that URL).
 * POST stores `<channel>/<name>.m3u8` next to the segments, so URIs are `<ms>.ts`.
 
 A bucket with a public base URL (a CDN; docs/storage.md) gets absolute segment URIs under it
@@ -28,7 +28,7 @@ from livechannel.hls.playlist import PlaylistEntry, render, vod_playlist
 from livechannel.storage.base import content_type_for
 from livechannel.store.base import Segment
 
-MAX_VOD_SPAN_S = 24 * 3600  # seed 10.5: the span may be at most one day
+MAX_VOD_SPAN_S = 24 * 3600  # OSS API reference, GetVodPlaylist: the span may be at most one day
 PLAYLIST_CONTENT_TYPE = content_type_for("x.m3u8")
 
 
@@ -74,7 +74,8 @@ def playlist_text(segments: list[Segment], uri_of: Callable[[Segment], str]) -> 
 
 async def get_vod_playlist(call: Call) -> web.StreamResponse:
     segments = await _segments(call, call.target.key)
-    public = call.ctx.urls.public_url  # a bucket's public base URL (issue 5) wins
+    # A bucket's public base URL (docs/storage.md, public_base_url) wins.
+    public = call.ctx.urls.public_url
 
     def uri_of(s: Segment) -> str:
         return public(call.bucket, s.key) or quote(s.key, safe="/")
@@ -102,7 +103,7 @@ async def post_vod_playlist(call: Call) -> web.StreamResponse:
     def uri_of(s: Segment) -> str:
         public = call.ctx.urls.public_url(call.bucket, s.key)
         if public is not None:
-            return public  # the bucket's public base URL (issue 5)
+            return public  # the bucket's public base URL (docs/storage.md, public_base_url)
         inside = s.key[len(prefix) :] if s.key.startswith(prefix) else "../" + s.key
         return quote(inside, safe="/")
 

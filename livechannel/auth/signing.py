@@ -1,4 +1,7 @@
-"""OSS V1 signatures (seed 4.2, 4.3) and RTMP publish signatures (seed 10.2). Sans-IO.
+"""OSS V1 signatures and RTMP publish signatures. Sans-IO.
+
+OSS API reference, access control (signature in the header, signature in the URL) and
+LiveChannel (RTMP publish URL and signature).
 
 One place computes every string to sign, so the HTTP edge, the RTMP edge and the signed URLs we
 hand out (`x-oss-process=hls/sign`) agree byte for byte with what `oss2` produces. Nothing here
@@ -14,12 +17,13 @@ from collections.abc import Mapping, Sequence
 
 from livechannel.errors import AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch
 
-# Seed 4.2 lists these sub-resources and ends with "etc."; the rest are the ones `oss2` 2.19
-# signs (auth.py `_subresource_key_set`). A parameter in this set is part of the signed
-# resource, so whatever a client signs we must sign too, or its signature cannot verify.
+# OSS API reference, signature in the header, lists these sub-resources and ends with "etc.";
+# the rest are the ones `oss2` 2.19 signs (auth.py `_subresource_key_set`). A parameter in
+# this set is part of the signed resource, so whatever a client signs we must sign too, or its
+# signature cannot verify.
 SUB_RESOURCES: frozenset[str] = frozenset(
     {
-        # seed 4.2
+        # OSS API reference, signature in the header
         "acl", "uploads", "location", "cors", "logging", "website", "referer", "lifecycle",
         "delete", "append", "tagging", "objectMeta", "uploadId", "partNumber",
         "security-token", "position", "img", "style", "styleName", "replication",
@@ -42,10 +46,11 @@ SUB_RESOURCES: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
-# Seed 10.2: these RTMP URL parameters are not part of CanonicalizedParams.
+# OSS API reference, RTMP publish URL and signature: these RTMP URL parameters are not part
+# of CanonicalizedParams.
 RTMP_UNSIGNED_PARAMS = frozenset({"SecurityToken", "OSSAccessKeyId", "Expires", "Signature"})
 
-# Seed 4.3: a signed URL carries all three.
+# OSS API reference, signature in the URL: a signed URL carries all three.
 URL_SIGNATURE_PARAMS = ("OSSAccessKeyId", "Expires", "Signature")
 # A Unix time has 10 digits until 2286; far longer is garbage (and int() refuses > 4300).
 MAX_EXPIRES_DIGITS = 20
@@ -62,7 +67,10 @@ def parse_expires(text: str) -> int | None:
 
 
 def hmac_sha1_b64(secret: str, string_to_sign: str) -> str:
-    """base64(hmac-sha1(secret, string)); both sides UTF-8 (seed 4.2 "签名的字符串必须为 UTF-8")."""
+    """base64(hmac-sha1(secret, string)); both sides UTF-8.
+
+    OSS API reference, signature in the header: "签名的字符串必须为 UTF-8".
+    """
     digest = hmac.new(
         secret.encode("utf-8", _TEXT_ERRORS),
         string_to_sign.encode("utf-8", _TEXT_ERRORS),
@@ -81,7 +89,9 @@ def signatures_equal(expected: str, provided: str) -> bool:
 def canonical_resource(
     bucket: str | None, key: str | None, query: Sequence[tuple[str, str | None]]
 ) -> str:
-    """CanonicalizedResource (seed 4.2): `/bucket/key?sub&sub=v`, sub-resources sorted by name.
+    """CanonicalizedResource (OSS API reference, signature in the header).
+
+    `/bucket/key?sub&sub=v`, sub-resources sorted by name.
 
     `key` is the decoded object name. A blank value (`live` or `live=`) is written as the bare
     name, as `oss2` does. Only names in SUB_RESOURCES count; `prefix`, `marker` ... do not.
@@ -94,7 +104,10 @@ def canonical_resource(
 
 
 def canonical_oss_headers(headers: Mapping[str, str]) -> str:
-    """CanonicalizedOSSHeaders (seed 4.2): `x-oss-*` names lower-cased, sorted, `name:value\\n`."""
+    """CanonicalizedOSSHeaders (OSS API reference, signature in the header).
+
+    `x-oss-*` names lower-cased, sorted, `name:value\\n`.
+    """
     pairs = sorted(
         (name.lower(), value.strip())
         for name, value in headers.items()
@@ -113,7 +126,8 @@ def header_string_to_sign(
 ) -> str:
     """VERB\\nContent-MD5\\nContent-Type\\nDate\\nCanonicalizedOSSHeaders+CanonicalizedResource.
 
-    Header signatures use the Date, URL signatures the Expires value (seed 4.3).
+    Header signatures use the Date, URL signatures the Expires value (OSS API reference,
+    signature in the URL).
     """
     return (
         "\n".join(
@@ -135,7 +149,9 @@ def sign_url_params(
     content_type: str = "",
     oss_headers: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
-    """The three parameters that make a signed URL (seed 4.3), as `bucket.sign_url` makes them.
+    """The three parameters that make a signed URL, as `bucket.sign_url` makes them.
+
+    OSS API reference, signature in the URL.
 
     The caller appends them (percent-encoded) after the URL's own `query`, which is signed too.
     """
@@ -151,7 +167,10 @@ def sign_url_params(
 
 
 def rtmp_string_to_sign(expires: str, params: Mapping[str, str], bucket: str, channel: str) -> str:
-    """Seed 10.2: Expires\\n + "key:value\\n" per param in key order + /bucket/channel."""
+    """Expires\\n + "key:value\\n" per param in key order + /bucket/channel.
+
+    OSS API reference, RTMP publish URL and signature.
+    """
     signed = sorted((k, v) for k, v in params.items() if k not in RTMP_UNSIGNED_PARAMS)
     return f"{expires}\n" + "".join(f"{k}:{v}\n" for k, v in signed) + f"/{bucket}/{channel}"
 
@@ -166,7 +185,7 @@ def check_rtmp_publish(
     """Verify a signed RTMP publish URL; raise a typed error whose message the publisher sees.
 
     `params` are the URL's query parameters, already percent-decoded once. Like URL signing
-    (seed 4.3), the expiry is checked before the signature.
+    (OSS API reference, signature in the URL), the expiry is checked before the signature.
     """
     access_key_id = params.get("OSSAccessKeyId")
     expires = params.get("Expires")

@@ -22,7 +22,7 @@ from livechannel.store.base import MetadataStore
 
 log = logging.getLogger("livechannel.fleet.registry")
 
-KICK_POLL_INTERVAL_S = 0.25  # a disable through another worker must kick within 1 s (issue 3)
+KICK_POLL_INTERVAL_S = 0.25  # a disable through another worker kicks within 1 s (docs/api.md)
 # Live figures (GetLiveChannelStat) are at most this old; 5 beats fit in the 5 s stale limit.
 # Writing every push's figures on every kick poll instead cost ~5 % of a worker's CPU.
 HEARTBEAT_INTERVAL_S = 1.0

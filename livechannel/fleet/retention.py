@@ -38,7 +38,8 @@ SWEEP_INTERVAL_S = 600.0  # segments expire by the hour; every 10 minutes is ple
 FIRST_SWEEP_DELAY_S = 30.0  # let start-up (and any republish) settle first
 LIST_PAGE_KEYS = 1000  # one storage listing request per this many keys
 MAX_PLAYLIST_BYTES = 8 * 1024 * 1024  # a day of 2 s segments is ~1.5 MB of playlist
-DEFAULT_WINDOW = 3  # FragCount's default (seed 10.4), for a channel that was deleted
+# FragCount's default (OSS API reference, PutLiveChannel), for a channel that was deleted.
+DEFAULT_WINDOW = 3
 SEGMENT_NAME = re.compile(r"[0-9]+\.ts")  # what the pipeline names segments: "<ms>.ts"
 SNAPSHOT_NAME = re.compile(r"[0-9]+\.jpg")  # and snapshots: "<ms>.jpg" (snapshot.py)
 

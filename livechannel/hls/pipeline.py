@@ -33,7 +33,8 @@ from livechannel.store.base import MetadataStore, Push, Segment
 
 log = logging.getLogger("livechannel.pipeline")
 
-# Audio with no video for this long means an audio-only publisher (seed 10.1 requires video).
+# Audio with no video for this long means an audio-only publisher (OSS API reference,
+# LiveChannel overview: video is required).
 AUDIO_ONLY_LIMIT_MS = 10_000
 RETRY_FIRST_DELAY_S = 0.2  # first storage retry comes quickly: most faults are blips
 RETRY_MAX_DELAY_S = 5.0  # never wait longer than this between retries of one put

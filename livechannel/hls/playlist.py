@@ -9,9 +9,9 @@ TARGETDURATION rule (decided by the team):
   2·FragDuration, OBS's default of 8.3 s at FragDuration 5 included — fits, and the target
   never changes (RFC 8216 6.2.1) while every rounded EXTINF stays ≤ it (4.3.3.1).
 * Only a publisher whose keyframes are further apart than 2·FragDuration (or never come: the
-  forced cut at ``max(2·FragDuration, 60 s)``, seed 10.4) makes a longer segment. Then the
-  live window raises TARGETDURATION to cover it (and logs why) rather than list an EXTINF
-  above the target; it never lowers it again while the service runs.
+  forced cut at ``max(2·FragDuration, 60 s)``, OSS API reference, PutLiveChannel) makes a
+  longer segment. Then the live window raises TARGETDURATION to cover it (and logs why)
+  rather than list an EXTINF above the target; it never lowers it again while the service runs.
 * Why not the forced-cut bound (60) for everyone: players pace playlist reloads by the target
   (RFC 8216 6.3.4: half of it when a reload brings nothing new — ffmpeg then sits 30 s at the
   live edge) and start 3 targets from the end, so a target far above the real segment length
@@ -20,8 +20,8 @@ TARGETDURATION rule (decided by the team):
   rounded EXTINF (at least 1): see `vod_target_duration_s`.
 
 Durations are integer milliseconds until rendered: EXTINF is ``ms / 1000`` with exactly three
-decimals (``7.120``), as OSS writes them (seed 10.5). Rounding to the nearest integer is half
-up, the conservative reading of RFC 8216 4.3.3.1.
+decimals (``7.120``), as OSS writes them (OSS API reference, GetVodPlaylist). Rounding to
+the nearest integer is half up, the conservative reading of RFC 8216 4.3.3.1.
 """
 
 from __future__ import annotations

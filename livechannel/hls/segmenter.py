@@ -1,6 +1,6 @@
 """Cuts a push's access units into keyframe-aligned MPEG-TS segments (sans-IO, no clock).
 
-Rules (seed 10.4, spec "HLS output"):
+Rules (OSS API reference, PutLiveChannel; docs/hls.md, Segments):
 
 * Once the current segment's media reaches FragDuration it is closed at the next keyframe
   (KEYFRAME). With no keyframe it is cut anyway when it reaches `max_segment_ms`, by default
@@ -47,7 +47,8 @@ from livechannel.media.mpegts import TsMuxer
 
 # Segments are buffered whole before upload; 64 MiB holds 10 s of 50 Mbit/s video.
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
-# Seed 10.4: with no keyframe, the segment is forced closed after max(2·FragDuration, 60 s).
+# OSS API reference, PutLiveChannel: with no keyframe, the segment is forced closed after
+# max(2·FragDuration, 60 s).
 FORCED_CUT_FLOOR_MS = 60_000
 # A DTS step back this large is a restarted clock, not jitter or a B-frame reordering slip.
 MAX_DTS_FIXUP_MS = 1_000
@@ -124,7 +125,7 @@ MuxerFactory = Callable[[bool, bool, AudioConfig | None], SegmentMuxer]
 
 
 def default_max_segment_ms(frag_duration_ms: int) -> int:
-    """Seed 10.4's forced-cut bound, max(2·FragDuration, 60 s)."""
+    """OSS API reference, PutLiveChannel's forced-cut bound, max(2·FragDuration, 60 s)."""
     return max(2 * frag_duration_ms, FORCED_CUT_FLOOR_MS)
 
 

@@ -1,9 +1,11 @@
-"""Snapshots (seed 10.4 `Snapshot`): a JPEG of the live stream every `Interval` seconds.
+"""Snapshots: a JPEG of the live stream every `Interval` seconds.
+
+OSS API reference, PutLiveChannel, `Snapshot`.
 
 Which frames: the push's media time is cut into Interval-long windows from its first
 keyframe, and the first keyframe of each window is taken. A window with no keyframe gets no
-snapshot, as seed 10.4 says of Interval ("no keyframe in the interval, no snapshot"): with
-a 2 s GOP and Interval 1, a snapshot every 2 s. Keyframes only, because they decode alone.
+snapshot, as the reference says of Interval ("no keyframe in the interval, no snapshot"):
+with a 2 s GOP and Interval 1, a snapshot every 2 s. Keyframes only, because they decode alone.
 
 Where: `DestBucket` (the channel's own bucket when it is empty), key `<channel>/<ms>.jpg`,
 where ms is the keyframe's arrival time, the clock segment names use, so a snapshot sorts next

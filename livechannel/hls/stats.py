@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from livechannel.media.frames import AudioConfig, VideoConfig
 
-WINDOW_MS = 5_000  # "recent average" (seed 10.7): long enough to smooth GOP-sized bursts
+# "Recent average" (OSS API reference, GetLiveChannelStat): long enough to smooth GOP bursts.
+WINDOW_MS = 5_000
 MARK_MS = 200  # one mark per 200 ms of media: rates are exact to the frame at that grain
 KEYFRAME_HISTORY = 8  # keyframe intervals kept to report a stable recent interval
 

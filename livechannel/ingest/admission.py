@@ -1,10 +1,11 @@
 """The publish decision: may this RTMP publish start, and where does it go?
 
 In order: the URL names a bucket and channel (publish.resolve), the bucket exists here, the
-signature holds unless the bucket is public-read-write (seed 10.1), the channel exists and is
-enabled, its playlist name is valid, and no one else publishes to it (the store's atomic
-`start_push`, which holds across workers and machines). Every refusal is a `Refusal` carrying
-the onStatus code and the description the publisher reads.
+signature holds unless the bucket is public-read-write (OSS API reference, LiveChannel
+overview), the channel exists and is enabled, its playlist name is valid, and no one else
+publishes to it (the store's atomic `start_push`, which holds across workers and machines).
+Every refusal is a `Refusal` carrying the onStatus code and the description the publisher
+reads.
 """
 
 from __future__ import annotations

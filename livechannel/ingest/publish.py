@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-RTMP_APP = "live"  # seed 10: the application name is always "live"
+RTMP_APP = "live"  # OSS API reference, LiveChannel: the application name is always "live"
 MAX_STREAM_NAME_BYTES = 4096  # a signed name is ~150 bytes; anything huge is junk
 MAX_PARAMS = 32  # the spec knows five parameters; a long list is an attack, not a client
 

@@ -34,7 +34,8 @@ class EndOfStream:
 
 @dataclass(frozen=True, slots=True)
 class UnsupportedVideo:
-    """Video that is not H.264: the edge refuses the publish (seed 10.1: H.264 only)."""
+    """Video that is not H.264: the edge refuses the publish (H.264 only: OSS API reference,
+    LiveChannel overview)."""
 
     codec: str
 

@@ -4,7 +4,7 @@ Python mapping: number → float, boolean → bool, string / long string / XML d
 object / typed object → dict, ECMA array → EcmaArray (a dict), strict array → list,
 null / unsupported → None, undefined → UNDEFINED, date → Amf0Date. References (marker 7)
 resolve to the object they name. AMF3 (the AVM+ switch, marker 0x11) is refused: no RTMP
-publisher sends it (spec/rtmp-clients.md, "Common to all").
+publisher sends it (docs/rtmp-clients.md, "Common to all").
 
 Strings decode as UTF-8 with `surrogateescape`: librtmp percent-decodes stream names, so a
 name may carry raw non-UTF-8 bytes; they survive a decode/encode round trip unchanged and the

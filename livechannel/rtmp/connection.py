@@ -3,7 +3,7 @@
 Bytes in (`receive_data`), events out (`next_event`), bytes out (`data_to_send`); no sockets,
 no clock. Policy stays outside: on `PublishRequested` the edge calls `accept_publish` or
 `reject_publish`. Quirks of real publishers handled here are listed in
-spec/rtmp-clients.md; the command sequence follows the RTMP spec 1.0 §7.2.
+docs/rtmp-clients.md; the command sequence follows the RTMP spec 1.0 §7.2.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The server always answers in the simple form, whatever C1 looks like: S1 = 4-byte time,
 4 zero bytes, random; S2 = C1 echoed. Zero version bytes in S1 make libavformat skip digest
 validation (its handshake only checks digests when S1 byte 5 is >= 3), and every real client
-accepts this answer (spec/rtmp-clients.md). C2 is never validated: clients send an exact echo
+accepts this answer (docs/rtmp-clients.md). C2 is never validated: clients send an exact echo
 of S1, an echo with bytes 4-7 rewritten, or a real digest response.
 
 The digest-style C1 (what ffmpeg and nginx-rtmp send) is built here for our own test client,
@@ -25,7 +25,7 @@ HANDSHAKE_SIZE = 1536  # C1/S1/C2/S2 length (§5.2.3)
 HANDSHAKE_RANDOM_SIZE = HANDSHAKE_SIZE - 8  # C1/S1 after time (4) and zero/version (4)
 _U32: Final = struct.Struct(">I")
 
-# Version bytes of a digest-style C1, as libavformat sends them (spec/rtmp-clients.md).
+# Version bytes of a digest-style C1, as libavformat sends them (docs/rtmp-clients.md).
 DIGEST_CLIENT_VERSION: Final = bytes((9, 0, 124, 2))
 # "Genuine Adobe Flash Player 001": the public key prefix a client digest is keyed with.
 CLIENT_DIGEST_KEY: Final = b"Genuine Adobe Flash Player 001"

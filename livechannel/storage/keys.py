@@ -1,6 +1,7 @@
 """Object keys: which names an object store accepts (defence in depth below the API's checks).
 
-OSS allows almost any UTF-8 name of 1-1023 bytes (seed 7.1, InvalidObjectName). Our stores map
+OSS allows almost any UTF-8 name of 1-1023 bytes (OSS API reference, PutObject,
+InvalidObjectName). Our stores map
 "/"-separated keys to paths, so additionally refuse anything that could name a place outside
 the bucket or alias another key: `.`/`..` segments, empty segments (a leading "/" or "//"),
 backslashes (a separator elsewhere) and NUL (ends a C path).
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 from livechannel.errors import InvalidObjectName
 
-MAX_KEY_BYTES = 1023  # seed 7.1: "Object key longer than 1023 bytes" is InvalidObjectName
+# OSS API reference, PutObject: "Object key longer than 1023 bytes" is InvalidObjectName.
+MAX_KEY_BYTES = 1023
 _ALIASING_SEGMENTS = frozenset({".", ".."})  # path segments that point elsewhere
 
 

@@ -1,4 +1,6 @@
-"""OSS ListObjects paging (seed 6.7) over keys that arrive in ascending order.
+"""ListObjects paging over keys that arrive in ascending order.
+
+OSS API reference, GetBucket (ListObjects).
 
 Order is the byte order of the UTF-8 names; UTF-8 preserves code point order, so Python's str
 comparison is that order. `marker` is exclusive. With a delimiter, keys sharing

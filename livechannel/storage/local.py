@@ -22,8 +22,8 @@ Choices, measured on this project's ext4 dev VM (a 2 MB segment, a 400 B playlis
 - ETag: "<inode>-<size>-<mtime ns>" in upper-case hex, from the file's stat, like the ETags of
   nginx and Apache for static files. Every put renames a new file (a new inode) over the key,
   so the ETag changes with every put and stays stable between them. It is not the content's
-  MD5: OSS promises an MD5 ETag only for PutObject (seed 7.1), which this service does not
-  take, and hashing every segment cost ~10 % of the CPU at 300 publishers.
+  MD5: OSS promises an MD5 ETag only for PutObject (OSS API reference, PutObject), which this
+  service does not take, and hashing every segment cost ~10 % of the CPU at 300 publishers.
 - Content type follows the key (`content_type_for`); nothing per object is stored for it.
 - A file and a directory cannot share a name, so unlike OSS the keys "a" and "a/b" cannot
   both exist here; such a put is refused with InvalidObjectName.

@@ -41,7 +41,7 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class ChannelConfig:
-    """What PutLiveChannel carries (seed 10.4), validated."""
+    """What PutLiveChannel carries (OSS API reference, PutLiveChannel), validated."""
 
     description: str = ""
     status: ChannelStatus = ChannelStatus.ENABLED

@@ -1,4 +1,5 @@
-"""Every LiveChannel operation through the unmodified `oss2` SDK (seed 10.3, 10.4, 10.7-10.11)."""
+"""Every LiveChannel operation through the unmodified `oss2` SDK (OSS API
+reference, LiveChannel)."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ async def test_invalid_configuration_is_refused_and_nothing_applied(
 ) -> None:
     bucket = service.bucket()
     if target.get("playlist_name") == "a.m3u8":
-        # Boundary: 6 characters is allowed (seed 10.4 [6, 128]).
+        # Boundary: 6 characters is allowed (OSS API reference, PutLiveChannel [6, 128]).
         await sync(bucket.create_live_channel, "edge", info(**target))
         return
     await sync(bucket.create_live_channel, "keep", info(description="original"))

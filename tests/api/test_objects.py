@@ -1,5 +1,6 @@
 """Objects for playback through `oss2`: Get/Head/Delete, ranges, conditions, listing, signed
-URLs, hls/sign, bucket ACL and GetService (seed 5.1, 6.1, 6.7, 6.8, 7.3, 7.5-7.7)."""
+URLs, hls/sign, bucket ACL and GetService (OSS API reference: GetService, PutBucketACL,
+GetBucket, GetBucketAcl, GetObject, DeleteObject, DeleteMultipleObjects, HeadObject)."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ async def test_range_past_the_end_is_416_and_bad_syntax_is_ignored(service: Serv
     with pytest.raises(oss2.exceptions.ServerError) as e:
         await sync(bucket.get_object, "cam/1000.ts", (len(SEGMENT), None))
     assert (e.value.status, e.value.code) == (416, "InvalidRange")
-    # Seed 7.3: a range that breaks the syntax is ignored: 200 and the whole object.
+    # OSS API reference, GetObject: a range that breaks the syntax is ignored: 200, the whole
+    # object.
     result = await sync(bucket.get_object, "cam/1000.ts", headers={"Range": "bytes=9-1"})
     assert result.status == 200 and "Content-Range" not in result.headers
     assert await sync(result.read) == SEGMENT
@@ -104,7 +106,7 @@ async def test_conditional_requests(service: Service) -> None:
     both = {"If-Match": etag, "If-Modified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"}
     ok = await sync(bucket.get_object, "cam/1000.ts", headers=both)
     assert await sync(ok.read) == SEGMENT
-    # An invalid date in If-Modified-Since is ignored (seed 7.3).
+    # An invalid date in If-Modified-Since is ignored (OSS API reference, GetObject).
     ok = await sync(bucket.get_object, "cam/1000.ts", headers={"If-Modified-Since": "yesterday"})
     assert ok.status == 200
 

@@ -35,7 +35,7 @@ def test_hmac_sha1_b64_known_answer() -> None:
     assert signing.hmac_sha1_b64("key", fox) == "3nybhbi3iqa8ino29wqQcBydtNk="
 
 
-def test_seed_4_2_string_to_sign_example() -> None:
+def test_reference_string_to_sign_example() -> None:
     resource = signing.canonical_resource("oss-example", "nelson", [])
     headers = {"X-OSS-Meta-Author": "foo@bar.com", "X-OSS-Magic": "abracadabra", "Host": "x"}
     string = signing.header_string_to_sign(
@@ -166,7 +166,8 @@ def test_rtmp_publish_refusals() -> None:
         signing.check_rtmp_publish(good, BUCKET, "cam2", CREDENTIALS, now_s)
     with pytest.raises(SignatureDoesNotMatch):
         signing.check_rtmp_publish(good, "other", channel, CREDENTIALS, now_s)
-    # Exactly at Expires is still valid (seed 4.3: refused only when later than Expires).
+    # Exactly at Expires is still valid (refused only when later than Expires: OSS API
+    # reference, signature in the URL).
     signing.check_rtmp_publish(good, BUCKET, channel, CREDENTIALS, int(good["Expires"]))
 
 

@@ -142,7 +142,7 @@ def test_parse_target_raises_only_oss_errors(host: str, target: str) -> None:
         ("bytes=-3", 10, ByteRange(7, 10)),
         ("bytes=-30", 10, ByteRange(0, 10)),
         ("bytes=8-100", 10, ByteRange(8, 10)),
-        ("bytes=4-2", 10, None),  # invalid syntax: whole object (seed 7.3)
+        ("bytes=4-2", 10, None),  # invalid syntax: whole object (OSS API reference, GetObject)
         ("bytes=0-1,3-4", 10, None),  # multiple ranges: whole object
         ("items=0-1", 10, None),
         ("bytes=-", 10, None),

@@ -1,4 +1,4 @@
-"""GetVodPlaylist (10.5) and PostVodPlaylist (10.6) through `oss2`, segments from the index."""
+"""GetVodPlaylist and PostVodPlaylist through `oss2`, segments from the index."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Issue 3 with real pushes: Stat shows real live values, history records pushes, disable kicks
-the publisher within 1 s, delete and re-create are refused while live."""
+"""Channel control with real pushes: Stat shows real live values, history records pushes,
+disable kicks the publisher within 1 s, delete and re-create are refused while live."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.e2e.conftest import create_channel
 from tests.support import publishers
 from tests.support.service import BUCKET, ServiceThread
 
-KICK_DEADLINE_S = 1.0  # issue 3: disabling disconnects the publisher within 1 s
+KICK_DEADLINE_S = 1.0  # disabling disconnects the publisher within 1 s (docs/api.md)
 
 
 def wait_live(service: ServiceThread, channel: str, timeout_s: float = 10) -> None:

@@ -1,4 +1,4 @@
-"""Issue 4: streams no encoder sends on purpose, from our own publisher (tests/support/
+"""Streams no encoder sends on purpose, from our own publisher (tests/support/
 rtmp_publisher.py): clock jumps, 24-bit and 32-bit timestamp transitions, an audio-only
 stream, a mid-stream resolution change, a late AAC sequence header, repeated @setDataFrame.
 The output must stay valid (RFC 8216 validator) and playable (every segment decodes on its

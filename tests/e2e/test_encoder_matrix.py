@@ -1,4 +1,4 @@
-"""Issue 4: an encoder matrix, each pushed by a real client (ffmpeg -c copy of a PyAV-made FLV,
+"""An encoder matrix, each pushed by a real client (ffmpeg -c copy of a PyAV-made FLV,
 unpaced), its output checked by the RFC 8216 validator, a full PyAV decode of every segment
 (zero errors, A/V start within 100 ms) and ffmpeg playing the whole playlist."""
 
@@ -23,9 +23,10 @@ from tests.support.hls import SegmentProbe, ffmpeg_decode_errors, probe_segment
 from tests.support.rtmp_publisher import read_flv
 from tests.support.service import BUCKET, ServiceThread
 
-AV_SYNC_TOLERANCE_S = 0.1  # issue 4: A/V start PTS within 100 ms in every segment
+AV_SYNC_TOLERANCE_S = 0.1  # A/V start PTS within 100 ms in every segment
 EXTINF_TOLERANCE_MS = 1  # EXTINF is rendered with millisecond precision
-LIST_ALL = 100  # FragCount's maximum (seed 10.4): the playlist lists every segment of a case
+# FragCount's maximum (OSS API reference, PutLiveChannel): the playlist lists every segment.
+LIST_ALL = 100
 PUSH_TIMEOUT_S = 60.0  # unpaced pushes of a few MB take about a second
 END_GRACE_S = 0.3  # the service writes ENDLIST this soon after a push (its default is 10 s)
 ENDLIST_TIMEOUT_S = 10.0

@@ -1,4 +1,4 @@
-"""Issue 2, end to end: real publishers → our RTMP listener → HLS in storage → real decoders."""
+"""End to end: real publishers → our RTMP listener → HLS in storage → real decoders."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.support import publishers
 from tests.support.hls import ffmpeg_decode_errors, probe_segment
 from tests.support.service import BUCKET, ServiceThread
 
-AV_SYNC_TOLERANCE_S = 0.1  # issue 2: A/V start PTS within 100 ms in every segment
+AV_SYNC_TOLERANCE_S = 0.1  # A/V start PTS within 100 ms in every segment
 CUT_TOLERANCE_MS = 150  # one frame at 30 fps plus AAC frame granularity
 
 
@@ -76,7 +76,7 @@ def test_ffmpeg_cli_pushes_30s_to_oss2_signed_url(service: ServiceThread) -> Non
 
 
 def test_pyav_publisher(any_service: ServiceThread, sample_flv: Path) -> None:
-    service = any_service  # local filesystem and S3 (issue 5)
+    service = any_service  # local filesystem and S3 (docs/storage.md)
     create_channel(service.bucket(), "pyav", frag_duration=2, frag_count=3)
     url = service.signed_publish_url("pyav", rtmp_port=True)
     r = publishers.run(publishers.pyav(sample_flv, url), timeout_s=14 + 30)

@@ -1,4 +1,4 @@
-"""Issue 2: players read the live stream through our HTTP API: unsigned from a public-read
+"""Players read the live stream through our HTTP API: unsigned from a public-read
 bucket, and through a signed `x-oss-process=hls/sign` playlist URL from a private one."""
 
 from __future__ import annotations
@@ -45,7 +45,11 @@ def play(url: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     ("acl", "backend"),
-    [(Acl.PUBLIC_READ, "local"), (Acl.PRIVATE, "local"), (Acl.PRIVATE, "s3")],  # s3: issue 5
+    [
+        (Acl.PUBLIC_READ, "local"),
+        (Acl.PRIVATE, "local"),
+        (Acl.PRIVATE, "s3"),
+    ],  # s3: docs/storage.md
 )
 def test_ffmpeg_plays_live_stream_over_http(
     tmp_path: Path, acl: Acl, backend: str, request: pytest.FixtureRequest

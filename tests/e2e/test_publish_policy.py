@@ -1,4 +1,4 @@
-"""Issue 2: refusals. Each is refused with its reason, writes nothing, and leaves a running
+"""Refusals. Each is refused with its reason, writes nothing, and leaves a running
 publisher untouched."""
 
 from __future__ import annotations

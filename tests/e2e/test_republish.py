@@ -1,4 +1,4 @@
-"""Issue 4: push, disconnect, republish, restart the service, republish again — one playlist
+"""Push, disconnect, republish, restart the service, republish again — one playlist
 whose MEDIA-SEQUENCE only grows, with DISCONTINUITY tags, ENDLIST after the grace period, and
 no segment name reused."""
 

@@ -1,4 +1,4 @@
-"""Issue 2: the forced cut when keyframes never come back."""
+"""The forced cut when keyframes never come back."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tests.support import publishers
 from tests.support.hls import probe_segment
 from tests.support.service import BUCKET, ServiceThread
 
-FORCED_CUT_MS = 60_000  # seed 10.4: max(2 x FragDuration, 60 s)
+FORCED_CUT_MS = 60_000  # OSS API reference, PutLiveChannel: max(2 x FragDuration, 60 s)
 
 
 def test_single_keyframe_stream_is_cut_at_60s(service: ServiceThread, sample_dir: Path) -> None:

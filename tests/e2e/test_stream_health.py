@@ -1,4 +1,4 @@
-"""Issue 4, stream health: a keyframe interval longer than FragDuration is logged with advice,
+"""Stream health (docs/hls.md): a keyframe interval longer than FragDuration is logged with advice,
 and each push's measured keyframe interval, frame rate and bitrate are recorded in the store
 (every heartbeat, and once more when the push ends) and served as JSON on `GET /-/status`:
 from loopback without a signature, from elsewhere only signed."""

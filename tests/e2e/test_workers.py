@@ -39,7 +39,7 @@ KEY_ID, KEY_SECRET = "LTAIworkerstest001", "workers-test-secret-0123456789"
 WORKERS = 2
 START_TIMEOUT_S = 20.0
 STEER_ATTEMPTS = 64  # fresh connections tried to land on one worker (1/2 each: 2**-64 to fail)
-KICK_BOUND_S = 2.0  # issue 3: disable kicks within 1 s; 2 s leaves room for a loaded machine
+KICK_BOUND_S = 2.0  # disable kicks within 1 s (docs/api.md); 2 s leaves room for a loaded machine
 IO_TIMEOUT_S = 10.0
 # Longer than the stale-push limit plus two sweeps: a sweep by the other worker would have
 # ended the paused worker's push.

@@ -1,4 +1,5 @@
-"""The playlist model renders byte-for-byte what RFC 8216 and OSS (seed 10.5) expect."""
+"""The playlist model renders byte-for-byte what RFC 8216 and OSS (OSS API reference,
+GetVodPlaylist) expect."""
 
 from __future__ import annotations
 

@@ -93,7 +93,7 @@ def muxer_of(log: MuxLog, ready: SegmentReady) -> tuple[bool, bool, AudioConfig 
     return log.muxers[number]  # type: ignore[index]
 
 
-# --- keyframe cuts (seed 10.4) ---------------------------------------------------------
+# --- keyframe cuts (OSS API reference, PutLiveChannel) --------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from tests.interop.hlsjs import HLSJS_VERSION
 from tests.support import publishers
 from tests.support.service import BUCKET, ServiceThread
 
-PLAY_S = 3.0  # issue 2: currentTime must advance at least this much
+PLAY_S = 3.0  # playback: currentTime must advance at least this much
 PLAY_BUDGET_S = 25.0  # the page gives up (outcome "timeout") after this
 SEGMENTS_BEFORE_PLAY = 3  # a full live window, as a viewer joining a running show sees
 SEGMENTS_TIMEOUT_S = 25.0

@@ -1,4 +1,4 @@
-"""media/ is a sans-IO core: no event loop, sockets or clocks (DESIGN.md convention 1)."""
+"""media/ is a sans-IO core: no event loop, sockets or clocks (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 6 point 2: bad input never hurts anyone else.
+"""Bad input never hurts anyone else (docs/robustness.md).
 
 A real ffmpeg publisher streams while hundreds of random, mutated and malformed sessions (RTMP
 and HTTP, both ports) and half-open handshakes hit the same service. Its segments continue

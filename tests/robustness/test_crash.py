@@ -1,4 +1,4 @@
-"""Issue 6 point 3: `kill -9` in the middle of two real pushes, then a restart.
+"""Crash safety (docs/robustness.md): `kill -9` in the middle of two real pushes, then a restart.
 
 Afterwards every playlist is valid and names only stored segments, the interrupted pushes are
 closed in the history at their last media (heartbeat), no channel is left Live, the playlist

@@ -1,4 +1,5 @@
-"""Issue 6 point 2: the decoders the other suites do not fuzz yet raise only our own errors.
+"""Bad input (docs/robustness.md): the decoders the other suites do not fuzz yet raise only
+our own errors.
 
 Covered elsewhere (each with hypothesis): handshake + chunk stream + commands from arbitrary
 bytes (tests/rtmp/test_fuzz.py, test_chunk.py), AMF0 (tests/rtmp/test_amf0.py), FLV tags,

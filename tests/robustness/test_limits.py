@@ -1,4 +1,5 @@
-"""Issue 6 point 1: every limit is a named, explained, overridable constant, and enforced.
+"""Limits (docs/robustness.md): every limit is a named, explained, overridable constant, and
+enforced.
 
 Each limit is set tiny in a real service on loopback and crossed by a real socket.
 """

@@ -1,6 +1,6 @@
-"""Issue 6 point 6, through HTTP and RTMP: constant-time signature checks, signed URLs bound to
-their expiry and resource, names that cannot leave the bucket, no XML entities, no secrets in
-the logs, an owner-only key file."""
+"""Security (docs/robustness.md), through HTTP and RTMP: constant-time signature checks,
+signed URLs bound to their expiry and resource, names that cannot leave the bucket, no XML
+entities, no secrets in the logs, an owner-only key file."""
 
 from __future__ import annotations
 

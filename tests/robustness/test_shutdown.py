@@ -1,4 +1,4 @@
-"""Issue 6 point 4: SIGTERM in the middle of two real pushes.
+"""Graceful shutdown (docs/robustness.md): SIGTERM in the middle of two real pushes.
 
 The service flushes each open (partial) segment, writes the final playlists, closes the push
 records, and exits within its documented bound (server.SHUTDOWN_TIMEOUT_S).

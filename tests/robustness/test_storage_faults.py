@@ -1,4 +1,4 @@
-"""Issue 6 point 5: disk full, permission denied, read-only storage.
+"""Storage faults (docs/robustness.md): disk full, permission denied, read-only storage.
 
 While storage fails: no crash, the reason is logged and shown in the push's stats
 (`health.storage_error`), uploads are retried and the publisher is slowed (we stop reading its

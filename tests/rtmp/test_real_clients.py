@@ -1,4 +1,4 @@
-"""Real publishers' wire behaviour (spec/rtmp-clients.md), scripted byte for byte."""
+"""Real publishers' wire behaviour (docs/rtmp-clients.md), scripted byte for byte."""
 
 from __future__ import annotations
 

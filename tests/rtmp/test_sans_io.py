@@ -1,4 +1,4 @@
-"""The RTMP core stays sans-IO: no sockets, no event loop, no clock (DESIGN.md convention 1)."""
+"""The RTMP core stays sans-IO: no sockets, no event loop, no clock (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 5: the S3 endpoint fails for 20 s in the middle of a push (a loopback proxy between
+"""The S3 endpoint fails for 20 s in the middle of a push (a loopback proxy between
 us and moto first swallows every byte, then refuses connections). Afterwards every segment is
 stored, in order, the playlist and the segment index agree, nothing is lost, the publisher was
 slowed rather than the queue grown, and the outage was visible while it lasted."""

@@ -1,4 +1,4 @@
-"""Issue 5: a bucket's `public_base_url` (a CDN, or the store's own public URL) is where
+"""A bucket's `public_base_url` (a CDN, or the store's own public URL) is where
 PlayUrls and VOD playlists send players. On S3 that URL is moto's own, so a real player
 (ffmpeg) plays the live and the VOD playlist straight from the store, not through us."""
 

@@ -1,4 +1,4 @@
-"""Issue 5, retention, on both storage backends: segments older than the cutoff go (index
+"""Retention (docs/storage.md), on both storage backends: segments older than the cutoff go (index
 entry first, then the object) unless a stored playlist names them or they are the live
 window; unindexed old segment objects and old snapshots go too; discontinuity numbering never
 goes back."""

@@ -226,7 +226,8 @@ async def test_list_pages_with_next_marker(storage: ObjectStorage) -> None:
 
 
 async def test_list_delimiter_like_oss_example(storage: ObjectStorage) -> None:
-    # seed 6.7: fun/test.jpg, fun/movie/001.avi, fun/movie/007.avi; prefix fun/, delimiter /
+    # The example of OSS API reference, GetBucket (ListObjects): fun/test.jpg,
+    # fun/movie/001.avi, fun/movie/007.avi; prefix fun/, delimiter /
     await _put_all(storage, ["fun/test.jpg", "fun/movie/001.avi", "fun/movie/007.avi"])
     result = await storage.list("fun/", "", 100, "/")
     assert [o.key for o in result.objects] == ["fun/test.jpg"]
