@@ -15,12 +15,14 @@ import signal
 import sqlite3
 import sys
 import time
+from dataclasses import replace
 from urllib.parse import quote, urlencode
 
 from livechannel import __version__
 from livechannel.auth import signing
 from livechannel.config import Config, ConfigError, ensure_credentials, load
 from livechannel.errors import StorageError
+from livechannel.fleet.node import NodeIdentity, NodeIdError
 from livechannel.server import DB_FILE, Running, serve
 from livechannel.store.base import Acl
 from livechannel.store.sqlite_connection import connect
@@ -101,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--bucket", help="name of the default bucket (default live)")
     s.add_argument("--bucket-acl", choices=[a.value for a in Acl], help="ACL of the default bucket")
     s.add_argument("--workers", type=int, help="ingest processes (default 1)")
+    s.add_argument(
+        "--node-id", help="this node's name in push records (default: kept in <data-dir>/node-id)"
+    )
     s.add_argument("--log-level", help="DEBUG, INFO, WARNING")
     return p
 
@@ -115,11 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         "bucket": args.bucket,
         "bucket_acl": args.bucket_acl,
         "workers": args.workers,
+        "node_id": args.node_id,
         "log_level": args.log_level,
     }
     try:
         cfg = ensure_credentials(load(args.config, os.environ, flags))
-    except ConfigError as e:
+        # Once, before any worker starts: every worker signs its pushes with the same node id.
+        cfg = replace(cfg, node_id=NodeIdentity.load(cfg.data_dir, cfg.node_id))
+    except (ConfigError, NodeIdError, OSError) as e:
         print(f"livechannel: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(
@@ -217,4 +225,4 @@ async def _serve(cfg: Config, index: int) -> None:
         if index == 0:
             print(banner(cfg, running), flush=True)
 
-    await serve(cfg, shutdown, ready)
+    await serve(cfg, shutdown, ready, worker_index=index)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from livechannel.fleet.node import NodeIdError, check_node_id
 from livechannel.store.base import Acl
 
 DEFAULT_RTMP_PORT = 1935
@@ -136,6 +137,9 @@ class Config:
     # A demo channel created at start-up so the printed ffmpeg command works at once.
     demo_channel: str = "demo"
     workers: int = 1
+    # This node's id in push records; None = the one kept in `<data_dir>/node-id`
+    # (livechannel.fleet.node). Set it where the data directory is not the node's own.
+    node_id: str | None = None
     log_level: str = "INFO"
     limits: Limits = Limits()
 
@@ -152,6 +156,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         "LIVECHANNEL_HTTP_LISTEN": "http_listen",
         "LIVECHANNEL_DOMAIN": "domain",
         "LIVECHANNEL_WORKERS": "workers",
+        "LIVECHANNEL_NODE_ID": "node_id",
         "LIVECHANNEL_LOG_LEVEL": "log_level",
     }
     for var, key in simple.items():
@@ -201,6 +206,11 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
     for key in ("log_level", "demo_channel"):
         if key in raw:
             cfg = replace(cfg, **{key: str(raw[key])})  # type: ignore[arg-type]
+    if "node_id" in raw:
+        try:
+            cfg = replace(cfg, node_id=check_node_id(str(raw["node_id"]), "node_id"))
+        except NodeIdError as e:
+            raise ConfigError(str(e)) from None
     if "end_grace_s" in raw:
         cfg = replace(cfg, end_grace_s=float(raw["end_grace_s"]))
     if "buckets" in raw:

@@ -23,7 +23,8 @@ from livechannel.api.app import create_app
 from livechannel.api.context import ApiContext
 from livechannel.auth.urls import ServiceUrls
 from livechannel.config import Config
-from livechannel.fleet.liveness import STALE_PUSH_MS, dead_workers, worker_id
+from livechannel.fleet.liveness import STALE_PUSH_MS, dead_workers
+from livechannel.fleet.node import NodeIdentity, WorkerName, earlier_lives
 from livechannel.fleet.registry import Registry
 from livechannel.fleet.retention import retention_loop
 from livechannel.hls.pipeline import end_playlist
@@ -82,7 +83,9 @@ async def serve(
     config: Config,
     shutdown: asyncio.Event,
     on_ready: Callable[[Running], None] | None = None,
+    worker_index: int = 0,
 ) -> None:
+    """Run worker `worker_index` (0 unless --workers) of this node until `shutdown` is set."""
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     store = await SqliteStore.open(str(data_dir / DB_FILE))
@@ -97,7 +100,8 @@ async def serve(
     ):
         await store.put_channel(config.default_bucket, config.demo_channel, ChannelConfig(), now)
 
-    worker = worker_id()
+    me = WorkerName.here(NodeIdentity.load(data_dir, config.node_id), worker_index)
+    worker = str(me)
     registry = Registry(
         store,
         now_ms=now_ms,
@@ -121,13 +125,15 @@ async def serve(
         if channel is not None and push.bucket in storages and push.end_ms is not None:
             _schedule_endlist(config, store, storages, registry, push.bucket, channel, push.end_ms)
 
-    # Pushes recorded under our own worker id belong to an earlier life of this process (same
-    # host and pid, as in a restarted container): the sweeper skips our id, so end them now,
-    # before any publisher can reach us.
-    for push in await store.close_worker_pushes(worker):
-        log.warning("closed push of %s/%s left by this worker's previous run", push.bucket,
-                    push.channel)  # fmt: skip
-        await stale_closed(push)
+    # Pushes still running under this node's id and our worker index belong to an earlier
+    # life of this worker (kill -9, power loss): end them now, before any publisher can reach
+    # us, so that an encoder reconnecting at once is accepted (livechannel.fleet.node).
+    running_owners = await store.running_workers()
+    for owner in earlier_lives(running_owners, me, config.workers):
+        for push in await store.close_worker_pushes(owner):
+            log.warning("closed push of %s/%s left by this node's previous run (%s)",
+                        push.bucket, push.channel, owner)  # fmt: skip
+            await stale_closed(push)
     loop = asyncio.get_running_loop()
     rtmp_server = await loop.create_server(
         ingest.protocol,

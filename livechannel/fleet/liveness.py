@@ -1,6 +1,7 @@
 """Which workers are dead, for the stale-push sweep.
 
-Every push row names its worker as "<host>:<pid>". A worker whose heartbeats stop for
+Every push row names its worker (livechannel.fleet.node.WorkerName: node id, worker index,
+host and pid; rows written before node ids say "<host>:<pid>"). A worker whose heartbeats stop for
 STALE_PUSH_MS is presumed dead and its pushes are ended, so that its channels can be
 published again after a kill -9, a power loss or a machine gone. On this host a dead worker
 can be told from a slow one: if its process still exists it is overloaded or paused (a full
@@ -18,6 +19,8 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 
+from livechannel.fleet.node import WorkerName
+
 # A worker silent this long on another host (or whose process is gone here) is dead.
 STALE_PUSH_MS = 5_000
 # A worker of this host whose process exists but has been silent this long is hung, not just
@@ -25,13 +28,13 @@ STALE_PUSH_MS = 5_000
 HUNG_WORKER_MS = 60_000
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def runs_here(worker: str) -> bool:
     """Whether `worker` names a process that exists on this host."""
-    host, _, pid = worker.rpartition(":")
+    name = WorkerName.parse(worker)
+    if name is not None:
+        host, pid = name.host, str(name.pid)
+    else:
+        host, _, pid = worker.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:

@@ -13,19 +13,20 @@ from livechannel.fleet.liveness import (
     STALE_PUSH_MS,
     dead_workers,
     runs_here,
-    worker_id,
 )
+from livechannel.fleet.node import WorkerName
 
 HOST = socket.gethostname()
 NOW_MS = 1_000_000
 
 
-def test_worker_id_is_host_and_pid() -> None:
-    assert worker_id() == f"{HOST}:{os.getpid()}"
+def worker_id() -> str:
+    return str(WorkerName.here("node-a", 0))
 
 
 def test_runs_here_tells_a_live_process_from_an_exited_one() -> None:
     assert runs_here(worker_id())
+    assert runs_here(f"{HOST}:{os.getpid()}")  # a row written before node ids
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()  # reaped: the pid names no process now
     assert not runs_here(f"{HOST}:{child.pid}")
@@ -33,6 +34,8 @@ def test_runs_here_tells_a_live_process_from_an_exited_one() -> None:
     assert not runs_here(f"another-{HOST}:{os.getpid()}")
     assert not runs_here(f"{HOST}:not-a-pid")
     assert not runs_here("no colon")
+    assert not runs_here(f"node-a/0@{HOST}:{child.pid}")
+    assert not runs_here(f"node-a/0@another-{HOST}:{os.getpid()}")
 
 
 def test_only_silent_workers_are_dead_and_never_the_sweeper_itself() -> None:

@@ -102,3 +102,56 @@ def test_kill_9_mid_push_then_restart(tmp_path: Path, short_flv: Path) -> None:
         validate_media_playlist(vod.playlist)
     finally:
         svc.terminate(30)
+
+
+def test_ffmpeg_reconnecting_at_once_after_kill_9_and_restart(tmp_path: Path) -> None:
+    """An encoder that reconnects the moment the service is back (OBS does) is accepted: the
+    restarted node knows the running push is its own earlier one (node identity kept in the
+    data dir) and ends it before it accepts publishers, instead of refusing "already live"
+    until the stale-push sweep."""
+    data = tmp_path / "data"
+    config = tmp_path / "c.toml"
+    config.write_text("demo_channel = ''\n")
+    svc = ServeProcess(data, config=config).start()
+    try:
+        create_channel(svc.bucket(), "cam", frag_duration=1, frag_count=5)
+        first = publishers.start(publishers.ffmpeg_live(
+            svc.signed_publish_url("cam"), duration_s=60, gop_s=1, bframes=0, size="320x180"
+        ))  # fmt: skip
+        try:
+            wait_for(lambda: len(segment_names(svc, "cam")) >= 2, 20.0, "no segments")
+            svc.kill()
+            killed_at_s = time.time()
+        finally:
+            publishers.stop(first)
+    finally:
+        svc.kill()
+    history = PlaylistHistory()
+    history.add(playlist_text(svc, "cam"))
+    before = segment_names(svc, "cam")
+
+    svc = ServeProcess(data, config=config).start()
+    try:
+        again = publishers.ffmpeg_live(svc.signed_publish_url("cam"), duration_s=3, gop_s=1,
+                                       bframes=0, size="320x180")  # fmt: skip
+        r = publishers.run(again, timeout_s=30)
+        assert r.returncode == 0, f"the reconnect was refused: {r.stderr[-1000:]}"
+        assert time.time() - killed_at_s < 15, "too slow to prove anything"
+        assert "left by this node's previous run" in svc.log()
+        bucket = svc.bucket()
+        wait_for(lambda: bucket.get_live_channel_stat("cam").status == "Idle", 15.0,
+                 "the reconnect did not end")  # fmt: skip
+        records = bucket.get_live_channel_history("cam").records
+        assert len(records) == 2
+        # The interrupted push is closed at its last heartbeat, before the reconnect began.
+        interrupted = min(records, key=lambda rec: rec.start_time)
+        reconnect = max(records, key=lambda rec: rec.start_time)
+        assert interrupted.end_time and interrupted.end_time <= reconnect.start_time
+        assert abs(interrupted.end_time - killed_at_s) <= HEARTBEAT_SLACK_S
+        after = history.add(playlist_text(svc, "cam"))  # no MEDIA-SEQUENCE going back
+        new_names = segment_names(svc, "cam") - before
+        assert new_names and min(new_names) > max(before)
+        assert any(seg.discontinuity for seg in after.segments) or after.discontinuity_sequence
+        assert_segments_exist(after, lambda uri: svc.object_path(f"cam/{uri}").exists())
+    finally:
+        svc.terminate(30)
