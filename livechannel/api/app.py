@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from livechannel.api.addressing import parse_target
+from livechannel.api.addressing import bucket_from_host, parse_target
 from livechannel.api.auth import authorize
 from livechannel.api.call import Call, identify
 from livechannel.api.context import ApiContext
@@ -19,6 +19,7 @@ from livechannel.api.dispatch import resolve
 from livechannel.api.middleware import errors_middleware, make_common_headers
 from livechannel.api.status import STATUS_PATH, status_handler
 from livechannel.errors import NoSuchBucket, ServiceUnavailable
+from livechannel.ops.health import HEALTHZ_PATH, READYZ_PATH, ReadyProbe, healthz, readyz_handler
 from livechannel.store.base import Acl
 
 CTX_KEY = web.AppKey("livechannel.api.context", ApiContext)
@@ -39,6 +40,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     return await operation.handler(Call(request, ctx, target, identity, acl))
 
 
+PROBE_PATHS = frozenset({HEALTHZ_PATH, READYZ_PATH})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
@@ -54,6 +56,10 @@ def concurrency_limit(max_requests: int, max_per_ip: int) -> Middleware:
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal in_flight
+        if request.path in PROBE_PATHS:
+            # Cheap and bounded (ops.health); a liveness probe refused while the service is
+            # merely busy would have it restarted.
+            return await handler(request)
         address = request.remote or ""
         if in_flight >= max_requests:
             raise ServiceUnavailable("too many requests in flight; retry")
@@ -72,6 +78,18 @@ def concurrency_limit(max_requests: int, max_per_ip: int) -> Middleware:
     return limit
 
 
+def _path_style_only(ctx: ApiContext, handler: Handler) -> Handler:
+    """`/-/...` is ours only without a bucket in the Host: `<bucket>.<domain>/-/healthz` is
+    an object of that bucket (`-` is no valid bucket name, so path style cannot clash)."""
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        if bucket_from_host(request.headers.get("Host", ""), ctx.urls.domain) is not None:
+            return await _handle(request)
+        return await handler(request)
+
+    return route
+
+
 def create_app(ctx: ApiContext) -> web.Application:
     middlewares: list[Middleware] = [
         errors_middleware,
@@ -80,6 +98,9 @@ def create_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=middlewares)  # type: ignore[arg-type]  # aiohttp's own alias
     app[CTX_KEY] = ctx
     app.router.add_get(STATUS_PATH, status_handler(ctx, _handle))  # before the catch-all
+    probe = ReadyProbe(ctx.store, ctx.storages)
+    app.router.add_get(HEALTHZ_PATH, _path_style_only(ctx, healthz))
+    app.router.add_get(READYZ_PATH, _path_style_only(ctx, readyz_handler(probe)))
     app.router.add_route("*", "/{tail:.*}", _handle)
     app.on_response_prepare.append(make_common_headers(ctx))
     return app
