@@ -23,8 +23,9 @@ from livechannel.auth import signing
 from livechannel.config import Config, ConfigError, ensure_credentials, load
 from livechannel.errors import StorageError
 from livechannel.fleet.node import NodeIdentity, NodeIdError
-from livechannel.server import DB_FILE, Running, serve
+from livechannel.server import Running, serve
 from livechannel.store.base import Acl
+from livechannel.store.factory import sqlite_path
 from livechannel.store.sqlite_connection import connect
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal a process gets when its parent dies
@@ -106,6 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--node-id", help="this node's name in push records (default: kept in <data-dir>/node-id)"
     )
+    s.add_argument(
+        "--store",
+        help="metadata store URL: sqlite:///PATH (default: livechannel.db in the data dir) or "
+        "postgresql://USER:PASS@HOST:PORT/DB (shared by several nodes)",
+    )
     s.add_argument("--log-level", help="DEBUG, INFO, WARNING")
     return p
 
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "bucket_acl": args.bucket_acl,
         "workers": args.workers,
         "node_id": args.node_id,
+        "store": args.store,
         "log_level": args.log_level,
     }
     try:
@@ -175,9 +182,12 @@ def _supervise(cfg: Config) -> int:
     and one metadata store, which keeps one-publisher and kicks right across them."""
     # Create (or migrate) the store once, before the workers race to: two processes switching
     # a new database to WAL at once get SQLITE_BUSY, and a worker died of it at start.
+    # (PostgreSQL needs none of this: its migration runs under an advisory lock.)
     try:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        connect(str(cfg.data_dir / DB_FILE)).close()
+        path = sqlite_path(cfg.store, cfg.data_dir)
+        if path is not None:
+            connect(str(path)).close()
     except (OSError, sqlite3.Error, StorageError) as e:
         print(f"livechannel: {e}", file=sys.stderr)
         return 1

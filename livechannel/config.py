@@ -141,11 +141,30 @@ class Config:
     # (livechannel.fleet.node). Set it where the data directory is not the node's own.
     node_id: str | None = None
     log_level: str = "INFO"
+    # The metadata store: "" = the SQLite file in data_dir; "sqlite:///path" another SQLite
+    # file (one machine); "postgresql://user:pass@host:port/db" a database shared by many
+    # nodes (livechannel/store/factory.py).
+    store: str = ""
     limits: Limits = Limits()
 
     @property
     def default_bucket(self) -> str:
         return self.buckets[0].name
+
+
+STORE_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
+
+
+def check_store_url(url: str) -> str:
+    """ "" (the default SQLite file), sqlite:///path, or a PostgreSQL URL."""
+    if url and not url.startswith(STORE_SCHEMES):
+        raise ConfigError(
+            f"store: expected sqlite:///PATH or postgresql://USER:PASS@HOST:PORT/DB, got "
+            f"{url.split('://')[0]!r}..."  # never echo a password
+        )
+    if url.startswith("sqlite://") and not url.removeprefix("sqlite://").startswith("/"):
+        raise ConfigError("store: a SQLite URL names an absolute path: sqlite:///var/lib/x.db")
+    return url
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
@@ -158,6 +177,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         "LIVECHANNEL_WORKERS": "workers",
         "LIVECHANNEL_NODE_ID": "node_id",
         "LIVECHANNEL_LOG_LEVEL": "log_level",
+        "LIVECHANNEL_STORE": "store",
     }
     for var, key in simple.items():
         if env.get(var):
@@ -211,6 +231,8 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
             cfg = replace(cfg, node_id=check_node_id(str(raw["node_id"]), "node_id"))
         except NodeIdError as e:
             raise ConfigError(str(e)) from None
+    if "store" in raw:
+        cfg = replace(cfg, store=check_store_url(str(raw["store"])))
     if "end_grace_s" in raw:
         cfg = replace(cfg, end_grace_s=float(raw["end_grace_s"]))
     if "buckets" in raw:

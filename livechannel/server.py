@@ -34,7 +34,7 @@ from livechannel.ingest.sniff import SniffingProtocol
 from livechannel.ops.redact import http_server_logger
 from livechannel.storage.factory import bucket_policy, make_storage
 from livechannel.store.base import ChannelConfig, MetadataStore, Push
-from livechannel.store.sqlite import SqliteStore
+from livechannel.store.factory import DB_FILE, open_store
 
 log = logging.getLogger("livechannel.server")
 
@@ -44,7 +44,7 @@ STALE_SWEEP_INTERVAL_S = 2.0
 # a reconnect storm or a scan; the kernel then drops handshakes silently, and a client that
 # has not sent anything yet never learns. The kernel caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 4096
-DB_FILE = "livechannel.db"
+__all__ = ["DB_FILE", "Running", "serve"]  # DB_FILE: where the default SQLite store lives
 
 
 def now_ms() -> int:
@@ -88,7 +88,7 @@ async def serve(
     """Run worker `worker_index` (0 unless --workers) of this node until `shutdown` is set."""
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = await SqliteStore.open(str(data_dir / DB_FILE))
+    store = await open_store(config.store, data_dir)
     storages = {}
     now = now_ms()
     for bucket in config.buckets:

@@ -74,3 +74,21 @@ def test_generated_credentials_are_kept_and_owner_only(tmp_path: Path) -> None:
     second = ensure_credentials(cfg)
     assert dict(first.access_keys) == dict(second.access_keys)
     assert len(next(iter(first.access_keys.values()))) >= 30
+
+
+def test_store_url_from_each_layer(tmp_path: Path) -> None:
+    assert load(None, {}, {}).store == ""  # the SQLite file in the data directory
+    toml = tmp_path / "c.toml"
+    toml.write_text('store = "sqlite:///var/lib/lc/meta.db"\n')
+    assert load(str(toml), {}, {}).store == "sqlite:///var/lib/lc/meta.db"
+    env = {"LIVECHANNEL_STORE": "postgresql://lc:pw@db:5432/lc"}
+    assert load(str(toml), env, {}).store == "postgresql://lc:pw@db:5432/lc"
+    flags = {"store": "postgres://db/lc"}
+    assert load(str(toml), env, flags).store == "postgres://db/lc"
+
+
+@pytest.mark.parametrize("url", ["mysql://u:hunter2@db/x", "sqlite://relative.db", "/x.db"])
+def test_bad_store_url_is_refused_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigError, match="store") as e:
+        load(None, {}, {"store": url})
+    assert "hunter2" not in str(e.value)

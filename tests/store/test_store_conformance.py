@@ -1,4 +1,4 @@
-"""One behaviour for every MetadataStore: the in-memory one and SQLite."""
+"""One behaviour for every MetadataStore: the in-memory one, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -24,18 +24,23 @@ from livechannel.store.base import (
 )
 from livechannel.store.conflicts import SegmentConflict
 from livechannel.store.memory import MemoryStore
+from livechannel.store.postgres import PostgresStore
 from livechannel.store.sqlite import SqliteStore
+from tests.support.postgres import PostgresServer
 
 B = "live"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MetadataStore]:
     s: MetadataStore
     if request.param == "memory":
         s = MemoryStore()
-    else:
+    elif request.param == "sqlite":
         s = await SqliteStore.open(str(tmp_path / "meta.db"))
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        s = await PostgresStore.open(server.url(server.new_database()))
     await s.ensure_bucket(B, Acl.PRIVATE, 1)
     yield s
     await s.close()
