@@ -23,7 +23,7 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v npm >/dev/null || need+=(npm)
 # the PostgreSQL metadata store's tests start their own server; the multi-node test puts
 # HAProxy in front of its nodes
-[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v ip >/dev/null || need+=(iproute2)
 if ((${#need[@]})); then

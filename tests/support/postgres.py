@@ -25,7 +25,14 @@ from pathlib import Path
 
 import pytest
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+def _pg_bin() -> Path:
+    """Debian's PostgreSQL binaries (the newest installed major version)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 START_TIMEOUT_S = 30.0  # initdb + first start on a busy two-core box take a few seconds
 STOP_TIMEOUT_S = 15.0
 SUPERUSER = "livechannel"
@@ -168,7 +175,7 @@ def postgres() -> Iterator[PostgresServer]:
     """One PostgreSQL server for the session (unix socket only); tests take a fresh database
     each with `postgres.new_database()`. Stopped by its PID at the end of the session."""
     if not available():
-        pytest.skip(f"PostgreSQL 15 is not in {PG_BIN} (bash scripts/test.sh installs it)")
+        pytest.skip(f"PostgreSQL is not in {PG_BIN} (bash scripts/test.sh installs it)")
     server = start_postgres()
     try:
         yield server
