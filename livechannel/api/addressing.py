@@ -4,13 +4,18 @@ The bucket comes from the Host (`<bucket>.<domain>`, virtual-host style) or, for
 Host (an IP address, `localhost`, a proxy's name), from the first path segment (path style,
 what `oss2` sends to IP endpoints). The bucket is split off the RAW path before the key is
 percent-decoded, exactly once: `oss2` sends `/` inside keys as `%2F`, and `+` is a plus.
+
+The query is decoded as application/x-www-form-urlencoded (WHATWG URL, "application/
+x-www-form-urlencoded parsing"): `+` is a space. `oss2` sends its parameters through
+`requests`, which form-encodes them (`prefix=sp+ace`), and signs sub-resource values decoded;
+keeping the `+` listed nothing and failed the signature of any sub-resource value with a space.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 from livechannel.errors import InvalidArgument, InvalidBucketName, InvalidObjectName
 
@@ -48,17 +53,32 @@ def _decode(raw: str) -> str:
     return unquote(raw, encoding="utf-8", errors="strict")
 
 
+def form_decode(raw: str) -> str:
+    """One query name or value, application/x-www-form-urlencoded: `+` is a space."""
+    return unquote_plus(raw, encoding="utf-8", errors="strict")
+
+
+# A V1 signature is base64, which has `+` and never a space: a URL built by hand (or copied
+# from a log) with the Signature's `+` left unescaped still means `+` there.
+BASE64_PARAMS = frozenset({"Signature"})
+
+
 def parse_query(raw_query: str) -> tuple[tuple[str, str | None], ...]:
-    """`a&b=&c=x%2By` -> (("a", None), ("b", ""), ("c", "x+y")). Blank values are kept."""
+    """`a&b=&c=x%2By&d=p+q` -> (("a", None), ("b", ""), ("c", "x+y"), ("d", "p q")). Blank
+    values are kept."""
     pairs: list[tuple[str, str | None]] = []
     for part in raw_query.split("&"):
         if not part:
             continue
-        name, eq, value = part.partition("=")
+        raw_name, eq, raw_value = part.partition("=")
         try:
-            pairs.append((_decode(name), _decode(value) if eq else None))
+            name = form_decode(raw_name)
+            value = form_decode(raw_value) if eq else None
         except UnicodeDecodeError as e:
             raise InvalidArgument("query parameter is not valid UTF-8 after decoding") from e
+        if name in BASE64_PARAMS and value is not None:
+            value = value.replace(" ", "+")
+        pairs.append((name, value))
     return tuple(pairs)
 
 

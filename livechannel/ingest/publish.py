@@ -5,15 +5,15 @@ Sans-IO. The URL forms (spec "Addressing"):
   path style    rtmp://127.0.0.1:<port>/<bucket>/live/<channel>?..   app "<bucket>/live"
   plain         rtmp://<host>/live/<channel>?<params>                app "live", the default bucket
 The query travels inside the stream name. ffmpeg leaves it percent-encoded, librtmp (OBS,
-GStreamer rtmpsink) decodes it first; decoding exactly once (`unquote`, never `unquote_plus`)
-is right for both because signatures are base64 (no `%`), so a second decode would be a no-op
-only by luck — we never do it.
+GStreamer rtmpsink) decodes it first. We decode it exactly once, as the HTTP API does
+(application/x-www-form-urlencoded: `+` is a space, livechannel.api.addressing), except the
+Signature: base64 has `+` and never a space, and after librtmp's decoding its `+` arrives raw.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 RTMP_APP = "live"  # OSS API reference, LiveChannel: the application name is always "live"
 MAX_STREAM_NAME_BYTES = 4096  # a signed name is ~150 bytes; anything huge is junk
@@ -58,7 +58,8 @@ def parse_params(query: str) -> dict[str, str]:
         if not part:
             continue
         key, _, value = part.partition("=")
-        key, value = unquote(key), unquote(value)
+        key = unquote_plus(key)
+        value = unquote(value) if key == "Signature" else unquote_plus(value)
         if key in params:
             raise PublishUrlError(f"URL parameter {key!r} given more than once")
         params[key] = value

@@ -92,9 +92,9 @@ def test_xml_refuses_doctype_even_harmless() -> None:
 # --- addressing --------------------------------------------------------------------------------
 
 
-def test_query_keeps_blank_and_bare_values_and_decodes_once() -> None:
-    assert parse_query("live&comp=stat&x=&p=a%2Bb+c%252F") == (
-        ("live", None), ("comp", "stat"), ("x", ""), ("p", "a+b+c%2F"),
+def test_query_keeps_blank_and_bare_values_and_decodes_once_as_a_form() -> None:
+    assert parse_query("live&comp=stat&x=&p=a%2Bb+c%252F&Signature=a+b%2B") == (
+        ("live", None), ("comp", "stat"), ("x", ""), ("p", "a+b c%2F"), ("Signature", "a+b+"),
     )  # fmt: skip
 
 

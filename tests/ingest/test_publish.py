@@ -34,12 +34,15 @@ def test_url_forms(app: str, name: str, tc_url: str, bucket: str, channel: str) 
     assert (target.bucket, target.channel) == (bucket, channel)
 
 
-def test_params_decoded_exactly_once_plus_stays_plus() -> None:
+def test_params_decoded_exactly_once_form_encoded_but_the_signature() -> None:
     # ffmpeg sends the query percent-encoded; librtmp (OBS) decodes it before sending.
     encoded = parse_params("Signature=ab%2Bc%2Fd%3D&Expires=1&playlistName=x.m3u8")
     decoded = parse_params("Signature=ab+c/d=&Expires=1&playlistName=x.m3u8")
     assert encoded == decoded == {"Signature": "ab+c/d=", "Expires": "1", "playlistName": "x.m3u8"}
     assert parse_params("a=%2541")["a"] == "%41"  # once, not twice
+    # Form encoding, as the HTTP API reads queries: `+` is a space, `%2B` a plus.
+    assert parse_params("playlistName=my+list%2B1.m3u8")["playlistName"] == "my list+1.m3u8"
+    assert parse_params("playlistName=my%20list.m3u8")["playlistName"] == "my list.m3u8"
 
 
 @pytest.mark.parametrize(
