@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -23,6 +22,7 @@ from livechannel.auth import signing
 from livechannel.config import Config, ConfigError, ensure_credentials, load
 from livechannel.errors import StorageError
 from livechannel.fleet.node import NodeIdentity, NodeIdError
+from livechannel.ops import logs
 from livechannel.server import Running, serve
 from livechannel.store.base import Acl
 from livechannel.store.factory import sqlite_path
@@ -113,6 +113,9 @@ def _parser() -> argparse.ArgumentParser:
         "postgresql://USER:PASS@HOST:PORT/DB (shared by several nodes)",
     )
     s.add_argument("--log-level", help="DEBUG, INFO, WARNING")
+    s.add_argument(
+        "--log-format", choices=["text", "json"], help="text (default) or json, one object a line"
+    )
     return p
 
 
@@ -129,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "node_id": args.node_id,
         "store": args.store,
         "log_level": args.log_level,
+        "log_format": args.log_format,
     }
     try:
         cfg = ensure_credentials(load(args.config, os.environ, flags))
@@ -137,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, NodeIdError, OSError) as e:
         print(f"livechannel: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=cfg.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(cfg.log_level, cfg.log_format)
     if cfg.workers == 1:
         _run_worker(cfg, 0)
         return 0

@@ -22,6 +22,8 @@ DEFAULT_RTMP_PORT = 1935
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_BUCKET = "live"
 CREDENTIALS_FILE = "credentials.json"  # generated on first start, mode 0600
+LOG_FORMATS = ("text", "json")
+BOOL_KEYS = ("status_loopback_unsigned",)  # top-level true/false settings
 
 
 class ConfigError(Exception):
@@ -145,6 +147,10 @@ class Config:
     # file (one machine); "postgresql://user:pass@host:port/db" a database shared by many
     # nodes (livechannel/store/factory.py).
     store: str = ""
+    log_format: str = "text"  # or "json": one object per line (livechannel.ops.logs)
+    # GET /-/status from a loopback address without a signature. Off: any web page open in a
+    # browser on the host could otherwise read it (docs/operations.md).
+    status_loopback_unsigned: bool = False
     limits: Limits = Limits()
 
     @property
@@ -178,6 +184,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         "LIVECHANNEL_NODE_ID": "node_id",
         "LIVECHANNEL_LOG_LEVEL": "log_level",
         "LIVECHANNEL_STORE": "store",
+        "LIVECHANNEL_LOG_FORMAT": "log_format",
     }
     for var, key in simple.items():
         if env.get(var):
@@ -233,6 +240,15 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
             raise ConfigError(str(e)) from None
     if "store" in raw:
         cfg = replace(cfg, store=check_store_url(str(raw["store"])))
+    if "log_format" in raw:
+        if raw["log_format"] not in LOG_FORMATS:
+            raise ConfigError(f"log_format: expected text or json, got {raw['log_format']!r}")
+        cfg = replace(cfg, log_format=str(raw["log_format"]))
+    for key in BOOL_KEYS:
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise ConfigError(f"{key}: expected true or false, got {raw[key]!r}")
+            cfg = replace(cfg, **{key: raw[key]})
     if "end_grace_s" in raw:
         cfg = replace(cfg, end_grace_s=float(raw["end_grace_s"]))
     if "buckets" in raw:

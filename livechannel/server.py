@@ -170,6 +170,7 @@ async def serve(
             max_http_requests_per_ip=config.limits.max_http_requests_per_ip,
             http_body_timeout_s=config.limits.http_body_timeout_s,
             http_send_stall_timeout_s=config.limits.http_send_stall_timeout_s,
+            status_loopback_unsigned=config.status_loopback_unsigned,
         )
     )
     runner = web.AppRunner(

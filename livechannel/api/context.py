@@ -25,3 +25,4 @@ class ApiContext:
     max_http_requests_per_ip: int = 128  # in flight from one address (config.Limits says why)
     http_body_timeout_s: float = 10.0  # a whole request body must arrive within this
     http_send_stall_timeout_s: float = 20.0  # a response piece not taken for this long: cut
+    status_loopback_unsigned: bool = False  # GET /-/status from loopback without a signature

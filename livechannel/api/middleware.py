@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from livechannel.api.addressing import bucket_from_host
 from livechannel.api.context import ApiContext
 from livechannel.api.cors import add_cors_headers
 from livechannel.api.dates import http_date
@@ -23,6 +24,7 @@ log = logging.getLogger("livechannel.api")
 
 REQUEST_ID = web.RequestKey("livechannel.request_id", str)  # the id we answer with
 SERVER_NAME = "livechannel"
+OPS_PREFIX = "/-/"  # the operators' routes: `-` is no valid bucket name, so no path collides
 
 
 class InternalError(OssError):
@@ -77,7 +79,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     # The path only: the query may carry a Signature, which is never logged. Successes are
     # debug-level: players fetch a segment every few seconds.
     level = logging.DEBUG if response.status < 400 else logging.INFO
-    log.log(level, "%s %s -> %d rid=%s", request.method, request.path, response.status, request_id)
+    log.log(level, "%s %s -> %d rid=%s", request.method, request.path, response.status, request_id,
+            extra={"request_id": request_id, "status": response.status})  # fmt: skip
     return response
 
 
@@ -89,6 +92,11 @@ def make_common_headers(
         response.headers["x-oss-request-id"] = request_id
         response.headers["Date"] = http_date(ctx.now_ms())
         response.headers["Server"] = SERVER_NAME
-        add_cors_headers(request, response)
+        # No CORS on the operators' routes (/-/status, /-/metrics, health): a web page must
+        # not read them through a visitor's browser. A virtual-hosted `/-/...` is an object.
+        if not request.path.startswith(OPS_PREFIX) or bucket_from_host(
+            request.headers.get("Host", ""), ctx.urls.domain
+        ):
+            add_cors_headers(request, response)
 
     return common_headers

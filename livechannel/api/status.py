@@ -5,12 +5,14 @@ rate, bitrate, upload queue, storage errors); the OSS XML API stays as the refer
 it. The figures come from the metadata store (each push's owner writes them on every heartbeat
 and once more when the push ends), so one request sees every worker of a deployment.
 
-Allowed from a loopback address without a signature (a monitoring agent on the host), and
-from anywhere with a valid OSS V1 signature (header or URL) whose resource is `/-/status`.
-Behind a reverse proxy on the same host every caller looks like loopback: such deployments
-must not forward `/-/` paths. `-` is not a valid bucket name, so the path cannot shadow a
-path-style bucket; a virtual-hosted request (`<bucket>.<domain>/-/status`) is an object read
-and goes to the OSS handler instead.
+Allowed with a valid OSS V1 signature (header or URL) whose resource is `/-/status`; from a
+loopback address without one only when the operator turns `status_loopback_unsigned` on (a
+monitoring agent on the host): any web page open in a browser on the host could otherwise
+read channel names and publisher addresses, and behind a reverse proxy on the same host
+every caller looks like loopback. No CORS headers on `/-/` routes (api/middleware.py), so a
+page of another origin cannot read the answer even when the option is on. `-` is not a
+valid bucket name, so the path cannot shadow a path-style bucket; a virtual-hosted request
+(`<bucket>.<domain>/-/status`) is an object read and goes to the OSS handler instead.
 """
 
 from __future__ import annotations
@@ -107,12 +109,13 @@ async def collect_status(
 
 
 def authorize_status(request: web.Request, ctx: ApiContext) -> None:
-    """Loopback callers pass; others need a valid signature (bad ones get its OSS error)."""
+    """A valid signature passes (a bad one gets its OSS error); an unsigned request only from
+    loopback, and only when the operator allowed it."""
     raw_query = request.raw_path.partition("?")[2].split("#", 1)[0]
     target = Target(STATUS_BUCKET, STATUS_KEY, parse_query(raw_query))
     identity = identify(request, ctx, target)
-    if identity.anonymous and not is_loopback(request.remote):
-        raise AccessDenied(f"{STATUS_PATH} needs a signed request or a loopback address")
+    if identity.anonymous and not (ctx.status_loopback_unsigned and is_loopback(request.remote)):
+        raise AccessDenied(f"{STATUS_PATH} needs a signed request")
 
 
 def status_handler(ctx: ApiContext, fallback: Handler) -> Handler:

@@ -304,6 +304,11 @@ class PushPipeline:
         key = self.playlist_key
         await self._retry(lambda: self.storage.put(key, text, content_type_for(key)), key)
 
+    def _log_context(self, reason: str | None) -> dict[str, object]:
+        """Fields of this push's log records (livechannel.ops.logs)."""
+        return {"bucket": self.bucket, "channel": self.channel, "push_id": self.push.push_id,
+                "reason": reason}  # fmt: skip
+
     async def _retry(self, op: Callable[[], object], what: str) -> None:
         """Retry storage faults with capped exponential backoff and jitter, forever: the
         queue bound (and the paused socket) keeps memory in check meanwhile."""
@@ -313,12 +318,13 @@ class PushPipeline:
                 await op()  # type: ignore[misc]
             except StorageError as e:
                 self.stats.storage_error = str(e)
-                log.error("storage failed for %s: %s; retrying in %.1fs", what, e, delay_s)
+                log.error("storage failed for %s: %s; retrying in %.1fs", what, e, delay_s,
+                          extra=self._log_context(str(e)))  # fmt: skip
                 await asyncio.sleep(delay_s * random.uniform(0.5, 1.0))
                 delay_s = min(delay_s * 2, RETRY_MAX_DELAY_S)
                 continue
             if self.stats.storage_error:
-                log.info("storage recovered for %s", what)
+                log.info("storage recovered for %s", what, extra=self._log_context(None))
                 self.stats.storage_error = ""
             return
 

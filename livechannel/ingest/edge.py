@@ -312,7 +312,7 @@ class RtmpProtocol(asyncio.Protocol):
         return SnapshotPlan(snapshot.interval_s, storage, self.server.snapshot_slots)
 
     def _refuse(self, code: str, description: str) -> None:
-        self._log("publish refused: %s", description)
+        self._log("publish refused: %s", description, reason=description)
         self.conn.reject_publish(self.stream_id, code, description)
         self._flush()
         self._close()
@@ -323,7 +323,7 @@ class RtmpProtocol(asyncio.Protocol):
         """Disconnect the publisher with a readable status (disable, idle, bad stream, shutdown)."""
         if self._ending:
             return
-        self._log("disconnecting publisher: %s", reason)
+        self._log("disconnecting publisher: %s", reason, reason=reason)
         if self.pipeline is not None:
             self._sink_on = False
             self.conn.set_media_sink(None)
@@ -441,6 +441,15 @@ class RtmpProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
-    def _log(self, msg: str, *args: object) -> None:
-        where = f"{self.bucket}/{self.channel}" if self.channel else "-"
-        log.info("[conn %d %s %s] " + msg, self.conn_id, self.peer, where, *args)
+    def _log(self, msg: str, *args: object, reason: str | None = None) -> None:
+        """One line with this connection's context as fields (livechannel.ops.logs): the
+        text format shows `[conn N peer bucket/channel]`, the JSON format one key each."""
+        context = {
+            "conn": self.conn_id,
+            "peer": self.peer,
+            "bucket": self.bucket,
+            "channel": self.channel,
+            "push_id": self.push_id or None,
+            "reason": reason,
+        }
+        log.info(msg, *args, extra=context)

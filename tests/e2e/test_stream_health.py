@@ -1,7 +1,7 @@
 """Stream health (docs/hls.md): a keyframe interval longer than FragDuration is logged with advice,
 and each push's measured keyframe interval, frame rate and bitrate are recorded in the store
 (every heartbeat, and once more when the push ends) and served as JSON on `GET /-/status`:
-from loopback without a signature, from elsewhere only signed."""
+signed (from loopback unsigned only with `status_loopback_unsigned`)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ BITRATE_WINDOW_MS = 5_000  # stats.WINDOW_MS: the bitrate is measured over this 
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceThread]:
-    with ServiceThread(tmp_path_factory.mktemp("health") / "data").start() as service:
+    data = tmp_path_factory.mktemp("health") / "data"
+    with ServiceThread(data, status_loopback_unsigned=True).start() as service:
         yield service
 
 
@@ -182,16 +183,56 @@ async def not_the_oss_api(request: object) -> None:
     raise AssertionError("path-style /-/status must not reach the OSS handler")
 
 
-@pytest.fixture
-def handler():  # type: ignore[no-untyped-def]
+def make_handler(*, loopback_unsigned: bool):  # type: ignore[no-untyped-def]
     ctx = ApiContext(
         store=MemoryStore(),
         storages={},
         credentials={"id1": "secret1"},
         urls=ServiceUrls("example.com", 1935, 80),
         now_ms=lambda: int(time.time() * 1000),
+        status_loopback_unsigned=loopback_unsigned,
     )
     return status_handler(ctx, not_the_oss_api)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def handler():  # type: ignore[no-untyped-def]
+    return make_handler(loopback_unsigned=True)
+
+
+async def test_unsigned_loopback_needs_the_option() -> None:
+    """Any web page open in a browser on the host can make a loopback request."""
+    with pytest.raises(AccessDenied):
+        await make_handler(loopback_unsigned=False)(remote_request("127.0.0.1"))
+
+
+def test_no_cors_on_operator_routes(tmp_path: Path) -> None:
+    """A page of another origin must not read /-/status through a visitor's browser: no
+    CORS headers there, on a service of default settings, signed or not; objects keep them."""
+    with ServiceThread(tmp_path / "data").start() as svc:
+        origin = {"Origin": "http://evil.example"}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            get_status(svc, origin)  # unsigned from loopback: refused by default
+        refused.value.close()
+        assert refused.value.code == 403
+        assert "Access-Control-Allow-Origin" not in refused.value.headers
+        auth = oss2.Auth(ACCESS_KEY_ID, ACCESS_KEY_SECRET)
+        request = oss2.http.Request("GET", svc.endpoint + STATUS_PATH)
+        auth._sign_request(request, "-", "status")
+        signed = {
+            "Date": request.headers["date"],
+            "Authorization": request.headers["authorization"],
+        }
+        request = urllib.request.Request(svc.endpoint + STATUS_PATH, headers={**origin, **signed})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+            assert "Access-Control-Allow-Origin" not in response.headers
+        # A public object read still answers CORS (players on other origins need it).
+        obj = urllib.request.Request(svc.endpoint + f"/{BUCKET}/nothing.ts", headers=origin)
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(obj, timeout=10)
+        missing.value.close()
+        assert missing.value.headers["Access-Control-Allow-Origin"] == "*"
 
 
 async def test_unsigned_remote_callers_are_refused(handler) -> None:  # type: ignore[no-untyped-def]

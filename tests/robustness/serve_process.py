@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import oss2
@@ -28,8 +29,9 @@ def free_port() -> int:
 
 class ServeProcess:
     def __init__(self, data_dir: Path, *, config: Path | None = None,
-                 log_level: str = "INFO") -> None:  # fmt: skip
+                 log_level: str = "INFO", args: Sequence[str] = ()) -> None:  # fmt: skip
         self.data_dir = data_dir
+        self.args = list(args)  # more `serve` flags
         self.config = config
         self.log_level = log_level
         self.log_path = data_dir.parent / f"{data_dir.name}-serve.log"
@@ -45,6 +47,7 @@ class ServeProcess:
                "--log-level", self.log_level]  # fmt: skip
         if self.config is not None:
             cmd += ["--config", str(self.config)]
+        cmd += self.args
         env = {**os.environ, "LIVECHANNEL_ACCESS_KEY_ID": ACCESS_KEY_ID,
                "LIVECHANNEL_ACCESS_KEY_SECRET": ACCESS_KEY_SECRET,
                "PYTHONPATH": str(REPO)}  # fmt: skip

@@ -21,6 +21,7 @@ import pytest
 
 from livechannel.auth import signing
 from livechannel.config import Config, ensure_credentials
+from livechannel.ops.logs import JsonFormatter, TextFormatter
 from tests.robustness import garbage
 from tests.robustness.conftest import create_channel, url_parts
 from tests.robustness.rtmp_session import RtmpSession
@@ -247,14 +248,17 @@ def test_no_secret_or_signature_reaches_the_logs(
 
     ours = [r for r in logs.records if not r.name.startswith(("oss2", "urllib3"))]
     assert len(ours) > 5
-    text = "\n".join(logs.handler.format(r) for r in ours)
-    assert ACCESS_KEY_SECRET not in text
-    for sig in signatures:
-        for form in {sig, quote(sig, safe=""), oss2.compat.to_string(sig)}:
-            assert form not in text, f"signature {form!r} logged"
-    assert "Traceback" not in text
-    assert "connection closed: BadStatusLine" in text  # logged, with its signature redacted
-    assert "Signature=<redacted>" in text
+    # The same records through both of the service's formats (--log-format text / json).
+    for formatter in (logs.handler.formatter, TextFormatter(), JsonFormatter()):
+        assert formatter is not None
+        text = "\n".join(formatter.format(r) for r in ours)
+        assert ACCESS_KEY_SECRET not in text
+        for sig in signatures:
+            for form in {sig, quote(sig, safe=""), oss2.compat.to_string(sig)}:
+                assert form not in text, f"signature {form!r} logged"
+        assert "Traceback" not in text
+        assert "connection closed: BadStatusLine" in text  # logged, with its signature redacted
+        assert "Signature=<redacted>" in text
 
 
 # --- the key file ---------------------------------------------------------------------------

@@ -1,0 +1,3 @@
+from tests.e2e.conftest import moto
+
+__all__ = ["moto"]
