@@ -1,12 +1,11 @@
 """GetVodPlaylist and PostVodPlaylist (OSS API reference): a finished playlist of a time range.
 
 Segments come from the store's segment index (`segments_between`, by the wall-clock time each
-segment started). Segment URIs are relative and resolve from where the playlist is read:
-
-* GET `/<channel>?vod` answers at the bucket's root, so URIs are `<channel>/<ms>.ts`; they
-  resolve against the request URL in both addressing styles (the example in OSS API
-  reference, GetVodPlaylist shows bare `<ms>.ts`, which would not resolve from that URL).
-* POST stores `<channel>/<name>.m3u8` next to the segments, so URIs are `<ms>.ts`.
+segment started). Segment URIs are bare names (`<ms>.ts`), relative to the channel's directory,
+in both: the example response in OSS API reference, GetVodPlaylist lists `1543895706266.ts`,
+as the live playlist and PostVodPlaylist's object do, and a client saves the GET body next to
+the segments, where it plays. (Resolved against the GET's own URL, the bucket root, they do
+not: docs/api.md, "VOD playlists", says why we follow the reference anyway.)
 
 A bucket with a public base URL (a CDN; docs/storage.md) gets absolute segment URIs under it
 in both, so players fetch the segments from there rather than from us.
@@ -72,15 +71,25 @@ def playlist_text(segments: list[Segment], uri_of: Callable[[Segment], str]) -> 
     return render(vod_playlist(entries))
 
 
-async def get_vod_playlist(call: Call) -> web.StreamResponse:
-    segments = await _segments(call, call.target.key)
-    # A bucket's public base URL (docs/storage.md, public_base_url) wins.
-    public = call.ctx.urls.public_url
+def _uri_in_channel(call: Call, channel: str) -> Callable[[Segment], str]:
+    """A segment's URI as seen from the channel's directory, or under the bucket's public base
+    URL (docs/storage.md, public_base_url) when it has one."""
+    prefix = channel + "/"
 
     def uri_of(s: Segment) -> str:
-        return public(call.bucket, s.key) or quote(s.key, safe="/")
+        public = call.ctx.urls.public_url(call.bucket, s.key)
+        if public is not None:
+            return public
+        inside = s.key[len(prefix) :] if s.key.startswith(prefix) else "../" + s.key
+        return quote(inside, safe="/")
 
-    body = playlist_text(segments, uri_of).encode()
+    return uri_of
+
+
+async def get_vod_playlist(call: Call) -> web.StreamResponse:
+    channel = call.target.key
+    segments = await _segments(call, channel)
+    body = playlist_text(segments, _uri_in_channel(call, channel)).encode()
     return web.Response(
         status=200,
         body=body,
@@ -98,15 +107,6 @@ async def post_vod_playlist(call: Call) -> web.StreamResponse:
         raise InvalidArgument("the object must be <channel>/<playlist>.m3u8")
     check_playlist_name(name, "PlaylistName")
     segments = await _segments(call, channel)
-    prefix = channel + "/"
-
-    def uri_of(s: Segment) -> str:
-        public = call.ctx.urls.public_url(call.bucket, s.key)
-        if public is not None:
-            return public  # the bucket's public base URL (docs/storage.md, public_base_url)
-        inside = s.key[len(prefix) :] if s.key.startswith(prefix) else "../" + s.key
-        return quote(inside, safe="/")
-
-    body = playlist_text(segments, uri_of).encode()
+    body = playlist_text(segments, _uri_in_channel(call, channel)).encode()
     info = await call.storage.put(key, body, content_type_for(key))
     return empty_response(200, headers={"ETag": f'"{info.etag}"'})

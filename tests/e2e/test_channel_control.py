@@ -3,6 +3,7 @@ disable kicks the publisher within 1 s, delete and re-create are refused while l
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -105,13 +106,23 @@ def test_vod_playlists_for_a_push(service: ServiceThread, sample_flv: Path, tmp_
     body = bucket.get_vod_playlist("rec", start_s, end_s).playlist
     assert body.rstrip().endswith("#EXT-X-ENDLIST")
     assert body.count("#EXTINF") == len(segments)
+    # What a client does with GetVodPlaylist's body: save it next to the segments (fetched
+    # with oss2), then play the directory with ffmpeg.
+    saved = tmp_path / "saved" / "rec"
+    saved.mkdir(parents=True)
+    (saved / "vod.m3u8").write_text(body)
+    for segment in segments:
+        bucket.get_object_to_file(segment.key, str(saved / segment.key.split("/")[1]))
+    played = subprocess.run(
+        ["ffmpeg", "-v", "error", "-nostdin", "-i", str(saved / "vod.m3u8"), "-c", "copy",
+         "-f", "null", "-"], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert played.returncode == 0 and not played.stderr, played.stderr
     bucket.post_vod_playlist("rec", "vod.m3u8", start_s, end_s)
     stored = bucket.get_object("rec/vod.m3u8").read().decode()
     assert stored.count("#EXTINF") == len(segments)
     # The stored playlist plays from where it is stored.
     local = tmp_path / "vod.ts"
-    import subprocess
-
     url = bucket.sign_url("GET", "rec/vod.m3u8", 300, params={"x-oss-process": "hls/sign"})
     p = subprocess.run(
         ["ffmpeg", "-v", "error", "-nostdin", "-i", url, "-c", "copy", "-y", str(local)],
