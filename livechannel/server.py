@@ -31,6 +31,7 @@ from livechannel.hls.pipeline import end_playlist
 from livechannel.hls.playlist import target_duration_s
 from livechannel.ingest.edge import IngestDeps, IngestServer
 from livechannel.ingest.sniff import SniffingProtocol
+from livechannel.ops.faults import RepeatedFault
 from livechannel.ops.redact import http_server_logger
 from livechannel.storage.factory import bucket_policy, make_storage
 from livechannel.store.base import ChannelConfig, MetadataStore, Push
@@ -67,6 +68,7 @@ async def _sweep_stale(
     """Close pushes whose owner died (kill -9, power loss) at their last heartbeat, and let
     their playlists end; never this worker's own, nor a slow one's (livechannel.fleet.liveness).
     A failed sweep is retried: this loop must outlive store hiccups."""
+    fault = RepeatedFault(log, "the stale push sweep")
     while True:
         try:
             now = now_ms()
@@ -75,7 +77,9 @@ async def _sweep_stale(
                 log.warning("closed push of %s/%s left by a dead worker", push.bucket, push.channel)
                 await on_closed(push)
         except Exception:
-            log.exception("stale push sweep failed; retrying")
+            fault.failed()
+        else:
+            fault.succeeded()
         await asyncio.sleep(STALE_SWEEP_INTERVAL_S)
 
 

@@ -101,6 +101,8 @@ def create_app(ctx: ApiContext) -> web.Application:
     probe = ReadyProbe(ctx.store, ctx.storages)
     app.router.add_get(HEALTHZ_PATH, _path_style_only(ctx, healthz))
     app.router.add_get(READYZ_PATH, _path_style_only(ctx, readyz_handler(probe)))
-    app.router.add_route("*", "/{tail:.*}", _handle)
+    # [\s\S], not ".": a decoded path may hold a newline (%0A), and it must get an OSS error
+    # from our handler, not aiohttp's plain 404.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", _handle)
     app.on_response_prepare.append(make_common_headers(ctx))
     return app

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from livechannel.ops.faults import RepeatedFault
 from livechannel.store.base import MetadataStore
 
 log = logging.getLogger("livechannel.fleet.registry")
@@ -62,6 +63,7 @@ class Registry:
         # loop lag plus the metadata store's round trip. The overload signal (ingest refuses
         # new publishes past `Limits.max_heartbeat_lag_s`).
         self.lag_s = 0.0
+        self._heartbeat_fault = RepeatedFault(log, "the heartbeat")
 
     def add(self, session: LiveSession) -> None:
         key = (session.bucket, session.channel)
@@ -138,10 +140,11 @@ class Registry:
                 else:
                     running = await self._heartbeat(sessions, now)
             except Exception:
-                log.exception("heartbeat failed for %d pushes", len(sessions))
+                self._heartbeat_fault.failed(f"for {len(sessions)} pushes")
                 continue
             finally:
                 self.lag_s = loop.time() - due_s
+            self._heartbeat_fault.succeeded()
             for session in sessions:
                 kicked = running.get(session.push_id)
                 if kicked is None:

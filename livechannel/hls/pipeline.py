@@ -69,6 +69,8 @@ class PushPipeline:
         self.frag_count = frag_count
         self.frag_duration_ms = frag_duration_s * 1000
         self._gop_warned = False
+        self.max_segment_ms = max_segment_s * 1000
+        self._first_video_dts_ms: int | None = None  # until the first keyframe
         self.target_s = target_duration_s(frag_duration_s, max_segment_s * 1000)
         self.queue_segments = queue_segments
         self.upload_budget = upload_budget
@@ -122,6 +124,8 @@ class PushPipeline:
                 self.stats.on_video_frame(now, event.dts_ms, len(event.data), event.keyframe)
                 if event.keyframe:
                     self._on_keyframe(event, now)
+                elif not self.stats.keyframes:
+                    self._check_first_keyframe(event.dts_ms)
                 for ready in self._segmenter.push_video(event, now):
                     self._enqueue(ready)
             elif isinstance(event, UnsupportedVideo):
@@ -170,6 +174,8 @@ class PushPipeline:
             self.stats.on_video_frame(now, event.dts_ms, len(event.data), event.keyframe)
             if event.keyframe:
                 self._on_keyframe(event, now)
+            elif not self.stats.keyframes:
+                self._check_first_keyframe(event.dts_ms)
         elif isinstance(event, AudioFrame):
             self.stats.on_audio_frame(now, len(event.data), event.pts_ms)
         elif isinstance(event, VideoConfig):
@@ -178,6 +184,18 @@ class PushPipeline:
             self.stats.audio = event
         for ready in self._segmenter.push(event, now):  # type: ignore[arg-type]
             self._enqueue(ready)
+
+    def _check_first_keyframe(self, dts_ms: int) -> None:
+        """A stream with no keyframe yet produces nothing (a segment starts at one). Past
+        the channel's forced-cut time (max(2·FragDuration, 60 s) of media: a segment would
+        have been cut by then) the push is ended with the reason, not left Live and empty."""
+        if self._first_video_dts_ms is None:
+            self._first_video_dts_ms = dts_ms
+        elif dts_ms - self._first_video_dts_ms > self.max_segment_ms:
+            raise PublishRefused(
+                f"no keyframe in the first {self.max_segment_ms // 1000} s of video: nothing "
+                "can be segmented; set the encoder's keyframe interval (e.g. 2 s)"
+            )
 
     def _on_keyframe(self, frame: VideoFrame, now: int) -> None:
         if self.snapshotter is not None:

@@ -145,10 +145,16 @@ class PushStats:
                 "bandwidth": self._audio.bytes_per_s(now_ms),
                 "codec": self.audio.codec,
             }
+        warnings = []
+        if self.frames and not self.keyframes:
+            warnings.append("no_keyframe")  # frames arrive, but nothing can be segmented yet
+        if self.storage_error:
+            warnings.append("storage_error")
         return {
             "video": video,
             "audio": audio,
             "health": {
+                "warnings": warnings,
                 "frames": self.frames,
                 "keyframes": self.keyframes,
                 "keyframe_interval_ms": self.keyframe_interval_ms(),

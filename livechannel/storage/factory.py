@@ -16,10 +16,13 @@ from typing import Any
 
 from livechannel.config import BucketConfig, ConfigError
 from livechannel.storage.base import ObjectStorage
-from livechannel.storage.local import LocalStorage
+from livechannel.storage.local import PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, LocalStorage
+from livechannel.store.base import Acl
 
 BUCKETS_DIR = "buckets"
-LOCAL_KEYS = frozenset({"type", "root", "fsync", "direct_io", "public_base_url", "retention_hours"})
+LOCAL_KEYS = frozenset(
+    {"type", "root", "fsync", "direct_io", "file_mode", "public_base_url", "retention_hours"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,24 @@ def bucket_policy(bucket: BucketConfig) -> BucketPolicy:
     return BucketPolicy(base.rstrip("/"), None if hours is None else float(hours))
 
 
+def _file_mode(bucket: BucketConfig) -> int:
+    """`file_mode = "0640"` (an octal string, as chmod takes it); by default owner-only for
+    a private bucket, 0644 for a public one (local.py says why)."""
+    value = bucket.storage.get("file_mode")
+    if value is None:
+        return PRIVATE_FILE_MODE if bucket.acl is Acl.PRIVATE else PUBLIC_FILE_MODE
+    try:
+        mode = int(value, 8) if isinstance(value, str) else -1
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777 or not mode & 0o600 == 0o600:
+        raise ConfigError(
+            f'{_what(bucket)}.file_mode: expected an octal string such as "0640" '
+            "that lets the owner read and write"
+        )
+    return mode
+
+
 def make_storage(
     bucket: BucketConfig,
     data_dir: Path,
@@ -68,7 +89,7 @@ def make_storage(
         for name, value in (("fsync", fsync), ("direct_io", direct)):
             if not isinstance(value, bool):
                 raise ConfigError(f"{_what(bucket)}.{name}: expected true or false")
-        return LocalStorage(str(root), fsync=fsync, direct_io=direct)
+        return LocalStorage(str(root), fsync=fsync, direct_io=direct, file_mode=_file_mode(bucket))
     if kind == "s3":
         # Imported here: the S3 library loads a native extension a local-only setup never needs.
         from livechannel.storage.s3 import S3Storage

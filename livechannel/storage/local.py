@@ -54,7 +54,11 @@ TEMP_PREFIX = ".livechannel-tmp-"  # temp files of in-flight puts; refused as ke
 MAX_SEGMENT_BYTES = 255  # NAME_MAX of Linux filesystems: a longer key segment cannot be a file
 MKDIR_RACE_RETRIES = 5  # a concurrent delete may remove the (empty) directory we just made
 PLAYLIST_SUFFIX = ".m3u8"  # rewritten with every segment, read by every player: cached
-FILE_MODE = 0o644  # objects are served by this process; let operators read them too
+# Objects of a private bucket are readable by the service's user only (other local users
+# could otherwise read what the API guards with signatures); a public bucket's are 0644, so
+# operators and a local web server can read them too. `file_mode` per bucket overrides.
+PRIVATE_FILE_MODE = 0o600
+PUBLIC_FILE_MODE = 0o644
 PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})  # need an operator
 IOV_MAX = os.sysconf("SC_IOV_MAX")  # pieces one writev may take (1024 on Linux)
 NAME_CONFLICT_ERRNOS = frozenset({errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG})
@@ -88,10 +92,19 @@ def _etag(st: os.stat_result) -> str:
 
 
 class LocalStorage:
-    def __init__(self, root: str, *, fsync: bool = False, direct_io: bool = True) -> None:
+    def __init__(
+        self,
+        root: str,
+        *,
+        fsync: bool = False,
+        direct_io: bool = True,
+        file_mode: int = PRIVATE_FILE_MODE,
+    ) -> None:
         """`direct_io`: media objects (not playlists, which are rewritten and read all the
-        time) are written past the page cache where the filesystem allows (direct_io.py)."""
+        time) are written past the page cache where the filesystem allows (direct_io.py).
+        `file_mode`: the permission bits every object gets."""
         self.root = os.path.realpath(root)
+        self.file_mode = file_mode
         self.fsync = fsync
         self.direct_io = direct_io
         try:
@@ -141,7 +154,7 @@ class LocalStorage:
                 direct = self.direct_io and not key.endswith(PLAYLIST_SUFFIX)
                 if not (direct and direct_io.write(fd, pieces)):
                     _write_all(fd, pieces)
-                os.fchmod(fd, FILE_MODE)
+                os.fchmod(fd, self.file_mode)
                 if self.fsync:
                     os.fsync(fd)
                 st = os.fstat(fd)

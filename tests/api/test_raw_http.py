@@ -341,3 +341,20 @@ async def test_storage_failure_mid_body_closes_the_connection(
     headers = sign("GET", PRIVATE, "big.ts", [], date=now(service))
     async with http.get(url(service, f"/{PRIVATE}/big.ts"), headers=headers) as r:
         assert await r.read() == b"x" * 1000
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "expected"),
+    [
+        (f"/{PUBLIC_READ}/a%0Ab.ts", "NoSuchKey"),
+        (f"/{PUBLIC_READ}/a%0D%0Ab?live", "AccessDenied"),
+        ("/%0A", "InvalidBucketName"),
+    ],
+)
+async def test_control_characters_in_the_path_get_an_oss_error(
+    service: Service, http: aiohttp.ClientSession, raw_path: str, expected: str
+) -> None:
+    """A decoded newline once missed the catch-all route: aiohttp's plain-text 404."""
+    async with http.get(url(service, raw_path)) as r:
+        assert r.headers["Content-Type"].startswith("application/xml")
+        assert code(await r.read()) == expected

@@ -132,6 +132,30 @@ def test_audio_only_stream_is_refused(svc: ServiceThread, tmp_path: Path) -> Non
     assert ended.end_ms is not None
 
 
+NO_KEYFRAME_SPEC = SampleSpec(duration_s=64, width=160, height=90, fps=10, only_first_keyframe=True)
+FORCED_CUT_S = 60  # the channel's forced-cut time: max(2 x FragDuration, 60 s)
+
+
+def test_stream_without_keyframes_is_ended_with_the_reason(
+    svc: ServiceThread, tmp_path: Path
+) -> None:
+    """Frames that never include a keyframe produce nothing; the push once stayed Live and
+    empty with no word. Now it is refused after the forced-cut time of media, and said why."""
+    flv = make_sample(tmp_path / "nokey.flv", NO_KEYFRAME_SPEC)
+    tags = [t for t in read_flv(flv) if not t.is_video_keyframe]  # the one IDR frame, gone
+    create_channel(svc.bucket(), "nokey", frag_duration=FRAG_DURATION_S, frag_count=LIST_ALL)
+    result = publish_sync(svc.signed_publish_url("nokey", rtmp_port=True), tags)
+    assert result.started
+    refusal = result.refusal
+    assert refusal is not None, result
+    assert (refusal.level, refusal.code) == ("error", "NetStream.Publish.Rejected")
+    assert f"no keyframe in the first {FORCED_CUT_S} s" in refusal.description
+    svc.wait_idle("nokey")
+    assert svc.call(svc.store.last_segments(BUCKET, "nokey", 10)) == []
+    (ended,) = svc.call(svc.store.history(BUCKET, "nokey", 10))
+    assert ended.end_ms is not None
+
+
 def test_resolution_change_mid_stream(svc: ServiceThread, sample: Path, tmp_path: Path) -> None:
     """A new AVC sequence header (640x360 after 320x180), as an encoder reconfigured on the
     fly sends it: a discontinuity there, every segment decodes at its own size."""

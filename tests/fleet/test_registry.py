@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sqlite3
 from dataclasses import dataclass, field
+
+import pytest
 
 from livechannel.fleet import registry as registry_module
 from livechannel.fleet.registry import ENDED_BY_SWEEP, Registry
@@ -92,3 +96,44 @@ async def test_lag_is_how_late_a_round_finishes() -> None:
         assert reg.lag_s < 0.1
     finally:
         await reg.stop()
+
+
+class FullDiskStore(MemoryStore):
+    """A store whose writes fail as SQLite's do on a full disk, until `full` is cleared."""
+
+    full = True
+
+    async def running_pushes(self, push_ids):  # type: ignore[no-untyped-def]
+        if self.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return await super().running_pushes(push_ids)
+
+    async def heartbeat_many(self, beats, now_ms):  # type: ignore[no-untyped-def]
+        if self.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return await super().heartbeat_many(beats, now_ms)
+
+
+async def test_a_full_metadata_disk_is_logged_once_then_on_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The heartbeat retries every poll; each failure once wrote a traceback (four a second)."""
+    store = FullDiskStore()
+    await store.ensure_bucket(B, Acl.PRIVATE, 0)
+    await store.put_channel(B, "cam", ChannelConfig(), 0)
+    push = await store.start_push(B, "cam", "127.0.0.1:1", "w", 1_000)
+    reg = Registry(store, now_ms=lambda: 1_000, idle_timeout_s=60, end_grace_s=10)
+    reg.add(FakeSession(B, "cam", push.push_id, media_ms=1_000))
+    caplog.set_level(logging.INFO, logger="livechannel")
+    reg.start()
+    try:
+        await asyncio.sleep(registry_module.KICK_POLL_INTERVAL_S * 6.5)  # six failed rounds
+        store.full = False
+        await asyncio.sleep(registry_module.KICK_POLL_INTERVAL_S * 2)
+    finally:
+        await reg.stop()
+    failures = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is not None
+    assert "disk is full" in str(failures[0].exc_info[1])
+    recovered = [r for r in caplog.records if "recovered" in r.getMessage()]
+    assert len(recovered) == 1 and recovered[0].exc_info is None

@@ -70,3 +70,15 @@ def test_memory_does_not_grow_with_the_push() -> None:
     feed(stats, 600)
     assert len(stats._video._marks) <= WINDOW_MS // MARK_MS + 2
     assert len(stats._audio._marks) <= WINDOW_MS // MARK_MS + 2
+
+
+def test_health_warns_while_no_keyframe_has_come() -> None:
+    stats = PushStats()
+    assert stats.to_dict(0)["health"]["warnings"] == []  # type: ignore[index]
+    stats.on_video_frame(0, 0, 1000, keyframe=False)
+    stats.on_video_frame(33, 33, 1000, keyframe=False)
+    assert stats.to_dict(40)["health"]["warnings"] == ["no_keyframe"]  # type: ignore[index]
+    stats.on_video_frame(66, 66, 5000, keyframe=True)
+    assert stats.to_dict(70)["health"]["warnings"] == []  # type: ignore[index]
+    stats.storage_error = "disk full"
+    assert stats.to_dict(70)["health"]["warnings"] == ["storage_error"]  # type: ignore[index]

@@ -8,6 +8,7 @@ import gc
 import itertools
 import os
 import random
+import stat
 import subprocess
 import threading
 from pathlib import Path
@@ -407,3 +408,27 @@ def test_direct_io_is_a_bucket_storage_option(tmp_path: Path) -> None:
     for bad in (0, "no", None):
         with pytest.raises(ConfigError, match="direct_io: expected true or false"):
             made({"direct_io": bad})
+
+
+async def test_object_file_mode_is_private_for_private_buckets(tmp_path: Path) -> None:
+    """Objects were written 0644 whatever the bucket's ACL: any local user read a private
+    bucket's segments. Now owner-only by default for a private bucket; `file_mode` sets it."""
+    from livechannel.config import BucketConfig, ConfigError
+    from livechannel.storage.factory import make_storage
+    from livechannel.store.base import Acl
+
+    async def mode_of(acl: Acl, table: dict[str, object]) -> int:
+        root = tmp_path / f"{acl.value}-{len(table)}"
+        storage = make_storage(BucketConfig("live", acl, {"root": str(root), **table}), tmp_path)
+        await storage.put("c/1.ts", b"x" * 5000, "video/MP2T")
+        await storage.put("c/playlist.m3u8", b"#EXTM3U\n", "application/x-mpegURL")
+        modes = {stat.S_IMODE((root / "c" / n).stat().st_mode) for n in ("1.ts", "playlist.m3u8")}
+        (mode,) = modes
+        return mode
+
+    assert await mode_of(Acl.PRIVATE, {}) == 0o600
+    assert await mode_of(Acl.PUBLIC_READ, {}) == 0o644
+    assert await mode_of(Acl.PRIVATE, {"file_mode": "0640"}) == 0o640
+    for bad in ("0400", "rw-r--r--", 0o644, "01777"):
+        with pytest.raises(ConfigError, match="file_mode"):
+            make_storage(BucketConfig("live", storage={"file_mode": bad}), tmp_path)
