@@ -15,10 +15,9 @@ import sqlite3
 import sys
 import time
 from dataclasses import replace
-from urllib.parse import quote, urlencode
 
 from livechannel import __version__
-from livechannel.auth import signing
+from livechannel.auth import urls
 from livechannel.config import Config, ConfigError, ensure_credentials, load
 from livechannel.errors import StorageError
 from livechannel.fleet.node import NodeIdentity, NodeIdError
@@ -34,14 +33,10 @@ BANNER_URL_LIFETIME_S = 7 * 24 * 3600  # the printed publish URL stays valid for
 
 def signed_publish_url(cfg: Config, running: Running, channel: str, expires_s: int) -> str:
     bucket = cfg.buckets[0]
-    base = running.urls.publish_url(bucket.name, channel)
     if bucket.acl == Acl.PUBLIC_READ_WRITE:
-        return base
+        return running.urls.publish_url(bucket.name, channel)
     key_id, secret = next(iter(cfg.access_keys.items()))
-    sig = signing.hmac_sha1_b64(
-        secret, signing.rtmp_string_to_sign(str(expires_s), {}, bucket.name, channel)
-    )
-    return f"{base}?OSSAccessKeyId={key_id}&Expires={expires_s}&Signature={quote(sig, safe='')}"
+    return urls.signed_publish_url(running.urls, bucket.name, channel, key_id, secret, expires_s)
 
 
 def signed_play_url(cfg: Config, running: Running, channel: str, expires_s: int) -> str:
@@ -52,11 +47,10 @@ def signed_play_url(cfg: Config, running: Running, channel: str, expires_s: int)
     if bucket.acl != Acl.PRIVATE:
         return url
     key_id, secret = next(iter(cfg.access_keys.items()))
-    process = [("x-oss-process", "hls/sign")]
-    params = signing.sign_url_params(
-        key_id, secret, "GET", bucket.name, f"{channel}/playlist.m3u8", expires_s, process
+    key = f"{channel}/playlist.m3u8"
+    return (
+        f"{url}?{urls.signed_object_query(bucket.name, key, key_id, secret, expires_s, 'hls/sign')}"
     )
-    return f"{url}?{urlencode(process + params, quote_via=quote)}"
 
 
 def banner(cfg: Config, running: Running) -> str:

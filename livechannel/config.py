@@ -109,6 +109,9 @@ class Limits:
     max_xml_body_bytes: int = 64 * 1024
     # An HTTP connection idle (or stuck mid-request, slowloris) this long is closed.
     http_idle_timeout_s: float = 75.0
+    # A browser console left alone this long is signed out: a forgotten tab or a stolen
+    # cookie is worth little. Activity renews it, up to 12 h after sign-in.
+    console_session_idle_s: float = 1800.0
 
     def forced_cut_s(self, frag_duration_s: int) -> int:
         """A segment with no keyframe is cut after max(2·FragDuration, 60 s); the 60 s is

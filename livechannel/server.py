@@ -19,6 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from livechannel import console
 from livechannel.api.app import create_app
 from livechannel.api.context import ApiContext
 from livechannel.auth.urls import ServiceUrls
@@ -161,21 +162,22 @@ async def serve(
         if (policy := bucket_policy(b)).public_base_url
     }
     urls = ServiceUrls(config.domain, rtmp_port, http_port, public_base_urls)
+    api_context = ApiContext(
+        store=store,
+        storages=storages,
+        credentials=config.access_keys,
+        urls=urls,
+        now_ms=now_ms,
+        on_channel_disabled=registry.kick,
+        max_xml_body_bytes=config.limits.max_xml_body_bytes,
+        max_http_requests=config.limits.max_http_requests,
+        max_http_requests_per_ip=config.limits.max_http_requests_per_ip,
+        http_body_timeout_s=config.limits.http_body_timeout_s,
+        http_send_stall_timeout_s=config.limits.http_send_stall_timeout_s,
+        status_loopback_unsigned=config.status_loopback_unsigned,
+    )
     api = create_app(
-        ApiContext(
-            store=store,
-            storages=storages,
-            credentials=config.access_keys,
-            urls=urls,
-            now_ms=now_ms,
-            on_channel_disabled=registry.kick,
-            max_xml_body_bytes=config.limits.max_xml_body_bytes,
-            max_http_requests=config.limits.max_http_requests,
-            max_http_requests_per_ip=config.limits.max_http_requests_per_ip,
-            http_body_timeout_s=config.limits.http_body_timeout_s,
-            http_send_stall_timeout_s=config.limits.http_send_stall_timeout_s,
-            status_loopback_unsigned=config.status_loopback_unsigned,
-        )
+        api_context, mount=console.mounter(api_context, config.limits.console_session_idle_s)
     )
     runner = web.AppRunner(
         api,

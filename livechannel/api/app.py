@@ -90,19 +90,25 @@ def _path_style_only(ctx: ApiContext, handler: Handler) -> Handler:
     return route
 
 
-def create_app(ctx: ApiContext) -> web.Application:
+def create_app(
+    ctx: ApiContext, mount: Callable[[web.Application, Handler], None] | None = None
+) -> web.Application:
+    """`mount` adds routes of parts above the API (the browser console) before the OSS
+    catch-all; it gets the catch-all for requests those routes must hand back."""
     middlewares: list[Middleware] = [
         errors_middleware,
         concurrency_limit(ctx.max_http_requests, ctx.max_http_requests_per_ip),
     ]
     app = web.Application(middlewares=middlewares)  # type: ignore[arg-type]  # aiohttp's own alias
     app[CTX_KEY] = ctx
+    app.on_response_prepare.append(make_common_headers(ctx))  # first: mounted parts amend it
     app.router.add_get(STATUS_PATH, status_handler(ctx, _handle))  # before the catch-all
     probe = ReadyProbe(ctx.store, ctx.storages)
     app.router.add_get(HEALTHZ_PATH, _path_style_only(ctx, healthz))
     app.router.add_get(READYZ_PATH, _path_style_only(ctx, readyz_handler(probe)))
+    if mount is not None:
+        mount(app, _handle)
     # [\s\S], not ".": a decoded path may hold a newline (%0A), and it must get an OSS error
     # from our handler, not aiohttp's plain 404.
     app.router.add_route("*", r"/{tail:[\s\S]*}", _handle)
-    app.on_response_prepare.append(make_common_headers(ctx))
     return app

@@ -12,10 +12,11 @@ from livechannel.api import xml
 from livechannel.api.body import read_limited
 from livechannel.api.call import Call
 from livechannel.api.channel_config import check_channel_name, parse_channel_config
+from livechannel.api.context import ApiContext
 from livechannel.api.dates import iso8601_ms
 from livechannel.api.responses import empty_response, xml_response
 from livechannel.errors import InvalidArgument, NoSuchLiveChannel
-from livechannel.store.base import Channel, ChannelStatus
+from livechannel.store.base import Channel, ChannelConfig, ChannelStatus
 
 log = logging.getLogger("livechannel.api")
 
@@ -59,14 +60,13 @@ def _urls(call: Call, channel: Channel) -> list[xml.XmlNode]:
     ]
 
 
-async def put_live_channel(call: Call) -> web.StreamResponse:
-    check_channel_name(call.target.key)
-    body = await read_limited(
-        call.request, call.ctx.max_xml_body_bytes, call.ctx.http_body_timeout_s
-    )
-    config = parse_channel_config(body)
+async def create_channel(
+    ctx: ApiContext, bucket: str, name: str, config: ChannelConfig, now_ms: int
+) -> Channel:
+    """PutLiveChannel's work, shared with the browser console: check, then create or replace."""
+    check_channel_name(name)
     dest = config.snapshot.dest_bucket if config.snapshot else ""
-    if dest and dest not in call.ctx.storages:  # snapshots could never be stored
+    if dest and dest not in ctx.storages:  # snapshots could never be stored
         raise InvalidArgument(
             "Snapshot DestBucket is not a bucket of this service",
             ArgumentName="DestBucket",
@@ -74,7 +74,32 @@ async def put_live_channel(call: Call) -> web.StreamResponse:
         )
     # Raises ChannelStillLive while a client pushes (only the status may change then: OSS API
     # reference, PutLiveChannelStatus).
-    channel = await call.ctx.store.put_channel(call.bucket, call.target.key, config, call.now_ms())
+    return await ctx.store.put_channel(bucket, name, config, now_ms)
+
+
+async def set_channel_status(
+    ctx: ApiContext, bucket: str, name: str, status: ChannelStatus, now_ms: int
+) -> None:
+    """PutLiveChannelStatus's work, shared with the browser console."""
+    await ctx.store.set_channel_status(bucket, name, status, now_ms)
+    if status == ChannelStatus.DISABLED:
+        # The store's kick flag reaches other processes; this reaches our own at once.
+        ctx.on_channel_disabled(bucket, name)
+
+
+async def delete_channel(ctx: ApiContext, bucket: str, name: str) -> None:
+    """DeleteLiveChannel's work: raises NoSuchLiveChannel, or ChannelStillLive while pushing;
+    never touches objects."""
+    await ctx.store.delete_channel(bucket, name)
+
+
+async def put_live_channel(call: Call) -> web.StreamResponse:
+    check_channel_name(call.target.key)
+    body = await read_limited(
+        call.request, call.ctx.max_xml_body_bytes, call.ctx.http_body_timeout_s
+    )
+    config = parse_channel_config(body)
+    channel = await create_channel(call.ctx, call.bucket, call.target.key, config, call.now_ms())
     return xml_response(("CreateLiveChannelResult", _urls(call, channel)))
 
 
@@ -86,10 +111,7 @@ async def put_live_channel_status(call: Call) -> web.StreamResponse:
         raise InvalidArgument(
             "status must be enabled or disabled", ArgumentName="status", ArgumentValue=text
         ) from None
-    await call.ctx.store.set_channel_status(call.bucket, call.target.key, status, call.now_ms())
-    if status == ChannelStatus.DISABLED:
-        # The store's kick flag reaches other processes; this reaches our own at once.
-        call.ctx.on_channel_disabled(call.bucket, call.target.key)
+    await set_channel_status(call.ctx, call.bucket, call.target.key, status, call.now_ms())
     return empty_response(200)
 
 
@@ -225,6 +247,5 @@ async def list_live_channel(call: Call) -> web.StreamResponse:
 
 
 async def delete_live_channel(call: Call) -> web.StreamResponse:
-    # Raises NoSuchLiveChannel, or ChannelStillLive while pushing; never touches objects.
-    await call.ctx.store.delete_channel(call.bucket, call.target.key)
+    await delete_channel(call.ctx, call.bucket, call.target.key)
     return empty_response(204)

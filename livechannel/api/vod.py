@@ -21,10 +21,11 @@ from aiohttp import web
 
 from livechannel.api.call import Call
 from livechannel.api.channel_config import check_playlist_name
+from livechannel.api.context import ApiContext
 from livechannel.api.responses import empty_response
-from livechannel.errors import InvalidArgument, NoSuchLiveChannel
+from livechannel.errors import InvalidArgument, NoSuchBucket, NoSuchLiveChannel
 from livechannel.hls.playlist import PlaylistEntry, render, vod_playlist
-from livechannel.storage.base import content_type_for
+from livechannel.storage.base import ObjectInfo, content_type_for
 from livechannel.store.base import Segment
 
 MAX_VOD_SPAN_S = 24 * 3600  # OSS API reference, GetVodPlaylist: the span may be at most one day
@@ -40,22 +41,27 @@ def _unix_s(call: Call, name: str) -> int:
     return int(text)
 
 
-async def _segments(call: Call, channel: str) -> list[Segment]:
-    start_s = _unix_s(call, "startTime")
-    end_s = _unix_s(call, "endTime")
+async def segments_in(
+    ctx: ApiContext, bucket: str, channel: str, start_s: int, end_s: int
+) -> list[Segment]:
+    """The segments a VOD playlist of [start_s, end_s] names; shared with the console."""
     if end_s <= start_s:
         raise InvalidArgument("endTime must be greater than startTime", ArgumentName="endTime")
     if end_s - start_s > MAX_VOD_SPAN_S:
         raise InvalidArgument("the time span may be at most one day", ArgumentName="endTime")
-    if await call.ctx.store.get_channel(call.bucket, channel) is None:
+    if await ctx.store.get_channel(bucket, channel) is None:
         raise NoSuchLiveChannel("the live channel does not exist")
-    segments = await call.ctx.store.segments_between(
-        call.bucket, channel, start_s * 1000, end_s * 1000
-    )
+    segments = await ctx.store.segments_between(bucket, channel, start_s * 1000, end_s * 1000)
     if not segments:
         # What real OSS answers for an empty range (spec, "what the SDK expects" 12).
         raise InvalidArgument("no segment was produced in that time range")
     return segments
+
+
+async def _segments(call: Call, channel: str) -> list[Segment]:
+    start_s = _unix_s(call, "startTime")
+    end_s = _unix_s(call, "endTime")
+    return await segments_in(call.ctx, call.bucket, channel, start_s, end_s)
 
 
 def playlist_text(segments: list[Segment], uri_of: Callable[[Segment], str]) -> str:
@@ -71,13 +77,13 @@ def playlist_text(segments: list[Segment], uri_of: Callable[[Segment], str]) -> 
     return render(vod_playlist(entries))
 
 
-def _uri_in_channel(call: Call, channel: str) -> Callable[[Segment], str]:
+def _uri_in_channel(ctx: ApiContext, bucket: str, channel: str) -> Callable[[Segment], str]:
     """A segment's URI as seen from the channel's directory, or under the bucket's public base
     URL (docs/storage.md, public_base_url) when it has one."""
     prefix = channel + "/"
 
     def uri_of(s: Segment) -> str:
-        public = call.ctx.urls.public_url(call.bucket, s.key)
+        public = ctx.urls.public_url(bucket, s.key)
         if public is not None:
             return public
         inside = s.key[len(prefix) :] if s.key.startswith(prefix) else "../" + s.key
@@ -89,7 +95,7 @@ def _uri_in_channel(call: Call, channel: str) -> Callable[[Segment], str]:
 async def get_vod_playlist(call: Call) -> web.StreamResponse:
     channel = call.target.key
     segments = await _segments(call, channel)
-    body = playlist_text(segments, _uri_in_channel(call, channel)).encode()
+    body = playlist_text(segments, _uri_in_channel(call.ctx, call.bucket, channel)).encode()
     return web.Response(
         status=200,
         body=body,
@@ -100,13 +106,32 @@ async def get_vod_playlist(call: Call) -> web.StreamResponse:
     )
 
 
-async def post_vod_playlist(call: Call) -> web.StreamResponse:
-    key = call.target.key
+def _vod_channel(key: str) -> str:
     channel, slash, name = key.partition("/")
     if not slash or not channel:
         raise InvalidArgument("the object must be <channel>/<playlist>.m3u8")
     check_playlist_name(name, "PlaylistName")
-    segments = await _segments(call, channel)
-    body = playlist_text(segments, _uri_in_channel(call, channel)).encode()
-    info = await call.storage.put(key, body, content_type_for(key))
+    return channel
+
+
+async def store_vod_playlist(
+    ctx: ApiContext, bucket: str, key: str, start_s: int, end_s: int
+) -> ObjectInfo:
+    """PostVodPlaylist's work, shared with the console: `<channel>/<name>.m3u8` naming the
+    segments of [start_s, end_s], stored next to them."""
+    channel = _vod_channel(key)
+    storage = ctx.storages.get(bucket)
+    if storage is None:
+        raise NoSuchBucket("the bucket does not exist")
+    segments = await segments_in(ctx, bucket, channel, start_s, end_s)
+    body = playlist_text(segments, _uri_in_channel(ctx, bucket, channel)).encode()
+    return await storage.put(key, body, content_type_for(key))
+
+
+async def post_vod_playlist(call: Call) -> web.StreamResponse:
+    key = call.target.key
+    _vod_channel(key)  # the name's errors come before the times'
+    start_s = _unix_s(call, "startTime")
+    end_s = _unix_s(call, "endTime")
+    info = await store_vod_playlist(call.ctx, call.bucket, key, start_s, end_s)
     return empty_response(200, headers={"ETag": f'"{info.etag}"'})

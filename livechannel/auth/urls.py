@@ -9,7 +9,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
+
+from livechannel.auth import signing
 
 
 def is_ip_or_localhost(host: str) -> bool:
@@ -55,3 +57,31 @@ class ServiceUrls:
             return public
         authority, prefix = self._host(bucket, self.http_port, 80)
         return f"http://{authority}{prefix}/{quote(channel, safe='')}/{quote(playlist_name)}"
+
+
+def signed_publish_url(
+    urls: ServiceUrls, bucket: str, channel: str, key_id: str, secret: str, expires_s: int
+) -> str:
+    """A publish URL signed as `oss2.Bucket.sign_rtmp_url` signs it (OSS API reference,
+    LiveChannel, "Signing RTMP publish URLs"), without a playlistName parameter."""
+    base = urls.publish_url(bucket, channel)
+    string_to_sign = signing.rtmp_string_to_sign(str(expires_s), {}, bucket, channel)
+    signature = quote(signing.hmac_sha1_b64(secret, string_to_sign), safe="")
+    return (
+        f"{base}?OSSAccessKeyId={quote(key_id, safe='')}&Expires={expires_s}&Signature={signature}"
+    )
+
+
+def signed_object_query(
+    bucket: str,
+    key: str,
+    key_id: str,
+    secret: str,
+    expires_s: int,
+    process: str = "",
+) -> str:
+    """The query of a signed GET URL of an object, as `oss2.Bucket.sign_url` makes it;
+    `process` (e.g. "hls/sign") is an `x-oss-process` parameter, signed too."""
+    extra = [("x-oss-process", process)] if process else []
+    params = signing.sign_url_params(key_id, secret, "GET", bucket, key, expires_s, extra)
+    return urlencode(extra + params, quote_via=quote)
