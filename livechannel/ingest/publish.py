@@ -1,9 +1,15 @@
 """Where a publish goes: the RTMP app + stream name → bucket, channel and URL parameters.
 
-Sans-IO. The URL forms (spec "Addressing"):
-  virtual host  rtmp://<bucket>.<domain>/live/<channel>?<params>     app "live", bucket from tcUrl
-  path style    rtmp://127.0.0.1:<port>/<bucket>/live/<channel>?..   app "<bucket>/live"
-  plain         rtmp://<host>/live/<channel>?<params>                app "live", the default bucket
+Sans-IO. The URL forms (docs/api.md, "Addressing"):
+  virtual host  rtmp://<bucket>.<domain>/live/<channel>?<params>     bucket from tcUrl's host
+  path style    rtmp://127.0.0.1:<port>/<bucket>/live/<channel>?..   bucket from the path
+  plain         rtmp://<host>/live/<channel>?<params>                the default bucket
+An RTMP client splits the URL's path into the connect's app and the publish's stream name
+where it likes: ffmpeg and OBS send app `<bucket>/live` and name `<channel>?..`, nginx-rtmp's
+push relay splits at the first `/` (app `<bucket>`, name `live/<channel>?..`). So the publish
+is resolved from the whole path, app + "/" + stream name, however it was split. The app is
+the tcUrl's path (RTMP specification, "connect": tcUrl is `protocol://server:port/app`); a
+client that sends no app has it taken from tcUrl.
 The query travels inside the stream name. ffmpeg leaves it percent-encoded, librtmp (OBS,
 GStreamer rtmpsink) decodes it first. We decode it exactly once, as the HTTP API does
 (application/x-www-form-urlencoded: `+` is a space, livechannel.api.addressing), except the
@@ -12,6 +18,7 @@ Signature: base64 has `+` and never a space, and after librtmp's decoding its `+
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_plus, urlsplit
 
@@ -66,25 +73,33 @@ def parse_params(query: str) -> dict[str, str]:
     return params
 
 
+def _app_path(app: str, tc_url: str) -> str:
+    # Some clients repeat the query in app ("live?x=1"); the app part is only the path.
+    path = app.partition("?")[0].strip("/")
+    if not path:
+        with contextlib.suppress(ValueError):
+            path = urlsplit(tc_url).path.strip("/")
+    return path
+
+
 def resolve(
     app: str, stream_name: str, tc_url: str, *, domain: str, default_bucket: str
 ) -> PublishTarget:
     if len(stream_name.encode("utf-8", "surrogatepass")) > MAX_STREAM_NAME_BYTES:
         raise PublishUrlError("stream name too long")
-    app = app.strip("/")
-    # Some clients repeat the query in app ("live?x=1"); the app part is only the path.
-    app = app.partition("?")[0]
-    if app == RTMP_APP:
+    name, _, query = stream_name.partition("?")
+    # Split on the raw path: a `%2F` inside the channel name is not a separator.
+    path = [p for p in _app_path(app, tc_url).split("/") if p] + name.lstrip("/").split("/")
+    if len(path) == 2 and path[0] == RTMP_APP:
         bucket = _bucket_from_tc_url(tc_url, domain) or default_bucket
-    elif app.endswith("/" + RTMP_APP) and app.count("/") == 1:
-        bucket = app.split("/", 1)[0]
+    elif len(path) == 3 and path[1] == RTMP_APP and path[0]:
+        bucket = path[0]
     else:
         raise PublishUrlError(
-            f"unknown application {app!r}: publish to rtmp://<host>/live/<channel> "
-            f"or rtmp://<host>/<bucket>/live/<channel>"
+            f"unknown application {'/'.join(path[:-1])!r}: publish to "
+            f"rtmp://<host>/live/<channel> or rtmp://<host>/<bucket>/live/<channel>"
         )
-    name, _, query = stream_name.partition("?")
-    channel = unquote(name)
+    channel = unquote(path[-1])
     if not channel:
         raise PublishUrlError("no channel name in the publish URL")
     if "/" in channel or "\\" in channel or "\x00" in channel:

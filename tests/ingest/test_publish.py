@@ -24,6 +24,17 @@ DOMAIN = "live.example.com"
         # plain: the default bucket
         ("live", "cam", "rtmp://127.0.0.1:1935/live", "default", "cam"),
         ("/live/", "cam", "rtmp://127.0.0.1/live", "default", "cam"),
+        # nginx-rtmp's push relay splits at the first `/`: app <bucket>, name live/<channel>
+        ("b1", "live/cam?Signature=x", "rtmp://127.0.0.1:8080/b1", "b1", "cam"),
+        ("b1/", "/live/cam", "rtmp://127.0.0.1:8080/b1", "b1", "cam"),
+        # the whole path in the stream name, no app (tcUrl without a path)
+        ("", "b1/live/cam", "rtmp://127.0.0.1:8080", "b1", "cam"),
+        ("", "live/cam", f"rtmp://b2.{DOMAIN}", "b2", "cam"),
+        # no app in connect: the tcUrl's path is the app
+        ("", "cam", "rtmp://127.0.0.1:8080/b1/live", "b1", "cam"),
+        # a bucket named like the application
+        ("live/live", "cam", "rtmp://127.0.0.1/live/live", "live", "cam"),
+        ("live", "live/cam", "rtmp://127.0.0.1/live", "live", "cam"),
         # channel names are percent-decoded once
         ("live", "caf%C3%A9", "rtmp://127.0.0.1/live", "default", "café"),
         ("live", "a%2520b", "rtmp://127.0.0.1/live", "default", "a%20b"),

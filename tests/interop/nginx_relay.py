@@ -1,11 +1,11 @@
 """nginx-rtmp as a `push` relay in front of us: its own config, pid and logs in a temp dir.
 
 nginx-rtmp splits a push URL's path at its first `/`: the first element is the RTMP app, the
-rest (query included, verbatim) is the stream name. So our plain form
-`rtmp://host:port/live/<channel>?<signed query>` works as written, while oss2's path-style URL
-`.../<bucket>/live/<channel>?...` would arrive as app `<bucket>`, name `live/<channel>?...` and
-be refused; for path style the app and play path are given as the directive's own `app=` and
-`playPath=` parameters.
+rest (query included, verbatim) is the stream name. oss2's path-style URL
+`.../<bucket>/live/<channel>?...` arrives as app `<bucket>`, name `live/<channel>?...`, which
+the service resolves from the whole path. The directive's own `app=`, `playPath=` and `tcUrl=`
+parameters override nginx's split and its tcUrl (the host nginx connects to is always
+127.0.0.1 here; a virtual-host URL's name reaches us only through `tcUrl=`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from tests.interop.loopback import free_port, stop, wait_for_port
 
@@ -28,6 +27,7 @@ class PushTarget:
     url: str  # scheme, host, port and, unless app/play_path are set, the path
     app: str = ""
     play_path: str = ""
+    tc_url: str = ""
 
     def directive(self) -> str:
         # Whole tokens quoted: nginx strips the quotes, while `key="v"` would keep them in v.
@@ -36,16 +36,9 @@ class PushTarget:
             extra += f' "app={self.app}"'
         if self.play_path:
             extra += f' "playPath={self.play_path}"'
+        if self.tc_url:
+            extra += f' "tcUrl={self.tc_url}"'
         return f'push "{self.url}"{extra};'
-
-    @classmethod
-    def path_style(cls, signed_url: str) -> PushTarget:
-        """oss2's `rtmp://host:port/<bucket>/live/<channel>?q` → app `<bucket>/live`, the rest
-        as play path."""
-        parts = urlsplit(signed_url)
-        bucket, live, name = parts.path.lstrip("/").split("/", 2)
-        query = f"?{parts.query}" if parts.query else ""
-        return cls(f"rtmp://{parts.netloc}", app=f"{bucket}/{live}", play_path=name + query)
 
 
 def config(workdir: Path, port: int, target: PushTarget) -> str:

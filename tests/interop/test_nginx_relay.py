@@ -3,7 +3,10 @@
 nginx's relay client is the odd one (rtmp-clients.md): digest handshake with a real digest C2,
 no releaseStream/FCPublish, no `@setDataFrame`, media before `Publish.Start`, no
 FCUnpublish/deleteStream (it just closes), and it retries every `push_reconnect` after a
-refusal. Which of our URL forms it can carry is explained in `nginx_relay.py`.
+refusal. It splits a push URL's path at its first `/` (app `<bucket>`, stream name
+`live/<channel>?..` for oss2's path-style URL), unlike ffmpeg (app `<bucket>/live`): the
+service resolves the publish from the whole path, so every URL form is pushed here verbatim,
+the way a user pastes it into nginx.conf.
 
 nginx-rtmp forwards a codec's sequence header only just before that codec's first frame, and
 with no `@setDataFrame` nothing announces the audio track, so the first keyframe comes before
@@ -19,6 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import oss2
+
+from livechannel.config import BucketConfig
 from livechannel.store.base import Acl
 from tests.e2e.conftest import create_channel
 from tests.e2e.test_live_path import AV_SYNC_TOLERANCE_S, check_output
@@ -29,6 +35,7 @@ from tests.support.hls import probe_segment
 from tests.support.service import BUCKET, ServiceThread
 
 PUSH_S = 12  # six 2 s GOPs: five full segments and a flushed tail
+VHOST_PUSH_S = 6  # three 2 s GOPs: enough to see segments land in the right bucket
 REFUSED_FOR_S = 5  # the channel stays disabled this long: nginx is refused, retries, then joins
 FIRST_SEGMENT_PUSH_S = 8  # four segments: the video-only one and three with audio
 FIRST_SEGMENT_PLAY_S = 4.0  # past the track change at 2 s
@@ -101,7 +108,9 @@ def test_nginx_push_path_style_joins_mid_stream_after_refusals(
     bucket = service.bucket()
     create_channel(bucket, "late", frag_duration=2, frag_count=3)
     bucket.put_live_channel_status("late", "disabled")
-    target = PushTarget.path_style(service.signed_publish_url("late", rtmp_port=True))
+    # oss2.Bucket.sign_rtmp_url's path-style URL as is: nginx sends app `live` (the bucket),
+    # stream name `live/late?...`.
+    target = PushTarget(service.signed_publish_url("late", rtmp_port=True))
     relay = NginxRelay(tmp_path / "nginx", target).start()
     duration_s = PUSH_S + REFUSED_FOR_S
     try:
@@ -115,6 +124,33 @@ def test_nginx_push_path_style_joins_mid_stream_after_refusals(
         relay.stop()
     history = service.call(service.store.history(BUCKET, "late", 10))
     assert len(history) == 1, (history, relay.log()[-3000:])
+
+
+def test_nginx_push_virtual_host_url(tmp_path: Path) -> None:
+    """`rtmp://<bucket>.<domain>/live/<channel>?..`: the bucket comes from the host in tcUrl
+    (nginx connects to 127.0.0.1 and sends the URL's host name through `tcUrl=`)."""
+    domain, bucket_name = "vh.test", "cams"
+    extra = (BucketConfig(bucket_name, Acl.PRIVATE),)
+    with ServiceThread(tmp_path / "data", domain=domain, extra_buckets=extra).start() as service:
+        cams = oss2.Bucket(service.bucket().auth, service.endpoint, bucket_name)
+        create_channel(cams, "vh", frag_duration=2, frag_count=3)
+        signed = cams.sign_rtmp_url("vh", "playlist.m3u8", 3600)
+        query = urlsplit(signed).query
+        port = service.rtmp_port
+        target = PushTarget(f"rtmp://127.0.0.1:{port}/live/vh?{query}",
+                            tc_url=f"rtmp://{bucket_name}.{domain}:{port}/live")  # fmt: skip
+        relay = NginxRelay(tmp_path / "nginx", target).start()
+        try:
+            finish(push_through(relay, VHOST_PUSH_S), VHOST_PUSH_S)
+            service.wait_idle("vh", bucket=bucket_name)
+        finally:
+            relay.stop()
+        assert service.call(service.store.history(BUCKET, "vh", 10)) == []
+        assert len(service.call(service.store.history(bucket_name, "vh", 10))) == 1, relay.log()
+        segments = service.call(service.store.segments_between(bucket_name, "vh", 0, 2**62))
+        assert len(segments) >= 2
+        probe = probe_segment(service.object_path(segments[-1].key, bucket=bucket_name))
+        assert probe.video_frames > 0 and probe.audio_frames > 0
 
 
 def test_hlsjs_plays_nginx_relayed_push_from_its_first_segment(tmp_path: Path) -> None:

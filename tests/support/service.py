@@ -49,7 +49,7 @@ class ServiceThread:
             data_dir=data_dir,
             rtmp_listen=Listen("127.0.0.1", 0),
             http_listen=Listen("127.0.0.1", 0),
-            domain="127.0.0.1",
+            domain=overrides.pop("domain", "127.0.0.1"),
             buckets=(BucketConfig(BUCKET, acl, dict(storage or {})), *extra_buckets),
             access_keys={ACCESS_KEY_ID: ACCESS_KEY_SECRET},
             end_grace_s=overrides.pop("end_grace_s", 3.0),
