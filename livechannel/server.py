@@ -37,6 +37,8 @@ from livechannel.ops.redact import http_server_logger
 from livechannel.storage.factory import bucket_policy, make_storage
 from livechannel.store.base import ChannelConfig, MetadataStore, Push
 from livechannel.store.factory import DB_FILE, open_store
+from livechannel.store.postgres import PostgresStore
+from livechannel.store.postgres_notices import NoticeListener
 
 log = logging.getLogger("livechannel.server")
 
@@ -64,13 +66,20 @@ class Running:
 
 
 async def _sweep_stale(
-    store: MetadataStore, worker: str, on_closed: Callable[[Push], Awaitable[None]]
+    store: MetadataStore,
+    worker: str,
+    on_closed: Callable[[Push], Awaitable[None]],
+    may_run: Callable[[], bool],
 ) -> None:
     """Close pushes whose owner died (kill -9, power loss) at their last heartbeat, and let
     their playlists end; never this worker's own, nor a slow one's (livechannel.fleet.liveness).
-    A failed sweep is retried: this loop must outlive store hiccups."""
+    A failed sweep is retried: this loop must outlive store hiccups. `may_run`: on PostgreSQL
+    only the leader sweeps (one query every interval for the cluster, not one per worker)."""
     fault = RepeatedFault(log, "the stale push sweep")
     while True:
+        if not may_run():
+            await asyncio.sleep(STALE_SWEEP_INTERVAL_S)
+            continue
         try:
             now = now_ms()
             dead = dead_workers(await store.running_workers(), worker, now)
@@ -196,10 +205,25 @@ async def serve(
         sock=http_sock,
         backlog=LISTEN_BACKLOG,
     )
+    # Cross-node notices and the leader lock (PostgreSQL); on SQLite the workers of the one
+    # machine poll, every worker sweeps stale pushes, and worker 0 runs retention.
+    notices: NoticeListener | None = None
+    if isinstance(store, PostgresStore):
+        notices = NoticeListener(store.url, registry.on_notice, registry.on_reconnect)
+        notices.start()
+        registry.signals = notices
+    listener = notices
+
+    def leads() -> bool:
+        return listener.leader if listener is not None else True
+
+    def runs_retention() -> bool:
+        return listener.leader if listener is not None else worker_index == 0
+
     registry.start()
 
     sweeper = asyncio.create_task(
-        _sweep_stale(store, worker, stale_closed), name="stale push sweeper"
+        _sweep_stale(store, worker, stale_closed, leads), name="stale push sweeper"
     )
     retention: list[asyncio.Task[None]] = []
     for bucket in config.buckets:
@@ -207,7 +231,7 @@ async def serve(
         if policy.retention_hours is not None:
             sweeps = retention_loop(
                 store, storages[bucket.name], bucket.name, policy.retention_hours,
-                policy.public_base_url, now_ms,
+                policy.public_base_url, now_ms, runs_retention,
             )  # fmt: skip
             retention.append(asyncio.create_task(sweeps, name=f"retention {bucket.name}"))
     await _schedule_pending_endlists(config, store, storages, registry)
@@ -238,6 +262,8 @@ async def serve(
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await registry.stop()
+        if notices is not None:
+            await notices.stop()
         await runner.cleanup()
         for storage in storages.values():
             await storage.close()

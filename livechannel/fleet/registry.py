@@ -7,6 +7,11 @@ disabled one of our pushes (the store's `kick` flag; the same path works across 
 machines), and (c) every HEARTBEAT_INTERVAL_S each live push's figures are written, all of
 this process's pushes in one transaction. It also writes #EXT-X-ENDLIST once a publisher
 has been gone for the grace period.
+
+On PostgreSQL the kick flag also arrives as a notice (LISTEN/NOTIFY, `on_notice`) within
+milliseconds of the disable's commit; while the notice session is up (`Signals.connected`) the
+kick polls between heartbeats are skipped, and the heartbeat (which returns the same flags)
+remains the backstop. When the session is lost the polls resume until it is back.
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ POLLS_PER_HEARTBEAT = round(HEARTBEAT_INTERVAL_S / KICK_POLL_INTERVAL_S)
 # A push of ours that the store no longer has running was ended by a stale-push sweep: this
 # process's heartbeats came too late (overloaded, or paused) and the channel was freed.
 ENDED_BY_SWEEP = "the push was ended: this server's heartbeat was late (overloaded?)"
+
+
+class Signals(Protocol):
+    """A cross-node notice channel (the PostgreSQL store's listener)."""
+
+    @property
+    def connected(self) -> bool: ...
 
 
 class LiveSession(Protocol):
@@ -64,6 +76,20 @@ class Registry:
         # new publishes past `Limits.max_heartbeat_lag_s`).
         self.lag_s = 0.0
         self._heartbeat_fault = RepeatedFault(log, "the heartbeat")
+        self.signals: Signals | None = None  # set by server.py where the store has notices
+        self._poll_now = False  # a notice session came back: poll once, notices were missed
+
+    def on_notice(self, notice: dict[str, object]) -> None:
+        """A notice from another node (or this one): kick the named push if it runs here."""
+        if notice.get("kind") != "kick":
+            return
+        push_id = notice.get("push_id")
+        for session in list(self.sessions.values()):
+            if session.push_id == push_id:
+                session.kick("channel disabled")
+
+    def on_reconnect(self) -> None:
+        self._poll_now = True
 
     def add(self, session: LiveSession) -> None:
         key = (session.bucket, session.channel)
@@ -134,6 +160,11 @@ class Registry:
             await asyncio.sleep(KICK_POLL_INTERVAL_S)
             now = self.now_ms()
             sessions = list(self.sessions.values())
+            notified = self.signals is not None and self.signals.connected
+            if poll % POLLS_PER_HEARTBEAT and notified and not self._poll_now:
+                self.lag_s = loop.time() - due_s  # kicks come as notices: nothing to ask
+                continue
+            self._poll_now = False
             try:
                 if poll % POLLS_PER_HEARTBEAT:
                     running = await self.store.running_pushes([s.push_id for s in sessions])

@@ -192,10 +192,15 @@ async def retention_loop(
     retention_hours: float,
     public_base_url: str,
     now_ms: Callable[[], int],
+    may_run: Callable[[], bool] = lambda: True,
 ) -> None:
-    """Sweep the bucket every SWEEP_INTERVAL_S until cancelled (server.py owns the task)."""
+    """Sweep the bucket every SWEEP_INTERVAL_S until cancelled (server.py owns the task).
+    `may_run`: whether this worker runs the cluster's jobs now (one worker of all nodes)."""
     await asyncio.sleep(FIRST_SWEEP_DELAY_S)
     while True:
+        if not may_run():
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            continue
         cutoff_ms = now_ms() - int(retention_hours * 3_600_000)
         try:
             done = await sweep_bucket(store, storage, bucket, cutoff_ms, public_base_url)

@@ -475,20 +475,6 @@ class PostgresStore:
             )  # fmt: skip
         return int(done.split()[-1])
 
-    # --- cluster-wide jobs --------------------------------------------------------------
-    @asynccontextmanager
-    async def exclusive(self, key: int) -> AsyncIterator[bool]:
-        """Try to take a cluster-wide job's advisory lock for the length of the block: yields
-        whether we hold it (another node running the job means "skip it this time"). The
-        lock goes with the session, so a node that dies mid-job frees it at once."""
-        async with self._conn() as conn:
-            held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
-            try:
-                yield held
-            finally:
-                if held:
-                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
-
 
 def _qualified_push() -> str:
     """PUSH_COLUMNS of the `pushes` table, unambiguous beside a joined row set."""

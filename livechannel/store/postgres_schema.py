@@ -15,11 +15,10 @@ from typing import Any
 
 from livechannel.errors import StorageError
 
-# pg_advisory_xact_lock keys (one 64-bit namespace per database): arbitrary constants that
-# other applications sharing the database are unlikely to pick ("LCMIGRAT", "LCRETAIN", ...).
+# Advisory lock keys (one 64-bit namespace per database): arbitrary constants that other
+# applications sharing the database are unlikely to pick (ASCII "LCMIGRAT", "LCLEADER").
 MIGRATION_LOCK_KEY = 0x4C434D4947524154
-RETENTION_LOCK_KEY = 0x4C43524554414E00
-STALE_SWEEP_LOCK_KEY = 0x4C43535745455000
+LEADER_LOCK_KEY = 0x4C434C4541444552  # held by the worker that runs cluster-wide jobs
 
 MIGRATIONS: tuple[str, ...] = (
     """

@@ -137,3 +137,43 @@ async def test_a_full_metadata_disk_is_logged_once_then_on_recovery(
     assert "disk is full" in str(failures[0].exc_info[1])
     recovered = [r for r in caplog.records if "recovered" in r.getMessage()]
     assert len(recovered) == 1 and recovered[0].exc_info is None
+
+
+async def test_with_notices_up_only_heartbeats_ask_the_store() -> None:
+    """While the notice session is up, kicks arrive as notices and the polls between
+    heartbeats are skipped; when it is lost they resume at once."""
+
+    class CountingStore(MemoryStore):
+        polls = 0
+
+        async def running_pushes(self, push_ids):  # type: ignore[no-untyped-def]
+            self.polls += 1
+            return await super().running_pushes(push_ids)
+
+    @dataclass
+    class Notices:
+        connected: bool = True
+
+    store = CountingStore()
+    await store.ensure_bucket(B, Acl.PRIVATE, 0)
+    await store.put_channel(B, "c", ChannelConfig(), 0)
+    push = await store.start_push(B, "c", "127.0.0.1:1", "w", 0)
+    session = FakeSession(B, "c", push.push_id, media_ms=0)
+    reg = Registry(store, now_ms=lambda: 0, idle_timeout_s=60, end_grace_s=10)
+    notices = Notices()
+    reg.signals = notices
+    reg.add(session)
+    reg.start()
+    try:
+        await asyncio.sleep(registry_module.HEARTBEAT_INTERVAL_S * 1.6)
+        assert store.polls == 0
+        reg.on_notice({"kind": "kick", "push_id": push.push_id + 1})  # another node's push
+        reg.on_notice({"kind": "channel", "bucket": B, "channel": "c"})
+        assert session.kicks == []
+        reg.on_notice({"kind": "kick", "push_id": push.push_id})
+        assert session.kicks == ["channel disabled"]
+        notices.connected = False
+        await asyncio.sleep(registry_module.KICK_POLL_INTERVAL_S * 2.5)
+        assert store.polls >= 1
+    finally:
+        await reg.stop()
