@@ -129,6 +129,7 @@ def test_restarted_node_ends_its_earlier_pushes_first(
             publishers.ffmpeg_live(a.signed_publish_url("mine"), duration_s=2), timeout_s=30
         )
         assert r.returncode == 0, r.stderr[-2000:]
+        a.wait_idle("mine")
         records = a.bucket().get_live_channel_history("mine").records
         addrs = sorted(r.remote_addr for r in records)
         assert len(addrs) == 2 and addrs[0] == "10.0.0.1:1" and addrs[1].startswith("127.0.0.1:")
