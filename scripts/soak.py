@@ -52,10 +52,10 @@ from livechannel.config import BucketConfig, Config, Limits, Listen  # noqa: E40
 from livechannel.server import Running, serve  # noqa: E402
 from livechannel.store.base import Acl  # noqa: E402
 from samples.make_sample import SampleSpec, make_sample  # noqa: E402
-from tests.hls_validator import validate_media_playlist  # noqa: E402
 from tests.robustness import garbage  # noqa: E402
 from tests.robustness.rtmp_session import flv_tags  # noqa: E402
 from tests.support import publishers  # noqa: E402
+from tests.support.hls_validator import validate_media_playlist  # noqa: E402
 
 KEY_ID, SECRET = "LTAIsoakkey00001", "soak-secret-0123456789abcdef"
 BUCKET = "live"

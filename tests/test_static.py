@@ -3,6 +3,7 @@ package. Run here so that a fresh clone's CI catches what a local editor would."
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,25 @@ def test_ruff_format() -> None:
 def test_mypy() -> None:
     r = run("mypy", "livechannel")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_tests_share_helpers_only_through_support() -> None:
+    """No test module imports another test module or a conftest (helpers live in
+    tests/support/, fixtures in a conftest pytest finds), and none imports a test function,
+    which pytest would collect a second time under the importer's name."""
+    offences = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or node.module is None:
+                continue
+            last = node.module.rsplit(".", 1)[-1]
+            where = f"{path.relative_to(ROOT)}:{node.lineno} from {node.module}"
+            if node.module.startswith("tests.") and (
+                last.startswith("test_") or last == "conftest"
+            ):
+                offences.append(where)
+            offences += [
+                f"{where} import {a.name}" for a in node.names if a.name.startswith("test_")
+            ]
+    assert offences == [], "\n".join(offences)

@@ -1,128 +1,41 @@
-"""The real API app on 127.0.0.1 (port 0), with SqliteStore and LocalStorage, and `oss2`.
+"""The API tests' fixtures: the real API app on loopback (tests/support/api_service.py).
 
-`oss2` is blocking (requests); tests call it through `asyncio.to_thread` so the service keeps
-running on the test's event loop, where the store can also be driven directly.
+`service` runs on the local filesystem; a test marked with `ON_LOCAL_AND_S3` runs on both
+the local filesystem and S3 (moto), once each.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import aiohttp
-import oss2
 import pytest
-from aiohttp import web
 
-from livechannel.api.app import create_app
-from livechannel.api.context import ApiContext
-from livechannel.auth.urls import ServiceUrls
-from livechannel.storage.local import LocalStorage
-from livechannel.store.base import Acl
-from livechannel.store.sqlite import SqliteStore
-
-T = TypeVar("T")
-
-AK = "LTAIapitestkey01"
-SK = "api-test-secret-0123456789"
-PRIVATE, PUBLIC_READ, PUBLIC_RW = "live", "pub", "open"
-DOMAIN = "127.0.0.1"
-
-
-def sync(fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
-    """Run a blocking oss2 call off the loop that serves it."""
-    return asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
-
-
-@dataclass
-class Clock:
-    offset_ms: int = 0
-
-    def __call__(self) -> int:
-        return time.time_ns() // 1_000_000 + self.offset_ms
-
-
-class ClosingSession(oss2.Session):
-    """oss2 streams every response (`stream=True`) and leaves HEAD answers and unread bodies
-    holding their sockets until garbage collection; we close them all at teardown instead, so
-    no socket is ever left to the collector (a ResourceWarning, an error under pytest here)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.responses: list[Any] = []
-
-    def do_request(self, req: Any, timeout: Any) -> Any:
-        response = super().do_request(req, timeout)
-        self.responses.append(response)
-        return response
-
-    def close(self) -> None:
-        for response in self.responses:
-            response.response.close()
-        self.session.close()
-
-
-@dataclass
-class Service:
-    port: int
-    store: SqliteStore
-    storages: dict[str, LocalStorage]
-    ctx: ApiContext
-    clock: Clock
-    disabled: list[tuple[str, str]] = field(default_factory=list)
-    session: ClosingSession = field(default_factory=ClosingSession)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def bucket(self, name: str = PRIVATE, *, anonymous: bool = False) -> oss2.Bucket:
-        auth = oss2.AnonymousAuth() if anonymous else oss2.Auth(AK, SK)
-        return oss2.Bucket(auth, self.endpoint, name, session=self.session)
-
-    def service(self, *, anonymous: bool = False) -> oss2.Service:
-        auth = oss2.AnonymousAuth() if anonymous else oss2.Auth(AK, SK)
-        return oss2.Service(auth, self.endpoint, session=self.session)
+from tests.support.api_service import (
+    BUCKETS,
+    Service,
+    local_storages,
+    s3_storage,
+    start_service,
+    stop_service,
+)
+from tests.support.moto import MotoServer
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[Service]:
-    clock = Clock()
-    store = await SqliteStore.open(str(tmp_path / "meta.db"))
-    storages: dict[str, LocalStorage] = {}
-    for name, acl in ((PRIVATE, Acl.PRIVATE), (PUBLIC_READ, Acl.PUBLIC_READ),
-                      (PUBLIC_RW, Acl.PUBLIC_READ_WRITE)):  # fmt: skip
-        await store.ensure_bucket(name, acl, clock())
-        storages[name] = LocalStorage(str(tmp_path / name), fsync=False)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    disabled: list[tuple[str, str]] = []
-    ctx = ApiContext(
-        store=store,
-        storages=storages,
-        credentials={AK: SK},
-        urls=ServiceUrls(DOMAIN, 1935, port),
-        now_ms=clock,
-        on_channel_disabled=lambda b, c: disabled.append((b, c)),
-    )
-    runner = web.AppRunner(create_app(ctx), access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    svc = Service(port, store, storages, ctx, clock, disabled)
+async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Service]:
+    backend = getattr(request, "param", "local")
+    if backend == "s3":
+        moto: MotoServer = request.getfixturevalue("moto")
+        storages = {name: s3_storage(moto) for name, _ in BUCKETS}
+    else:
+        storages = local_storages(tmp_path)
+    svc = await start_service(tmp_path, storages)  # type: ignore[arg-type]
     try:
         yield svc
     finally:
-        svc.session.close()
-        await runner.cleanup()
-        for storage in storages.values():
-            await storage.close()
-        await store.close()
+        await stop_service(svc)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from yarl import URL
 
 from livechannel.api.dates import http_date
 from livechannel.auth import signing
-from tests.api.conftest import AK, PRIVATE, SK, Service
+from tests.support.api_service import AK, PRIVATE, SK, Service
 
 CONFIG = (
     b"<LiveChannelConfiguration><Description/><Status>enabled</Status><Target><Type>HLS</Type>"

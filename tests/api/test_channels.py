@@ -10,7 +10,7 @@ import pytest
 from oss2.models import LiveChannelInfo, LiveChannelInfoTarget
 
 from livechannel.store.base import ChannelConfig
-from tests.api.conftest import PRIVATE, Service, sync
+from tests.support.api_service import PRIVATE, Service, sync
 
 
 def info(**target: object) -> LiveChannelInfo:

@@ -11,7 +11,15 @@ import aiohttp
 import oss2
 import pytest
 
-from tests.api.conftest import AK, PRIVATE, PUBLIC_READ, PUBLIC_RW, Service, sync
+from tests.support.api_service import (
+    AK,
+    ON_LOCAL_AND_S3,
+    PRIVATE,
+    PUBLIC_READ,
+    PUBLIC_RW,
+    Service,
+    sync,
+)
 
 PLAYLIST = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n" + (
     b"#EXTINF:5.000,\n1000.ts\n#EXTINF:5.000,\n1005.ts\n"
@@ -23,6 +31,7 @@ async def _put(service: Service, key: str, data: bytes, bucket: str = PRIVATE) -
     await service.storages[bucket].put(key, data, "ignored")
 
 
+@ON_LOCAL_AND_S3
 async def test_get_object_streams_whole_object(service: Service) -> None:
     await _put(service, "cam/1000.ts", SEGMENT)
     result = await sync(service.bucket().get_object, "cam/1000.ts")
@@ -38,6 +47,7 @@ async def test_get_object_streams_whole_object(service: Service) -> None:
     assert result.last_modified > 1_600_000_000
 
 
+@ON_LOCAL_AND_S3
 async def test_playlist_content_type_and_short_cache(service: Service) -> None:
     await _put(service, "cam/playlist.m3u8", PLAYLIST)
     result = await sync(service.bucket().get_object, "cam/playlist.m3u8")
@@ -45,6 +55,7 @@ async def test_playlist_content_type_and_short_cache(service: Service) -> None:
     assert result.headers["Cache-Control"] == "max-age=1"
 
 
+@ON_LOCAL_AND_S3
 async def test_get_object_to_file_with_crc_check(service: Service, tmp_path: Path) -> None:
     await _put(service, "cam/1000.ts", SEGMENT)
     target = tmp_path / "out.ts"
@@ -52,6 +63,7 @@ async def test_get_object_to_file_with_crc_check(service: Service, tmp_path: Pat
     assert target.read_bytes() == SEGMENT
 
 
+@ON_LOCAL_AND_S3
 @pytest.mark.parametrize(
     "byte_range, expected, content_range",
     [
@@ -73,6 +85,7 @@ async def test_ranges(
     assert await sync(result.read) == expected
 
 
+@ON_LOCAL_AND_S3
 async def test_range_past_the_end_is_416_and_bad_syntax_is_ignored(service: Service) -> None:
     await _put(service, "cam/1000.ts", SEGMENT)
     bucket = service.bucket()
@@ -86,6 +99,7 @@ async def test_range_past_the_end_is_416_and_bad_syntax_is_ignored(service: Serv
     assert await sync(result.read) == SEGMENT
 
 
+@ON_LOCAL_AND_S3
 async def test_conditional_requests(service: Service) -> None:
     await _put(service, "cam/1000.ts", SEGMENT)
     bucket = service.bucket()
@@ -111,6 +125,7 @@ async def test_conditional_requests(service: Service) -> None:
     assert ok.status == 200
 
 
+@ON_LOCAL_AND_S3
 async def test_head_and_missing_objects(service: Service) -> None:
     await _put(service, "cam/1000.ts", SEGMENT)
     bucket = service.bucket()
@@ -130,6 +145,7 @@ async def test_head_and_missing_objects(service: Service) -> None:
         await sync(service.bucket("nobucket").get_object, "x")
 
 
+@ON_LOCAL_AND_S3
 async def test_delete_object_and_batch_delete(service: Service) -> None:
     for i in range(5):
         await _put(service, f"cam/{i}.ts", b"x")
@@ -142,6 +158,7 @@ async def test_delete_object_and_batch_delete(service: Service) -> None:
     assert left == ["cam/3.ts", "cam/4.ts"]
 
 
+@ON_LOCAL_AND_S3
 async def test_list_objects_paging_delimiter_and_iterator(service: Service) -> None:
     keys = [f"cam/{i:04d}.ts" for i in range(150)] + ["cam/playlist.m3u8", "other/a.ts", "top"]
     for key in keys:
@@ -163,6 +180,7 @@ async def test_list_objects_paging_delimiter_and_iterator(service: Service) -> N
     assert stored is not None and info.etag == stored.etag
 
 
+@ON_LOCAL_AND_S3
 async def test_list_objects_with_keys_that_need_url_encoding(service: Service) -> None:
     keys = ["a&b/x.ts", "plus+sign/1.ts", "sp ace/é.ts", "lt<gt>/1.ts"]
     for key in keys:
@@ -175,6 +193,7 @@ async def test_list_objects_with_keys_that_need_url_encoding(service: Service) -
     assert await sync(bucket.object_exists, "plus+sign/1.ts")
 
 
+@ON_LOCAL_AND_S3
 async def test_signed_url_get_of_segment_and_playlist(
     service: Service, http: aiohttp.ClientSession
 ) -> None:
@@ -219,6 +238,7 @@ async def test_response_overrides_on_signed_requests(
     assert result.headers["Content-Type"] == "text/plain"
 
 
+@ON_LOCAL_AND_S3
 async def test_hls_sign_playlist_in_private_bucket(
     service: Service, http: aiohttp.ClientSession
 ) -> None:
@@ -265,6 +285,7 @@ async def test_hls_sign_refusals(service: Service) -> None:
     assert f"/{PRIVATE}/cam/1000.ts?OSSAccessKeyId=" in text
 
 
+@ON_LOCAL_AND_S3
 async def test_public_read_bucket_plays_anonymously(service: Service) -> None:
     await _put(service, "cam/playlist.m3u8", PLAYLIST, PUBLIC_READ)
     anonymous = service.bucket(PUBLIC_READ, anonymous=True)

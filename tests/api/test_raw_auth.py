@@ -13,8 +13,8 @@ from yarl import URL
 
 from livechannel.api.dates import http_date
 from livechannel.store.base import Acl
-from tests.api.conftest import AK, PRIVATE, PUBLIC_READ, PUBLIC_RW, SK, Service
 from tests.api.raw import CONFIG, code, now, put_channel, sign, url
+from tests.support.api_service import AK, PRIVATE, PUBLIC_READ, PUBLIC_RW, SK, Service
 
 # --- signatures and dates -----------------------------------------------------------------------
 

@@ -25,8 +25,8 @@ from livechannel.errors import StorageError
 from livechannel.storage.memory import MemoryStorage
 from livechannel.store.base import Acl
 from livechannel.store.memory import MemoryStore
-from tests.api.conftest import AK, PRIVATE, PUBLIC_READ, SK, Clock, Service
 from tests.api.raw import CONFIG, code, now, put_channel, sign, url
+from tests.support.api_service import AK, PRIVATE, PUBLIC_READ, SK, Clock, Service
 
 # --- XML bodies -------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import pytest
 from oss2.models import LiveChannelInfo
 
 from livechannel.store.base import Segment
-from tests.api.conftest import PRIVATE, Service, sync
+from tests.support.api_service import PRIVATE, Service, sync
 
 T0_S = 1_543_895_700  # a push that started at this Unix time
 

@@ -3,11 +3,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import oss2
 import pytest
 
 from samples.make_sample import SampleSpec, make_sample
-from tests.support.moto import MotoServer, start_moto
+from tests.support.moto import MotoServer
 from tests.support.service import ServiceThread
 
 
@@ -15,16 +14,6 @@ from tests.support.service import ServiceThread
 def service(tmp_path: Path) -> Iterator[ServiceThread]:
     with ServiceThread(tmp_path / "data").start() as svc:
         yield svc
-
-
-@pytest.fixture(scope="session")
-def moto() -> Iterator[MotoServer]:
-    """moto's S3 server (subprocess, port 0), for tests that run on both storage backends."""
-    server = start_moto()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -47,17 +36,3 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sample_flv(sample_dir: Path) -> Path:
     """14 s, 640x360 30 fps, 2 s GOP with B-frames, AAC 44.1 kHz stereo."""
     return make_sample(sample_dir / "base.flv", SampleSpec(duration_s=14, width=640, height=360))
-
-
-def create_channel(
-    bucket: oss2.Bucket,
-    name: str,
-    *,
-    frag_duration: int = 5,
-    frag_count: int = 3,
-    playlist: str = "playlist.m3u8",
-) -> None:
-    target = oss2.models.LiveChannelInfoTarget(
-        playlist_name=playlist, frag_count=frag_count, frag_duration=frag_duration
-    )
-    bucket.create_live_channel(name, oss2.models.LiveChannelInfo(target=target))

@@ -10,9 +10,8 @@ from pathlib import Path
 import oss2
 import pytest
 
-from tests.e2e.conftest import create_channel
 from tests.support import publishers
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 KICK_DEADLINE_S = 1.0  # disabling disconnects the publisher within 1 s (docs/api.md)
 

@@ -14,8 +14,7 @@ import pytest
 
 from livechannel.hls.pipeline import AUDIO_ONLY_LIMIT_MS
 from samples.make_sample import SampleSpec, make_sample
-from tests.e2e.conftest import create_channel
-from tests.e2e.test_encoder_matrix import (
+from tests.support.output import (
     END_GRACE_S,
     LIST_ALL,
     Output,
@@ -24,7 +23,7 @@ from tests.e2e.test_encoder_matrix import (
     flv_counts,
 )
 from tests.support.rtmp_publisher import FlvTag, publish_sync, read_flv, set_data_frame
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 SPEC = SampleSpec(duration_s=8, width=320, height=180, fps=30, gop_s=1)
 FRAG_DURATION_S = 2
@@ -51,7 +50,7 @@ def push(svc: ServiceThread, channel: str, tags: list[FlvTag], **options: object
     create_channel(svc.bucket(), channel, frag_duration=FRAG_DURATION_S, frag_count=LIST_ALL)
     result = publish_sync(svc.signed_publish_url(channel, rtmp_port=True), tags, **options)
     assert result.started and not result.cut_off and result.refusal is None, result
-    out = check_output(svc, channel)
+    out = check_output(svc, channel, ended=True)
     assert_plays(svc, channel)
     return out
 

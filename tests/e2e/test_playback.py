@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from livechannel.store.base import Acl
-from tests.e2e.conftest import create_channel
 from tests.support import publishers
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 PLAY_SECONDS = 4  # how much the player must decode
 PLAYER_TIMEOUT_S = 40

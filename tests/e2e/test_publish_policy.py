@@ -13,9 +13,8 @@ import pytest
 from livechannel import server as server_module
 from livechannel.config import Limits
 from livechannel.fleet import liveness
-from tests.e2e.conftest import create_channel
 from tests.support import publishers
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 REFUSAL_TIMEOUT_S = 20  # a refused publisher must give up quickly, never hang
 LATE_PUSH_S = 30  # longer than the stall below

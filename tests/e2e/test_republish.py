@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 from samples.make_sample import SampleSpec, make_sample
-from tests.e2e.conftest import create_channel
-from tests.hls_validator import PlaylistHistory, assert_segments_exist, validate_media_playlist
 from tests.support import publishers
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.hls_validator import (
+    PlaylistHistory,
+    assert_segments_exist,
+    validate_media_playlist,
+)
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 GRACE_S = 2.0
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from samples.make_sample import SampleSpec, make_sample
-from tests.e2e.conftest import create_channel
 from tests.support import publishers
 from tests.support.hls import probe_segment
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 FORCED_CUT_MS = 60_000  # OSS API reference, PutLiveChannel: max(2 x FragDuration, 60 s)
 

@@ -27,10 +27,15 @@ from livechannel.errors import AccessDenied, SignatureDoesNotMatch
 from livechannel.store.base import Acl, ChannelConfig
 from livechannel.store.memory import MemoryStore
 from samples.make_sample import SampleSpec, make_sample
-from tests.e2e.conftest import create_channel
 from tests.support import publishers
 from tests.support.rtmp_publisher import FlvTag, read_flv
-from tests.support.service import ACCESS_KEY_ID, ACCESS_KEY_SECRET, BUCKET, ServiceThread
+from tests.support.service import (
+    ACCESS_KEY_ID,
+    ACCESS_KEY_SECRET,
+    BUCKET,
+    ServiceThread,
+    create_channel,
+)
 
 LONG_GOP = SampleSpec(duration_s=25, width=320, height=180, fps=30, gop_s=10)
 FRAG_DURATION_S = 5

@@ -31,8 +31,8 @@ from livechannel.fleet.liveness import STALE_PUSH_MS
 from livechannel.fleet.registry import HEARTBEAT_INTERVAL_S
 from livechannel.rtmp.client import ClientConnection, PublishStarted, StatusReceived
 from livechannel.server import STALE_SWEEP_INTERVAL_S
-from tests.e2e.conftest import create_channel
 from tests.support.publishers import ffmpeg_live, start, stop
+from tests.support.service import create_channel
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_ID, KEY_SECRET = "LTAIworkerstest001", "workers-test-secret-0123456789"

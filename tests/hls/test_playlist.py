@@ -18,7 +18,7 @@ from livechannel.hls.playlist import (
     vod_playlist,
     vod_target_duration_s,
 )
-from tests.hls_validator import validate_media_playlist
+from tests.support.hls_validator import validate_media_playlist
 
 E = PlaylistEntry
 

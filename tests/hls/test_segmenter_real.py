@@ -15,8 +15,8 @@ from livechannel.hls.playlist import MediaPlaylist, PlaylistEntry, render, targe
 from livechannel.hls.segmenter import CutReason, Segmenter, SegmentReady
 from livechannel.media.demux import Demuxer
 from samples.make_sample import SampleSpec, make_sample
-from tests.hls_validator import assert_segments_exist, validate_media_playlist
 from tests.support.hls import probe_segment
+from tests.support.hls_validator import assert_segments_exist, validate_media_playlist
 
 FLV_AUDIO, FLV_VIDEO = 8, 9
 FPS = 30

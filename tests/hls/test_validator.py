@@ -7,7 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from livechannel.hls.playlist import MediaPlaylist, PlaylistEntry, render
-from tests.hls_validator import PlaylistHistory, assert_segments_exist, validate_media_playlist
+from tests.support.hls_validator import (
+    PlaylistHistory,
+    assert_segments_exist,
+    validate_media_playlist,
+)
 
 GOOD = (
     "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:3\n"

@@ -12,11 +12,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from livechannel.store.base import Acl
-from tests.e2e.conftest import create_channel
 from tests.interop.browser import PlayerServer, play_in_chromium
 from tests.interop.hlsjs import HLSJS_VERSION
 from tests.support import publishers
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 PLAY_S = 3.0  # playback: currentTime must advance at least this much
 PLAY_BUDGET_S = 25.0  # the page gives up (outcome "timeout") after this

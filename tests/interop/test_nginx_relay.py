@@ -26,13 +26,12 @@ import oss2
 
 from livechannel.config import BucketConfig
 from livechannel.store.base import Acl
-from tests.e2e.conftest import create_channel
-from tests.e2e.test_live_path import AV_SYNC_TOLERANCE_S, check_output
 from tests.interop.browser import PlayerServer, play_in_chromium
 from tests.interop.nginx_relay import NginxRelay, PushTarget
 from tests.support import publishers
 from tests.support.hls import probe_segment
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.output import AV_SYNC_TOLERANCE_S, Cuts, check_output
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 PUSH_S = 12  # six 2 s GOPs: five full segments and a flushed tail
 VHOST_PUSH_S = 6  # three 2 s GOPs: enough to see segments land in the right bucket
@@ -61,11 +60,11 @@ def check_relay_output(service: ServiceThread, channel: str, *, min_segments: in
     check_output(
         service,
         channel,
-        frag_duration_s=2,
-        frag_count=3,
-        gop_s=2,
+        window=3,
+        cuts=Cuts(2, 2),
         min_segments=min_segments,
-        audio=False,
+        require_audio=False,
+        ffmpeg_decode=True,
     )
     segments = service.call(service.store.segments_between(BUCKET, channel, 0, 2**62))
     probes = [probe_segment(service.object_path(s.key)) for s in segments]

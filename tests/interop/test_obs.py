@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import create_channel
-from tests.e2e.test_live_path import check_output
 from tests.interop.obs_studio import FPS, HEIGHT, WIDTH, HeadlessObs
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.output import Cuts, check_output
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 CONNECT_TIMEOUT_S = 30.0  # OBS under Xvfb with software GL starts streaming in 1-3 s
 STREAM_S = 18  # two of OBS's default GOPs plus a tail: at least two full segments
@@ -44,10 +43,11 @@ def test_obs_studio_streams_with_default_keyframe_interval(
     check_output(
         service,
         "obs",
-        frag_duration_s=FRAG_DURATION_S,
-        frag_count=2,
-        gop_s=OBS_GOP_MS / 1000,
+        window=2,
+        cuts=Cuts(FRAG_DURATION_S, OBS_GOP_MS / 1000),
         min_segments=2,
+        require_audio=True,
+        ffmpeg_decode=True,
     )
     history = service.call(service.store.history(BUCKET, "obs", 10))
     assert len(history) == 1 and history[0].end_ms is not None, history

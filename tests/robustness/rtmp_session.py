@@ -11,11 +11,13 @@ import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from livechannel.media.flv import TAG_TYPE_AUDIO, TAG_TYPE_VIDEO, iter_flv_tags
 from livechannel.rtmp.client import ClientConnection, ErrorReceived, StatusReceived
 from livechannel.rtmp.errors import RtmpError
 from livechannel.rtmp.messages import MessageType
+from tests.support.service import ServiceThread
 
 IO_TIMEOUT_S = 10.0  # loopback: every answer comes in milliseconds
 SEND_TIMEOUT_S = 30.0  # a server applying backpressure may hold a send this long
@@ -153,3 +155,19 @@ def server_closes(sock: socket.socket, timeout_s: float) -> bool:
         except OSError:
             return True
     return False
+
+
+def url_parts(url: str) -> tuple[int, str, str, str]:
+    """(port, app, stream name with query, tcUrl) of an RTMP URL, split as libavformat does."""
+    parts = urlsplit(url)
+    app, _, stream = parts.path.lstrip("/").rpartition("/")
+    if parts.query:
+        stream += "?" + parts.query
+    assert parts.port is not None
+    return parts.port, app, stream, f"rtmp://{parts.netloc}/{app}"
+
+
+def session_for(svc: ServiceThread, channel: str, **kw: object) -> RtmpSession:
+    """A session that will publish `channel` with oss2's signed URL (the RTMP port)."""
+    port, app, stream, tc_url = url_parts(svc.signed_publish_url(channel, rtmp_port=True))
+    return RtmpSession(port, app, stream, tc_url=tc_url, **kw)  # type: ignore[arg-type]

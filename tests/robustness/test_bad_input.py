@@ -18,12 +18,11 @@ from pathlib import Path
 import pytest
 
 from livechannel.config import Limits
-from tests.hls_validator import assert_segments_exist, validate_media_playlist
 from tests.robustness import garbage
-from tests.robustness.conftest import create_channel, session_for, url_parts
-from tests.robustness.rtmp_session import flv_tags
+from tests.robustness.rtmp_session import flv_tags, session_for, url_parts
 from tests.support import publishers
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.hls_validator import assert_segments_exist, validate_media_playlist
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 PUBLISH_S = 12
 GOP_S = 1

@@ -11,10 +11,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.hls_validator import PlaylistHistory, assert_segments_exist, validate_media_playlist
-from tests.robustness.conftest import create_channel
 from tests.robustness.serve_process import ServeProcess
 from tests.support import publishers
+from tests.support.hls_validator import (
+    PlaylistHistory,
+    assert_segments_exist,
+    validate_media_playlist,
+)
+from tests.support.service import create_channel
 
 CHANNELS = ("cam-a", "cam-b")
 MIN_SEGMENTS = 3

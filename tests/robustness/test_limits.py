@@ -21,10 +21,9 @@ import pytest
 from livechannel import config as config_module
 from livechannel.config import ConfigError, Limits, load
 from livechannel.store.base import Acl
-from tests.robustness.conftest import create_channel, session_for
-from tests.robustness.rtmp_session import flv_tags, server_closes
-from tests.rtmp.peer import SERVER_HANDSHAKE_BYTES, ScriptedPeer
-from tests.support.service import BUCKET, ServiceThread
+from tests.robustness.rtmp_session import flv_tags, server_closes, session_for
+from tests.support.rtmp_peer import SERVER_HANDSHAKE_BYTES, ScriptedPeer
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 TIGHT = Limits(
     handshake_timeout_s=0.5,

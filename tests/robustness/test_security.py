@@ -23,9 +23,14 @@ from livechannel.auth import signing
 from livechannel.config import Config, ensure_credentials
 from livechannel.ops.logs import JsonFormatter, TextFormatter
 from tests.robustness import garbage
-from tests.robustness.conftest import create_channel, url_parts
-from tests.robustness.rtmp_session import RtmpSession
-from tests.support.service import ACCESS_KEY_ID, ACCESS_KEY_SECRET, BUCKET, ServiceThread
+from tests.robustness.rtmp_session import RtmpSession, url_parts
+from tests.support.service import (
+    ACCESS_KEY_ID,
+    ACCESS_KEY_SECRET,
+    BUCKET,
+    ServiceThread,
+    create_channel,
+)
 
 LIVECHANNEL = Path(__file__).resolve().parents[2] / "livechannel"
 CANARY = "canary-outside-the-bucket-7f3a"

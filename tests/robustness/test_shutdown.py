@@ -13,10 +13,10 @@ from pathlib import Path
 from livechannel.server import DB_FILE, SHUTDOWN_TIMEOUT_S
 from livechannel.store.base import Push, Segment
 from livechannel.store.sqlite import SqliteStore
-from tests.hls_validator import assert_segments_exist, validate_media_playlist
-from tests.robustness.conftest import create_channel
 from tests.robustness.serve_process import BUCKET, ServeProcess
 from tests.support import publishers
+from tests.support.hls_validator import assert_segments_exist, validate_media_playlist
+from tests.support.service import create_channel
 
 CHANNELS = ("term-a", "term-b")
 FRAG_S = 3  # a lost open segment would lose up to 3 s of media: clearly measurable

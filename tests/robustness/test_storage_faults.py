@@ -28,10 +28,9 @@ from livechannel import server as server_module
 from livechannel.config import Limits
 from livechannel.errors import StorageError
 from livechannel.storage.base import ObjectInfo
-from tests.hls_validator import assert_segments_exist, validate_media_playlist
-from tests.robustness.conftest import create_channel, session_for
-from tests.robustness.rtmp_session import flv_tags
-from tests.support.service import BUCKET, ServiceThread
+from tests.robustness.rtmp_session import flv_tags, session_for
+from tests.support.hls_validator import assert_segments_exist, validate_media_playlist
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 LIMITS = Limits(upload_queue_segments=2)  # the publisher is held back after two segments
 FAULT_HOLD_S = 1.5  # how long the fault lasts once it has shown up in the stats

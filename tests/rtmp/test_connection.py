@@ -8,11 +8,9 @@ import pytest
 
 from livechannel.rtmp import amf0
 from livechannel.rtmp.client import (
-    ClientConnection,
     ClientState,
     Connected,
     ErrorReceived,
-    PublishStarted,
     StatusReceived,
 )
 from livechannel.rtmp.connection import (
@@ -25,7 +23,6 @@ from livechannel.rtmp.errors import LocalProtocolError, MessageTooLarge, Protoco
 from livechannel.rtmp.events import (
     AudioData,
     ConnectRequested,
-    Event,
     MetaData,
     PlayRefused,
     PublishRequested,
@@ -34,50 +31,10 @@ from livechannel.rtmp.events import (
 )
 from livechannel.rtmp.limits import RtmpLimits
 from livechannel.rtmp.messages import MessageType, UserControlEvent, u32_body, user_control_body
-from tests.rtmp.peer import ScriptedPeer, Session
+from tests.support.rtmp_peer import Pair, ScriptedPeer, Session
 
 AVC_HEADER = bytes.fromhex("17 00 000000 01640028ffe1")  # shape of an FLV AVC sequence header
 AAC_HEADER = bytes.fromhex("af 00 1210")
-
-
-class Pair:
-    """A ClientConnection wired to a ServerConnection in memory."""
-
-    def __init__(self, server: ServerConnection | None = None, **client_kwargs: Any) -> None:
-        self.server = server if server is not None else ServerConnection()
-        self.client = ClientConnection(
-            "live", "chan?sig=x", "rtmp://127.0.0.1/live", **client_kwargs
-        )
-        self.server_events: list[Event] = []
-        self.client_events: list[Any] = []
-        self.client.initiate()
-
-    def pump(self) -> None:
-        for _ in range(20):
-            to_server = self.client.data_to_send()
-            if to_server:
-                self.server.receive_data(to_server)
-            to_client = self.server.data_to_send()
-            if to_client:
-                self.client.receive_data(to_client)
-            while (event := self.server.next_event()) is not None:
-                self.server_events.append(event)
-            while (client_event := self.client.next_event()) is not None:
-                self.client_events.append(client_event)
-            if not to_server and not to_client:
-                return
-        raise AssertionError("pair did not settle")
-
-    def publish_request(self) -> PublishRequested:
-        self.pump()
-        requests = [e for e in self.server_events if isinstance(e, PublishRequested)]
-        assert len(requests) == 1
-        return requests[0]
-
-    def publishing(self) -> None:
-        self.server.accept_publish(self.publish_request().stream_id)
-        self.pump()
-        assert any(isinstance(e, PublishStarted) for e in self.client_events)
 
 
 def test_connect_create_publish_accept_media_unpublish() -> None:

@@ -11,8 +11,8 @@ from livechannel.rtmp.connection import ServerConnection
 from livechannel.rtmp.errors import RtmpError
 from livechannel.rtmp.events import PublishRequested
 from livechannel.rtmp.limits import RtmpLimits
-from tests.rtmp.peer import ScriptedPeer, Session
-from tests.rtmp.test_real_clients import CLIENTS
+from tests.support.rtmp_clients import CLIENTS
+from tests.support.rtmp_peer import ScriptedPeer, Session
 
 SMALL_LIMITS = RtmpLimits(
     max_message_bytes=64 * 1024, max_chunk_streams=16, max_partial_bytes=128 * 1024, max_amf_depth=8

@@ -7,7 +7,7 @@ import pytest
 from livechannel.rtmp import handshake
 from livechannel.rtmp.connection import ConnectionState, ServerConnection
 from livechannel.rtmp.errors import ProtocolError
-from tests.rtmp.peer import FIXED_RANDOM, ScriptedPeer, Session
+from tests.support.rtmp_peer import FIXED_RANDOM, ScriptedPeer, Session
 
 C1_SIZE = handshake.HANDSHAKE_SIZE
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from livechannel.rtmp.connection import ServerConnection
 from livechannel.rtmp.events import AudioData, Unpublished, VideoData
 from livechannel.rtmp.messages import MessageType
-from tests.rtmp.test_connection import Pair
+from tests.support.rtmp_peer import Pair
 
 MEDIA = [
     ("video", 0, b"\x17\x00" + bytes(30)),

@@ -16,12 +16,11 @@ import oss2
 import pytest
 
 from livechannel.config import Limits
-from tests.e2e.conftest import create_channel
-from tests.hls_validator import validate_media_playlist
 from tests.support import publishers
 from tests.support.hls import probe_segment
+from tests.support.hls_validator import validate_media_playlist
 from tests.support.moto import MotoServer
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.service import BUCKET, ServiceThread, create_channel
 from tests.support.tcp_proxy import Mode, TcpProxy
 
 PUSH_S = 34  # media pushed in all

@@ -1,5 +1,6 @@
-"""The shared ObjectStorage conformance suite, run against S3Storage on moto (real signed S3
-requests over HTTP), plus what only S3 needs: the times and ETags S3 reports."""
+"""What only S3 needs, on moto (real signed S3 requests over HTTP): the times and ETags S3
+reports. The shared ObjectStorage conformance suite runs on S3 too, in
+tests/storage/test_storage_conformance.py."""
 
 from __future__ import annotations
 
@@ -16,25 +17,6 @@ from livechannel.storage.base import ListResult
 from livechannel.storage.memory import MemoryStorage
 from livechannel.storage.s3 import S3Storage
 from livechannel.storage.s3_config import s3_settings
-from tests.storage.test_storage_conformance import (  # noqa: F401  (collected here on S3)
-    test_a_reader_keeps_the_version_it_opened,
-    test_content_type_follows_the_key,
-    test_delete,
-    test_empty_object,
-    test_get_ranges,
-    test_get_streams_in_bounded_chunks,
-    test_list_common_prefixes_count_toward_max_keys,
-    test_list_delimiter_like_oss_example,
-    test_list_is_in_utf8_byte_order,
-    test_list_other_delimiters,
-    test_list_pages_with_next_marker,
-    test_list_prefix_and_marker,
-    test_list_rejects_max_keys_below_one,
-    test_longest_key,
-    test_missing_object,
-    test_odd_but_safe_keys_are_literal,
-    test_unsafe_keys_are_refused,
-)
 from tests.support.moto import MotoServer
 
 

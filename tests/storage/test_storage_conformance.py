@@ -1,4 +1,6 @@
-"""One behaviour for every ObjectStorage: the in-memory one and the local filesystem."""
+"""One behaviour for every ObjectStorage: the in-memory one, the local filesystem and S3 (moto:
+real signed S3 requests over HTTP). What only S3 shows (times in whole seconds, its ETags) is
+in tests/s3/test_s3_conformance.py."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from livechannel.errors import InvalidArgument, InvalidObjectName, NoSuchKey
 from livechannel.storage.base import ObjectStorage
 from livechannel.storage.local import LocalStorage
 from livechannel.storage.memory import CHUNK_BYTES, MemoryStorage
+from livechannel.storage.s3 import S3Storage
+from livechannel.storage.s3_config import s3_settings
+from tests.support.moto import MotoServer
 
 ESCAPES = [
     "../x",
@@ -34,9 +39,21 @@ ESCAPES = [
 ]
 
 
-@pytest.fixture(params=["memory", "local"])
+# Where a file and S3 answer differently (modification times, what a PUT returns): S3's side
+# is checked in tests/s3/test_s3_conformance.py.
+MEMORY_AND_LOCAL = pytest.mark.parametrize("storage", ["memory", "local"], indirect=True)
+
+
+@pytest.fixture(params=["memory", "local", "s3"])
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ObjectStorage]:
-    s: ObjectStorage = MemoryStorage() if request.param == "memory" else LocalStorage(str(tmp_path))
+    s: ObjectStorage
+    if request.param == "memory":
+        s = MemoryStorage()
+    elif request.param == "local":
+        s = LocalStorage(str(tmp_path))
+    else:
+        moto: MotoServer = request.getfixturevalue("moto")
+        s = S3Storage(s3_settings("test", moto.storage_table(moto.new_bucket()), {}, None))
     yield s
     await s.close()
 
@@ -46,6 +63,7 @@ async def _read(storage: ObjectStorage, key: str, start: int = 0, end: int | Non
     return b"".join([chunk async for chunk in chunks])
 
 
+@MEMORY_AND_LOCAL
 async def test_put_head_get(storage: ObjectStorage) -> None:
     before_ms = time.time_ns() // 1_000_000 - 1000  # file systems round mtimes
     info = await storage.put("chan/1.ts", b"segment bytes", "ignored/type")
@@ -75,6 +93,7 @@ async def test_content_type_follows_the_key(
     assert head is not None and head.content_type == content_type
 
 
+@MEMORY_AND_LOCAL
 async def test_put_replaces(storage: ObjectStorage) -> None:
     first = await storage.put("c/playlist.m3u8", b"#EXTM3U\n1", "")
     second = await storage.put("c/playlist.m3u8", b"#EXTM3U\n22", "")
@@ -89,6 +108,7 @@ async def test_empty_object(storage: ObjectStorage) -> None:
     assert await _read(storage, "c/empty") == b""
 
 
+@MEMORY_AND_LOCAL
 async def test_put_of_pieces_stores_them_joined(storage: ObjectStorage) -> None:
     info = await storage.put("c/1.ts", [b"ab", b"", b"cde"], "")
     assert info.size == 5

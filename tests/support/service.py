@@ -184,3 +184,17 @@ class ServiceThread:
         if rtmp_port:
             url = url.replace(f":{self.http_port}/", f":{self.rtmp_port}/", 1)
         return url
+
+
+def create_channel(
+    bucket: oss2.Bucket,
+    name: str,
+    *,
+    frag_duration: int = 5,
+    frag_count: int = 3,
+    playlist: str = "playlist.m3u8",
+) -> None:
+    target = oss2.models.LiveChannelInfoTarget(
+        playlist_name=playlist, frag_count=frag_count, frag_duration=frag_duration
+    )
+    bucket.create_live_channel(name, oss2.models.LiveChannelInfo(target=target))

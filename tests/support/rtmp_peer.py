@@ -1,6 +1,7 @@
 """Byte-level scripting of RTMP peers for tests: what a given client would put on the wire,
 and a decoder for what the server sends back. Built on the core's own ChunkWriter/ChunkReader
-(whose byte tables are tested separately), so scripts can reproduce any client's quirks."""
+(whose byte tables are tested separately), so scripts can reproduce any client's quirks; and
+`Pair`, our own sans-IO client wired to the server in memory."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from livechannel.rtmp import amf0, handshake
 from livechannel.rtmp.chunk import ChunkReader, ChunkWriter, RawMessage
+from livechannel.rtmp.client import ClientConnection, PublishStarted
 from livechannel.rtmp.connection import ServerConnection
 from livechannel.rtmp.events import Event, PublishRequested
 from livechannel.rtmp.messages import (
@@ -131,3 +133,43 @@ class Session:
 
     def of_type(self, kind: type) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
+
+
+class Pair:
+    """A ClientConnection wired to a ServerConnection in memory."""
+
+    def __init__(self, server: ServerConnection | None = None, **client_kwargs: Any) -> None:
+        self.server = server if server is not None else ServerConnection()
+        self.client = ClientConnection(
+            "live", "chan?sig=x", "rtmp://127.0.0.1/live", **client_kwargs
+        )
+        self.server_events: list[Event] = []
+        self.client_events: list[Any] = []
+        self.client.initiate()
+
+    def pump(self) -> None:
+        for _ in range(20):
+            to_server = self.client.data_to_send()
+            if to_server:
+                self.server.receive_data(to_server)
+            to_client = self.server.data_to_send()
+            if to_client:
+                self.client.receive_data(to_client)
+            while (event := self.server.next_event()) is not None:
+                self.server_events.append(event)
+            while (client_event := self.client.next_event()) is not None:
+                self.client_events.append(client_event)
+            if not to_server and not to_client:
+                return
+        raise AssertionError("pair did not settle")
+
+    def publish_request(self) -> PublishRequested:
+        self.pump()
+        requests = [e for e in self.server_events if isinstance(e, PublishRequested)]
+        assert len(requests) == 1
+        return requests[0]
+
+    def publishing(self) -> None:
+        self.server.accept_publish(self.publish_request().stream_id)
+        self.pump()
+        assert any(isinstance(e, PublishStarted) for e in self.client_events)
