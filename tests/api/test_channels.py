@@ -7,18 +7,9 @@ import json
 
 import oss2
 import pytest
-from oss2.models import LiveChannelInfo, LiveChannelInfoTarget
 
 from livechannel.store.base import ChannelConfig
-from tests.support.api_service import PRIVATE, Service, sync
-
-
-def info(**target: object) -> LiveChannelInfo:
-    description = str(target.pop("description", ""))
-    status = str(target.pop("status", "enabled"))
-    return LiveChannelInfo(
-        status=status, description=description, target=LiveChannelInfoTarget(**target)
-    )
+from tests.support.api_service import PRIVATE, Service, info, sync
 
 
 async def test_create_with_sdk_defaults(service: Service) -> None:

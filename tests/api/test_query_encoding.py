@@ -11,8 +11,7 @@ import requests
 
 from livechannel.api.dates import http_date
 from livechannel.auth import signing
-from tests.api.conftest import AK, PRIVATE, SK, Service, sync
-from tests.api.test_channels import info
+from tests.support.api_service import AK, PRIVATE, SK, Service, info, sync
 
 NAME = "sp ace+plus-中文"
 REQUEST_TIMEOUT_S = 10

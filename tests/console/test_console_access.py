@@ -18,8 +18,13 @@ from livechannel.console import DATA_ROUTES
 from livechannel.console.routes import COOKIE, CSRF_HEADER, STATIC_FILES
 from livechannel.console.session import Session, Sessions
 from livechannel.store.base import ChannelStatus
-from tests.e2e.conftest import create_channel
-from tests.support.service import ACCESS_KEY_ID, ACCESS_KEY_SECRET, BUCKET, ServiceThread
+from tests.support.service import (
+    ACCESS_KEY_ID,
+    ACCESS_KEY_SECRET,
+    BUCKET,
+    ServiceThread,
+    create_channel,
+)
 
 SESSION_IDLE_S = 1.0  # short, so that expiry is tested for real
 SECRET_CHANNEL = "private-show-7f3a"  # must appear in no answer to a signed-out browser

@@ -16,10 +16,9 @@ import pytest
 from livechannel.store.base import Acl, ChannelConfig
 from livechannel.store.postgres import PostgresStore
 from livechannel.store.postgres_notices import NoticeListener
-from tests.e2e.conftest import create_channel
 from tests.support import publishers
 from tests.support.postgres import PostgresServer, postgres
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 __all__ = ["postgres"]
 KICK_DEADLINE_S = 1.0  # disabling disconnects the publisher within 1 s (docs/api.md)

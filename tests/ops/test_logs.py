@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 
 from samples.make_sample import SampleSpec, make_sample
-from tests.e2e.conftest import create_channel
-from tests.robustness.conftest import url_parts
-from tests.robustness.rtmp_session import RtmpSession, flv_tags
+from tests.robustness.rtmp_session import RtmpSession, flv_tags, url_parts
 from tests.robustness.serve_process import ServeProcess
 from tests.support.moto import MotoServer
+from tests.support.service import create_channel
 from tests.support.tcp_proxy import Mode, TcpProxy
 
 FORGED = "2031-01-01 00:00:00,000 ERROR livechannel.forged the attacker wrote this"

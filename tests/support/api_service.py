@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import oss2
 import pytest
 from aiohttp import web
+from oss2.models import LiveChannelInfo, LiveChannelInfoTarget
 
 from livechannel.api.app import create_app
 from livechannel.api.context import ApiContext
@@ -146,3 +147,12 @@ async def stop_service(svc: Service) -> None:
     for storage in svc.storages.values():
         await storage.close()
     await svc.store.close()
+
+
+def info(**target: object) -> LiveChannelInfo:
+    """A LiveChannelInfo for oss2: `target` fields, plus `description` and `status`."""
+    description = str(target.pop("description", ""))
+    status = str(target.pop("status", "enabled"))
+    return LiveChannelInfo(
+        status=status, description=description, target=LiveChannelInfoTarget(**target)
+    )

@@ -1,3 +1,0 @@
-from tests.e2e.conftest import moto
-
-__all__ = ["moto"]
