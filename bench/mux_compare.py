@@ -1,6 +1,6 @@
 """Our MPEG-TS muxer against libavformat's (through PyAV), muxing the same access units.
 
-    python bench/mux_compare.py [seconds_of_media]
+    python bench/mux_compare.py [seconds_of_media] [ts|fmp4]
 
 The access units are those of `mpegts_bench.py` (1080p30-shaped 6 Mbit/s H.264 in Annex B
 with a 2 s GOP, 128 kbit/s AAC at 48 kHz) except that each audio frame carries a real ADTS
@@ -14,7 +14,12 @@ a new, self-contained segment at every keyframe, as the segmenter does:
 * PyAV, to /dev/null: the same, but libavformat writes through its own file I/O, which shows
   what it costs without the Python file callbacks.
 
-One run each, one core, printed side by side as MB/s of TS output.
+With `fmp4` the same comparison for fragmented MP4: ours is `Fmp4Muxer` (one fragment per
+segment, the init section built once per configuration), PyAV's is libavformat's `mp4` muxer
+with `frag_keyframe+empty_moov+default_base_moof`, a new container (init + fragment) per
+segment as above.
+
+One run each, one core, printed side by side as MB/s of output.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mpegts_bench import synthetic_frames
 
-from livechannel.media.frames import AudioFrame, VideoFrame
+from livechannel.media.fmp4 import Fmp4Muxer
+from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.mpegts import TsMuxer
 
 MS = Fraction(1, 1000)  # our access units carry integer milliseconds
@@ -86,11 +92,36 @@ def mux_ours(units: list[VideoFrame | AudioFrame]) -> Iterator[bytes]:
             yield muxer.audio(unit)
 
 
-def template_container() -> Any:
-    """A tiny real H.264 + AAC transport stream, opened as input: its streams are templates
-    whose codec parameters let output streams be muxed without opening any codec."""
+def mux_ours_fmp4(units: list[VideoFrame | AudioFrame], config: VideoConfig) -> Iterator[bytes]:
+    audio = AudioConfig("AAC", AAC_LC_OBJECT_TYPE, 48_000, CHANNELS, SAMPLING_INDEX_48K)
+    muxer = Fmp4Muxer(True, True, audio, video_config=config)
+    yield muxer.init_section
+    started = False
+    for unit in units:
+        if isinstance(unit, VideoFrame):
+            if unit.keyframe and started:
+                yield from muxer.end_fragment(unit.dts_ms)
+            started = started or unit.keyframe
+            if started:
+                yield muxer.video(unit)
+        elif started:
+            yield muxer.audio(unit)
+    yield from muxer.end_fragment(None)
+
+
+# The synthetic stream has no parameter sets; the init section only needs plausible ones
+# (High profile, level 4.0), nothing decodes the output here.
+BENCH_VIDEO_CONFIG = VideoConfig(
+    "H264", 1920, 1080, 4, (b"\x67\x64\x00\x28\xac",), (b"\x68\xee\x3c\x80",)
+)
+
+
+def template_container(fmt: str = "mpegts") -> Any:
+    """A tiny real H.264 + AAC file, opened as input: its streams are templates whose codec
+    parameters let output streams be muxed without opening any codec (from an MP4 they carry
+    the avcC/AudioSpecificConfig extradata that libavformat's mp4 muxer wants)."""
     buf = io.BytesIO()
-    with av.open(buf, "w", format="mpegts") as out:
+    with av.open(buf, "w", format=fmt) as out:
         v = out.add_stream("libx264", rate=30)
         v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
         a = out.add_stream("aac", rate=48_000)
@@ -107,7 +138,7 @@ def template_container() -> Any:
         out.mux(v.encode(None))
         out.mux(a.encode(None))
     buf.seek(0)
-    return av.open(buf, "r", format="mpegts")
+    return av.open(buf, "r", format=fmt)
 
 
 def mux_pyav(
@@ -151,6 +182,18 @@ def to_memory() -> tuple[io.BytesIO, Any]:
     return buf, av.open(buf, "w", format="mpegts")
 
 
+FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+
+
+def to_memory_mp4() -> tuple[io.BytesIO, Any]:
+    buf = io.BytesIO()
+    return buf, av.open(buf, "w", format="mp4", options=FRAGMENTED)
+
+
+def to_dev_null_mp4() -> tuple[None, Any]:
+    return None, av.open("/dev/null", "w", format="mp4", options=FRAGMENTED)
+
+
 def to_dev_null() -> tuple[None, Any]:
     return None, av.open("/dev/null", "w", format="mpegts")
 
@@ -163,19 +206,30 @@ def timed(fn: Callable[[], int]) -> tuple[int, float]:
 
 def main() -> None:
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 120
+    fmp4 = len(sys.argv) > 2 and sys.argv[2] == "fmp4"
     units = access_units(seconds)
     in_bytes = sum(len(u.data) for u in units)
-    template = template_container()  # set-up, like TsMuxer's constructor: not timed
-    ours_bytes, ours_s = timed(lambda: sum(len(b) for b in mux_ours(units)))
-    mem_bytes, mem_s = timed(lambda: mux_pyav(units, template, to_memory))
-    _, null_s = timed(lambda: mux_pyav(units, template, to_dev_null))
+    template = template_container("mp4" if fmp4 else "mpegts")  # set-up: not timed
+    if fmp4:
+        config = BENCH_VIDEO_CONFIG
+        # libavformat's mp4 muxer takes raw AAC (an ADTS header is "malformed" to it).
+        raw = [u if isinstance(u, VideoFrame) else AudioFrame(u.pts_ms, u.data[7:]) for u in units]
+        ours_name = "ours (Fmp4Muxer)"
+        ours_bytes, ours_s = timed(lambda: sum(len(b) for b in mux_ours_fmp4(units, config)))
+        mem_bytes, mem_s = timed(lambda: mux_pyav(raw, template, to_memory_mp4))
+        _, null_s = timed(lambda: mux_pyav(raw, template, to_dev_null_mp4))
+    else:
+        ours_name = "ours (TsMuxer)"
+        ours_bytes, ours_s = timed(lambda: sum(len(b) for b in mux_ours(units)))
+        mem_bytes, mem_s = timed(lambda: mux_pyav(units, template, to_memory))
+        _, null_s = timed(lambda: mux_pyav(units, template, to_dev_null))
     null_bytes = mem_bytes  # same muxer, same input: /dev/null just does not count them
     template.close()
     print(f"{seconds} s of media, {len(units)} access units, {in_bytes / 1e6:.1f} MB in; "
           f"PyAV {av.__version__} (libavformat {av.library_versions['libavformat']})")  # fmt: skip
     print(f"{'muxer':34} {'MB/s':>8} {'MB out':>8} {'x real time':>12}")
     for name, out_bytes, elapsed_s in (
-        ("ours (TsMuxer)", ours_bytes, ours_s),
+        (ours_name, ours_bytes, ours_s),
         ("libavformat via PyAV, to BytesIO", mem_bytes, mem_s),
         ("libavformat via PyAV, to /dev/null", null_bytes, null_s),
     ):

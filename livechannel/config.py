@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from livechannel.fleet.node import NodeIdError, check_node_id
-from livechannel.store.base import Acl
+from livechannel.store.base import Acl, SegmentFormat
 
 DEFAULT_RTMP_PORT = 1935
 DEFAULT_HTTP_PORT = 8080
@@ -120,12 +120,23 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class HlsConfig:
+    """A bucket's HLS output ([buckets.hls] in TOML); a channel's SegmentFormat element
+    (docs/api.md) overrides `segment_format`."""
+
+    segment_format: SegmentFormat = SegmentFormat.TS  # MPEG-TS stays the default
+    # > 0 turns LL-HLS partial segments on (fMP4 only); 0: classic HLS.
+    part_duration_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class BucketConfig:
     name: str
     acl: Acl = Acl.PRIVATE
     # Where the bucket's objects live: {} = the local filesystem under data_dir; otherwise a
     # table interpreted by `livechannel.storage.factory` (e.g. {"type": "s3", ...}).
     storage: Mapping[str, Any] = field(default_factory=dict)
+    hls: HlsConfig = HlsConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +170,9 @@ class Config:
     @property
     def default_bucket(self) -> str:
         return self.buckets[0].name
+
+    def bucket(self, name: str) -> BucketConfig | None:
+        return next((b for b in self.buckets if b.name == name), None)
 
 
 STORE_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
@@ -211,6 +225,28 @@ def _acl(text: str, what: str) -> Acl:
         raise ConfigError(f"{what}: expected one of {allowed}, got {text!r}") from None
 
 
+def _hls(raw: Any) -> HlsConfig:
+    """A bucket's [buckets.hls] table."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("buckets.hls: expected a table")
+    unknown = set(raw) - {"segment_format", "part_duration_s"}
+    if unknown:
+        raise ConfigError(f"buckets.hls: unknown keys: {', '.join(sorted(unknown))}")
+    text = str(raw.get("segment_format", SegmentFormat.TS.value))
+    try:
+        segment_format = SegmentFormat(text)
+    except ValueError:
+        raise ConfigError(
+            f"buckets.hls.segment_format: expected ts or fmp4, got {text!r}"
+        ) from None
+    part = raw.get("part_duration_s", 0.0)
+    if isinstance(part, bool) or not isinstance(part, int | float) or not 0 <= part <= 5:
+        raise ConfigError(f"buckets.hls.part_duration_s: expected 0..5 seconds, got {part!r}")
+    if part and segment_format is not SegmentFormat.FMP4:
+        raise ConfigError("buckets.hls.part_duration_s: LL-HLS parts need segment_format = fmp4")
+    return HlsConfig(segment_format, float(part))
+
+
 def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
     """Apply one layer (TOML table, env, or flags) on top of `base`."""
     known = {f.name for f in fields(Config)} | {"bucket", "bucket_acl"}
@@ -260,6 +296,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
                 str(b["name"]),
                 _acl(str(b.get("acl", "private")), "buckets.acl"),
                 dict(b.get("storage", {})),
+                _hls(b.get("hls", {})),
             )
             for b in raw["buckets"]
         )

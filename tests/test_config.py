@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from livechannel.config import ConfigError, Listen, ensure_credentials, load
-from livechannel.store.base import Acl
+from livechannel.config import ConfigError, HlsConfig, Listen, ensure_credentials, load
+from livechannel.store.base import Acl, SegmentFormat
 
 
 def test_defaults() -> None:
@@ -92,3 +92,21 @@ def test_bad_store_url_is_refused_without_its_password(url: str) -> None:
     with pytest.raises(ConfigError, match="store") as e:
         load(None, {}, {"store": url})
     assert "hunter2" not in str(e.value)
+
+
+def test_bucket_hls_table(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[buckets]]\nname = "tv"\n[buckets.hls]\nsegment_format = "fmp4"\n')
+    cfg = load(str(path), {}, {})
+    assert cfg.buckets[0].hls == HlsConfig(SegmentFormat.FMP4, 0.0)
+    assert cfg.bucket("tv") is cfg.buckets[0] and cfg.bucket("other") is None
+    assert load(None, {}, {}).buckets[0].hls.segment_format is SegmentFormat.TS
+    for bad, message in (
+        ('segment_format = "mkv"', "expected ts or fmp4"),
+        ("part_duration_s = 0.5", "need segment_format = fmp4"),
+        ('segment_format = "fmp4"\npart_duration_s = -1', "0..5 seconds"),
+        ("colour = 1", "unknown keys"),
+    ):
+        path.write_text(f'[[buckets]]\nname = "tv"\n[buckets.hls]\n{bad}\n')
+        with pytest.raises(ConfigError, match=message):
+            load(str(path), {}, {})

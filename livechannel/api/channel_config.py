@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from livechannel.api import xml
 from livechannel.api.addressing import check_object_name
 from livechannel.errors import InvalidArgument, InvalidObjectName, MalformedXML
-from livechannel.store.base import ChannelConfig, ChannelStatus, Snapshot
+from livechannel.store.base import ChannelConfig, ChannelStatus, SegmentFormat, Snapshot
 
 MAX_DESCRIPTION_BYTES = 128  # OSS API reference, PutLiveChannel Description: "最长128字节"
 # OSS API reference, PutLiveChannel: the bounds below, field by field.
@@ -84,6 +84,17 @@ def _snapshot(root: ET.Element) -> Snapshot | None:
     )
 
 
+def _segment_format(text: str | None) -> SegmentFormat | None:
+    """Our extension `<Target><SegmentFormat>ts|fmp4</SegmentFormat>` (docs/api.md); absent
+    or empty: the bucket's default."""
+    if not text:
+        return None
+    try:
+        return SegmentFormat(text)
+    except ValueError:
+        raise _argument("SegmentFormat must be ts or fmp4", "SegmentFormat", text) from None
+
+
 def parse_channel_config(body: bytes) -> ChannelConfig:
     """`<LiveChannelConfiguration>` -> ChannelConfig, or MalformedXML / InvalidArgument."""
     root = xml.parse(body)
@@ -120,6 +131,7 @@ def parse_channel_config(body: bytes) -> ChannelConfig:
     count = _int_in(frag_count, FRAG_RANGE, "FragCount") if frag_count else defaults.frag_count
     playlist_name = xml.child_text(target, "PlaylistName") or DEFAULT_PLAYLIST_NAME
     check_playlist_name(playlist_name)
+    segment_format = _segment_format(xml.child_text(target, "SegmentFormat"))
     return ChannelConfig(
         description=description,
         status=status,
@@ -127,4 +139,5 @@ def parse_channel_config(body: bytes) -> ChannelConfig:
         frag_count=count,
         playlist_name=playlist_name,
         snapshot=_snapshot(root),
+        segment_format=segment_format,
     )

@@ -130,6 +130,12 @@ async def get_live_channel_info(call: Call) -> web.StreamResponse:
                         ("FragDuration", config.frag_duration_s),
                         ("FragCount", config.frag_count),
                         ("PlaylistName", config.playlist_name),
+                        # Our extension, only where the channel sets it (docs/api.md).
+                        *(
+                            [("SegmentFormat", config.segment_format.value)]
+                            if config.segment_format
+                            else []
+                        ),
                     ],
                 ),
             ],

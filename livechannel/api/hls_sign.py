@@ -7,13 +7,15 @@ segment's key, same key id and Expires as the playlist's URL). The URI is rewrit
 absolute path, not left relative: `oss2.sign_url` encodes the `/` of `<channel>/x.m3u8` as
 `%2F`, and against such a URL a relative `1000.ts` would resolve to the bucket's root. The
 bucket path is "" (virtual-host style) or "/<bucket>" (path style), as the player addressed
-the playlist. Absolute URIs, URIs with a query, URIs leaving the bucket and URIs inside tag
-attributes (EXT-X-KEY, EXT-X-MAP; our playlists have none) are left as they are.
+the playlist. The URI attribute of the tags that name media (EXT-X-MAP, and LL-HLS's
+EXT-X-PART and EXT-X-PRELOAD-HINT) is signed the same way. Absolute URIs, URIs with a query,
+URIs leaving the bucket and other tags' attributes (EXT-X-KEY) are left as they are.
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 from urllib.parse import quote, unquote
 
 from livechannel.auth.signing import sign_url_params
@@ -33,6 +35,12 @@ def _segment_key(uri: str, playlist_dir: str) -> str | None:
     return key
 
 
+# Tags whose URI attribute names a media object of the bucket (RFC 8216bis 4.4.4.5, 4.4.4.9,
+# 4.4.5.3).
+MEDIA_URI_TAGS = ("#EXT-X-MAP:", "#EXT-X-PART:", "#EXT-X-PRELOAD-HINT:")
+URI_ATTRIBUTE = re.compile(r'(?<![A-Z-])URI="([^"]*)"')
+
+
 def sign_playlist(
     text: str,
     playlist_key: str,
@@ -43,16 +51,26 @@ def sign_playlist(
     expires_s: int,
 ) -> str:
     playlist_dir = playlist_key.rpartition("/")[0]
+
+    def signed(uri: str) -> str | None:
+        key = _segment_key(uri, playlist_dir)
+        if key is None:
+            return None
+        params = sign_url_params(access_key_id, secret, "GET", bucket, key, expires_s)
+        query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params)
+        return f"{bucket_path}/{quote(key, safe='/')}?{query}"
+
+    def sign_attribute(match: re.Match[str]) -> str:
+        url = signed(match.group(1)) if match.group(1) else None
+        return match.group(0) if url is None else f'URI="{url}"'
+
     out: list[str] = []
     for line in text.splitlines(keepends=True):
         body = line.rstrip("\r\n")
         uri = body.strip()
-        key = _segment_key(uri, playlist_dir) if uri and not uri.startswith("#") else None
-        if key is None:
-            out.append(line)
+        if uri.startswith(MEDIA_URI_TAGS):
+            out.append(URI_ATTRIBUTE.sub(sign_attribute, line))
             continue
-        params = sign_url_params(access_key_id, secret, "GET", bucket, key, expires_s)
-        query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params)
-        path = f"{bucket_path}/{quote(key, safe='/')}"
-        out.append(f"{path}?{query}{line[len(body) :]}")
+        url = signed(uri) if uri and not uri.startswith("#") else None
+        out.append(line if url is None else f"{url}{line[len(body) :]}")
     return "".join(out)

@@ -2,10 +2,10 @@
 
 Bodies stream from `storage.get` in the store's chunks; nothing is buffered except a
 playlist being signed (`x-oss-process=hls/sign`, bounded). Caching: a playlist changes with
-every segment, so `.m3u8` gets `max-age=1`; a `.ts` segment's name is its start time and its
-bytes never change, so it may be cached for a year. A signed request's `response-*`
-parameters override the answer's headers (OSS API reference, GetObject); an anonymous one's
-are ignored.
+every segment, so `.m3u8` gets `max-age=1`; a `.ts` or `.m4s` segment's (and an fMP4 init
+section's) name is its start time and its bytes never change, so it may be cached for a
+year. A signed request's `response-*` parameters override the answer's headers (OSS API
+reference, GetObject); an anonymous one's are ignored.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ RESPONSE_OVERRIDES = {  # OSS API reference, GetObject request parameters -> the
 def _cache_control(key: str) -> str | None:
     if key.endswith(".m3u8"):
         return PLAYLIST_CACHE_CONTROL
-    if key.endswith(".ts"):
+    if key.endswith((".ts", ".m4s", ".mp4")):  # fMP4 init sections are never rewritten either
         return SEGMENT_CACHE_CONTROL
     return None
 

@@ -64,10 +64,12 @@ async def _segments(call: Call, channel: str) -> list[Segment]:
     return await segments_in(call.ctx, call.bucket, channel, start_s, end_s)
 
 
-def playlist_text(segments: list[Segment], uri_of: Callable[[Segment], str]) -> str:
+def playlist_text(segments: list[Segment], uri_of: Callable[[str], str]) -> str:
+    """`uri_of` turns an object key (a segment's, or its fMP4 init section's) into its URI."""
     entries = [
         PlaylistEntry(
-            uri=uri_of(s),
+            uri=uri_of(s.key),
+            map_uri=uri_of(s.init_key) if s.init_key else "",
             duration_ms=s.duration_ms,
             # A push's first segment starts a new timeline; the playlist's first needs no tag.
             discontinuity=s.discontinuity and i > 0,
@@ -77,16 +79,16 @@ def playlist_text(segments: list[Segment], uri_of: Callable[[Segment], str]) -> 
     return render(vod_playlist(entries))
 
 
-def _uri_in_channel(ctx: ApiContext, bucket: str, channel: str) -> Callable[[Segment], str]:
-    """A segment's URI as seen from the channel's directory, or under the bucket's public base
+def _uri_in_channel(ctx: ApiContext, bucket: str, channel: str) -> Callable[[str], str]:
+    """An object's URI as seen from the channel's directory, or under the bucket's public base
     URL (docs/storage.md, public_base_url) when it has one."""
     prefix = channel + "/"
 
-    def uri_of(s: Segment) -> str:
-        public = ctx.urls.public_url(bucket, s.key)
+    def uri_of(key: str) -> str:
+        public = ctx.urls.public_url(bucket, key)
         if public is not None:
             return public
-        inside = s.key[len(prefix) :] if s.key.startswith(prefix) else "../" + s.key
+        inside = key[len(prefix) :] if key.startswith(prefix) else "../" + key
         return quote(inside, safe="/")
 
     return uri_of

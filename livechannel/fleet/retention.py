@@ -40,7 +40,16 @@ LIST_PAGE_KEYS = 1000  # one storage listing request per this many keys
 MAX_PLAYLIST_BYTES = 8 * 1024 * 1024  # a day of 2 s segments is ~1.5 MB of playlist
 # FragCount's default (OSS API reference, PutLiveChannel), for a channel that was deleted.
 DEFAULT_WINDOW = 3
-SEGMENT_NAME = re.compile(r"[0-9]+\.ts")  # what the pipeline names segments: "<ms>.ts"
+# What the pipeline names segments: "<ms>.ts" (MPEG-TS) or "<ms>.m4s" (fMP4).
+SEGMENT_NAME = re.compile(r"[0-9]+\.(ts|m4s)")
+# fMP4 init sections, named after the first segment that needs them: "<ms>.mp4".
+INIT_NAME = re.compile(r"[0-9]+\.mp4")
+# The URI attribute of the tags naming media objects (EXT-X-MAP, EXT-X-PART, PRELOAD-HINT).
+TAG_URI = re.compile(r'^#EXT-X-(?:MAP|PART|PRELOAD-HINT):.*?(?<![A-Z-])URI="([^"]*)"')
+# An init section is used by one run of consecutive segments of one push; a push idles out
+# long before this, so the first segment within this after the cutoff tells whether a run
+# that started before the cutoff goes on past it.
+INIT_RUN_LOOKAHEAD_MS = 3_600_000
 SNAPSHOT_NAME = re.compile(r"[0-9]+\.jpg")  # and snapshots: "<ms>.jpg" (snapshot.py)
 
 
@@ -59,6 +68,9 @@ def playlist_keys(text: str, playlist_key: str, public_base_url: str) -> set[str
     keys: set[str] = set()
     for line in text.splitlines():
         uri = line.strip()
+        tag = TAG_URI.match(uri)
+        if tag:
+            uri = tag.group(1)
         if not uri or uri.startswith("#"):
             continue
         if public_base_url and uri.startswith(public_base_url + "/"):
@@ -147,11 +159,23 @@ async def sweep_channel(
     # start_ms: an old-named object missing from `indexed` is in no index entry at all, and
     # one being uploaded right now has a new name.
     known = {s.key for s in indexed}
+    gone = {s.seq for s in expired}
+    # Init sections still needed: those of kept segments before the cutoff, and of the first
+    # segment after it (the run it belongs to may have started before the cutoff).
+    inits = {s.init_key for s in indexed if s.seq not in gone}
+    after = await store.segments_between(
+        bucket, channel, cutoff_ms, cutoff_ms + INIT_RUN_LOOKAHEAD_MS
+    )
+    inits |= {s.init_key for s in after[:1]}
     for info in objects:
         name = info.key.rsplit("/", 1)[-1]
-        if (
+        if INIT_NAME.fullmatch(name):
+            if int(name[:-4]) < cutoff_ms and info.key not in inits | referenced:
+                await storage.delete(info.key)
+                result.orphans_deleted += 1
+        elif (
             SEGMENT_NAME.fullmatch(name)
-            and int(name[:-3]) < cutoff_ms
+            and int(name.partition(".")[0]) < cutoff_ms
             and info.key not in known
             and info.key not in referenced
         ):

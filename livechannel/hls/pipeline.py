@@ -20,18 +20,25 @@ from collections.abc import Callable
 
 from livechannel.errors import StorageError
 from livechannel.hls.playlist import render, target_duration_s
-from livechannel.hls.segmenter import Segmenter, SegmentReady
+from livechannel.hls.segmenter import MuxerFactory, Segmenter, SegmentReady
 from livechannel.hls.snapshot import SnapshotPlan, Snapshotter
 from livechannel.hls.stats import PushStats
 from livechannel.hls.upload_budget import UploadBudget
 from livechannel.hls.window import LiveWindow
 from livechannel.media.demux import Demuxer, UnsupportedAudio, UnsupportedVideo
+from livechannel.media.fmp4 import Fmp4Muxer
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
+from livechannel.media.mpegts import TsMuxer
 from livechannel.media.timestamps import Unwrapper
 from livechannel.storage.base import ObjectStorage, content_type_for
-from livechannel.store.base import MetadataStore, Push, Segment
+from livechannel.store.base import MetadataStore, Push, Segment, SegmentFormat
 
 log = logging.getLogger("livechannel.pipeline")
+
+_MUXERS: dict[SegmentFormat, MuxerFactory] = {
+    SegmentFormat.TS: TsMuxer,
+    SegmentFormat.FMP4: Fmp4Muxer,
+}
 
 # Audio with no video for this long means an audio-only publisher (OSS API reference,
 # LiveChannel overview: video is required).
@@ -60,6 +67,7 @@ class PushPipeline:
         upload_budget: UploadBudget,
         now_ms: Callable[[], int],
         snapshot: SnapshotPlan | None = None,
+        segment_format: SegmentFormat = SegmentFormat.TS,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -80,11 +88,16 @@ class PushPipeline:
         self._demuxer = Demuxer()
         self._video_clock = Unwrapper()
         self._audio_clock = Unwrapper()
+        self.segment_format = segment_format
         self._segmenter = Segmenter(
             frag_duration_s * 1000,
             max_segment_ms=max_segment_s * 1000,
             max_segment_bytes=max_segment_bytes,
+            muxer_factory=_MUXERS[segment_format],
         )
+        # fMP4: the init section last stored, and its key (a new one per configuration).
+        self._init: bytes | None = None
+        self._init_key = ""
         self._queue: deque[SegmentReady] = deque()
         self._queue_bytes = 0
         self._queue_changed = asyncio.Event()
@@ -294,7 +307,12 @@ class PushPipeline:
         assert self._window is not None
         key_ms = max(ready.arrival_ms, self._last_key_ms + 1)  # names are never reused
         self._last_key_ms = key_ms
-        key = f"{self.channel}/{key_ms}.ts"
+        key = f"{self.channel}/{key_ms}{self.segment_format.extension}"
+        if ready.init is not None and ready.init != self._init:
+            # Named after the first segment that needs it: never reused either.
+            init_key, init = f"{self.channel}/{key_ms}.mp4", ready.init
+            await self._retry(lambda: self.storage.put(init_key, init, "video/mp4"), init_key)
+            self._init, self._init_key = init, init_key
         discontinuity = ready.discontinuity or (self._first_of_push and bool(self._window.segments))
         self._first_of_push = False
         segment = Segment(
@@ -307,8 +325,10 @@ class PushPipeline:
             size=ready.size,
             push_id=self.push.push_id,
             discontinuity=discontinuity,
+            init_key=self._init_key if ready.init is not None else "",
         )
-        await self._retry(lambda: self.storage.put(key, ready.chunks, "video/MP2T"), key)
+        ctype = content_type_for(key)
+        await self._retry(lambda: self.storage.put(key, ready.chunks, ctype), key)
         self._window.add(segment)
         self.stats.segments += 1
         await asyncio.gather(
@@ -348,7 +368,7 @@ class PushPipeline:
 
 
 def _key_ms(key: str) -> int:
-    stem = key.rsplit("/", 1)[-1].removesuffix(".ts")
+    stem = key.rsplit("/", 1)[-1].partition(".")[0]
     return int(stem) if stem.isdigit() else 0
 
 

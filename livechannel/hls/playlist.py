@@ -19,6 +19,11 @@ TARGETDURATION rule (decided by the team):
 * A VOD playlist lists segments that already exist, so its target is simply the largest
   rounded EXTINF (at least 1): see `vod_target_duration_s`.
 
+fMP4 segments (RFC 8216bis §3.1.2) name their init section with EXT-X-MAP (§4.4.4.5): the
+tag is written before the first segment and again wherever the init section changes; such a
+playlist is version 7 (EXT-X-MAP in a media playlist without I-FRAMES-ONLY needs version 6
+(§7), and 7 is what the fMP4 authoring guidance and current players expect).
+
 Durations are integer milliseconds until rendered: EXTINF is ``ms / 1000`` with exactly three
 decimals (``7.120``), as OSS writes them (OSS API reference, GetVodPlaylist). Rounding to
 the nearest integer is half up, the conservative reading of RFC 8216 4.3.3.1.
@@ -29,9 +34,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# Float EXTINF values need protocol version 3 (RFC 8216 7); nothing we use needs more, and
+# Float EXTINF values need protocol version 3 (RFC 8216 7); nothing TS needs more, and
 # older players accept it.
 PLAYLIST_VERSION = 3
+FMP4_PLAYLIST_VERSION = 7  # EXT-X-MAP (see the module doc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +45,13 @@ class PlaylistEntry:
     uri: str  # relative to the playlist (it sits next to its segments)
     duration_ms: int
     discontinuity: bool  # EXT-X-DISCONTINUITY before this segment
+    map_uri: str = ""  # fMP4: the init section's URI (EXT-X-MAP); "" for MPEG-TS
 
     def __post_init__(self) -> None:
         if not self.uri or any(c in self.uri for c in "\r\n") or self.uri.startswith("#"):
             raise ValueError(f"segment URI {self.uri!r} cannot be written on one playlist line")
+        if any(c in self.map_uri for c in '\r\n"'):
+            raise ValueError(f"init section URI {self.map_uri!r} cannot be a quoted-string")
         if self.duration_ms < 0:
             raise ValueError(f"negative segment duration {self.duration_ms} ms")
 
@@ -112,9 +121,10 @@ def vod_playlist(entries: Iterable[PlaylistEntry], media_sequence: int = 0) -> M
 def render(p: MediaPlaylist) -> str:
     """The playlist text: header tags first (RFC 8216 4.3.3 before any segment), then each
     segment's tags followed by its URI, then #EXT-X-ENDLIST. Lines end in LF."""
+    fmp4 = any(entry.map_uri for entry in p.entries)
     lines = [
         "#EXTM3U",
-        f"#EXT-X-VERSION:{PLAYLIST_VERSION}",
+        f"#EXT-X-VERSION:{FMP4_PLAYLIST_VERSION if fmp4 else PLAYLIST_VERSION}",
         f"#EXT-X-TARGETDURATION:{p.target_duration_s}",
         f"#EXT-X-MEDIA-SEQUENCE:{p.media_sequence}",
     ]
@@ -122,9 +132,13 @@ def render(p: MediaPlaylist) -> str:
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{p.discontinuity_sequence}")
     if p.vod:
         lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
+    current_map = ""
     for entry in p.entries:
         if entry.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
+        if entry.map_uri and entry.map_uri != current_map:
+            lines.append(f'#EXT-X-MAP:URI="{entry.map_uri}"')
+            current_map = entry.map_uri
         lines.append(f"#EXTINF:{format_extinf(entry.duration_ms)},")
         lines.append(entry.uri)
     if p.ended:

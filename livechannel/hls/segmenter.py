@@ -1,4 +1,5 @@
-"""Cuts a push's access units into keyframe-aligned MPEG-TS segments (sans-IO, no clock).
+"""Cuts a push's access units into keyframe-aligned segments (sans-IO, no clock); a muxer
+per format (MPEG-TS, fMP4) turns them into bytes.
 
 Rules (OSS API reference, PutLiveChannel; docs/hls.md, Segments):
 
@@ -25,6 +26,9 @@ Rules (OSS API reference, PutLiveChannel; docs/hls.md, Segments):
   audio whose config arrives after video started joins there too (TRACKS: the PMT changes).
   Until then, audio of the new config and video frames before the new keyframe are dropped.
 * A segment that reached `max_segment_bytes` is cut before the next video frame (SIZE).
+* fMP4 muxers (RFC 8216bis §3.1.2) hold a segment's samples until it is cut and need its
+  decoder configuration in an init section (EXT-X-MAP): a new VideoConfig or AudioConfig
+  makes a new muxer, hence a new init section, and always comes with a discontinuity.
 * `duration_ms` is the next segment's first DTS minus this one's. Where that is not known or
   not meaningful (flush, end of stream, discontinuity) it is estimated as
   last DTS - first DTS + one frame interval; a stall that would push a segment past the
@@ -35,7 +39,6 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Protocol
@@ -84,7 +87,7 @@ class CutReason(Enum):
 
 @dataclass(frozen=True, slots=True)
 class SegmentReady:
-    # A complete TS segment, starting with PAT/PMT, as the muxer's pieces (one per frame):
+    # A complete segment (TS: starting with PAT/PMT; fMP4: moof + mdat) as the muxer's pieces:
     # storage writes them as they are, so the segment is never copied into one buffer here.
     chunks: list[bytes]
     size: int  # bytes in chunks
@@ -93,6 +96,7 @@ class SegmentReady:
     arrival_ms: int  # now_ms when its first frame arrived (wall clock for naming/indexing)
     discontinuity: bool  # EXT-X-DISCONTINUITY before it
     reason: CutReason  # why it was closed
+    init: bytes | None = None  # fMP4: the init section (EXT-X-MAP) this segment needs
 
     @property
     def data(self) -> bytes:
@@ -115,13 +119,29 @@ class SegmenterStats:
 
 
 class SegmentMuxer(Protocol):
+    # fMP4: the init section every segment of this muxer needs; TS: None (self-contained).
+    init_section: bytes | None
+    # Media bytes held inside the muxer until `end_fragment` (fMP4), counted for SIZE cuts.
+    buffered_bytes: int
+
     def start_segment(self) -> bytes: ...
     def video(self, frame: VideoFrame) -> bytes: ...
     def audio(self, frame: AudioFrame) -> bytes: ...
+    def end_fragment(self, next_video_dts_ms: int | None) -> list[bytes]: ...
 
 
-# (has_video, has_audio, audio_config) -> muxer; TsMuxer unless a test records the frames.
-MuxerFactory = Callable[[bool, bool, AudioConfig | None], SegmentMuxer]
+class MuxerFactory(Protocol):
+    """(has_video, has_audio, audio_config, video_config=) -> muxer: TsMuxer or Fmp4Muxer,
+    or a test's recording muxer."""
+
+    def __call__(
+        self,
+        has_video: bool,
+        has_audio: bool,
+        audio_config: AudioConfig | None = None,
+        *,
+        video_config: VideoConfig | None = None,
+    ) -> SegmentMuxer: ...
 
 
 def default_max_segment_ms(frag_duration_ms: int) -> int:
@@ -142,8 +162,9 @@ class _OpenSegment:
     size: int = 0
 
     def write(self, data: bytes) -> None:
-        self.chunks.append(data)
-        self.size += len(data)
+        if data:  # fMP4 muxers hold samples until the cut: nothing to keep per frame
+            self.chunks.append(data)
+            self.size += len(data)
 
 
 class Segmenter:
@@ -168,6 +189,7 @@ class Segmenter:
         self._muxer_factory = muxer_factory
         self._muxer: SegmentMuxer | None = None
         self._muxer_audio: AudioConfig | None = None
+        self._muxer_video: VideoConfig | None = None
         self._video_config: VideoConfig | None = None
         self._audio_config: AudioConfig | None = None
         self._open: _OpenSegment | None = None
@@ -283,7 +305,7 @@ class Segmenter:
             reason = CutReason.KEYFRAME
         elif span_ms >= self.max_segment_ms:
             reason = CutReason.FORCED
-        elif seg.size >= self.max_segment_bytes:
+        elif seg.size + seg.muxer.buffered_bytes >= self.max_segment_bytes:
             reason = CutReason.SIZE
         if reason is None:
             self._write_video(seg, frame)
@@ -325,6 +347,8 @@ class Segmenter:
         assert seg is not None
         self._open = None
         self._probe = None
+        for chunk in seg.muxer.end_fragment(next_dts_ms):
+            seg.write(chunk)
         duration_ms = -1 if next_dts_ms is None else next_dts_ms - seg.first_dts_ms
         if not 0 <= duration_ms <= self._duration_limit_ms:
             if duration_ms > self._duration_limit_ms:
@@ -343,13 +367,14 @@ class Segmenter:
             arrival_ms=seg.arrival_ms,
             discontinuity=seg.discontinuity,
             reason=reason,
+            init=seg.muxer.init_section,
         )
 
     def _start(self, frame: VideoFrame, now_ms: int) -> None:
-        audio = self._audio_config
-        if self._muxer is None or self._muxer_audio != audio:
-            self._muxer = self._muxer_factory(True, audio is not None, audio)
-            self._muxer_audio = audio
+        audio, video = self._audio_config, self._video_config
+        if self._muxer is None or self._muxer_audio != audio or self._muxer_video != video:
+            self._muxer = self._muxer_factory(True, audio is not None, audio, video_config=video)
+            self._muxer_audio, self._muxer_video = audio, video
         seg = _OpenSegment(
             muxer=self._muxer,
             first_dts_ms=frame.dts_ms,

@@ -74,6 +74,7 @@ class LiveWindow:
                     uri=s.key.rsplit("/", 1)[-1],  # the playlist sits next to its segments
                     duration_ms=s.duration_ms,
                     discontinuity=s.discontinuity,
+                    map_uri=s.init_key.rsplit("/", 1)[-1],
                 )
                 for s in self.segments
             ),

@@ -36,7 +36,7 @@ from livechannel.rtmp.events import (
 from livechannel.rtmp.limits import RtmpLimits
 from livechannel.rtmp.messages import MessageType
 from livechannel.storage.base import ObjectStorage
-from livechannel.store.base import ChannelConfig, MetadataStore
+from livechannel.store.base import ChannelConfig, MetadataStore, SegmentFormat
 
 log = logging.getLogger("livechannel.ingest.edge")
 
@@ -286,6 +286,7 @@ class RtmpProtocol(asyncio.Protocol):
             upload_budget=self.server.upload_budget,
             now_ms=deps.now_ms,
             snapshot=self._snapshot_plan(channel, push.bucket),
+            segment_format=self._segment_format(channel, push.bucket),
         )
         await pipeline.open()
         self.pipeline = pipeline
@@ -299,6 +300,13 @@ class RtmpProtocol(asyncio.Protocol):
         self._waiting = False
         self._resume()
         self._pump()
+
+    def _segment_format(self, channel: ChannelConfig, bucket: str) -> SegmentFormat:
+        """The channel's SegmentFormat element wins over its bucket's [hls] table."""
+        if channel.segment_format is not None:
+            return channel.segment_format
+        bucket_config = self.deps.config.bucket(bucket)
+        return bucket_config.hls.segment_format if bucket_config else SegmentFormat.TS
 
     def _snapshot_plan(self, channel: ChannelConfig, bucket: str) -> SnapshotPlan | None:
         snapshot = channel.snapshot

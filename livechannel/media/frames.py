@@ -8,14 +8,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class VideoConfig:
-    """From the AVC sequence header (AVCDecoderConfigurationRecord) and its first SPS."""
+    """From the video sequence header: for H.264 the AVCDecoderConfigurationRecord and its
+    first SPS; for the Enhanced RTMP codecs their MP4 configuration record as it came."""
 
-    codec: str  # "H264"
+    codec: str  # "H264", "HEVC", "AV1", "VP9"
     width: int
     height: int
     nal_length_size: int
     sps: tuple[bytes, ...]
     pps: tuple[bytes, ...]
+    # HEVC: HEVCDecoderConfigurationRecord (hvcC), AV1: AV1CodecConfigurationRecord (av1C),
+    # VP9: VPCodecConfigurationRecord (vpcC body); empty for H.264 (rebuilt from sps/pps).
+    record: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +35,9 @@ class AudioConfig:
 
 @dataclass(frozen=True, slots=True)
 class VideoFrame:
-    """One H.264 access unit in Annex B form (start codes), ready for PES.
-
-    Keyframes (IDR) carry SPS/PPS in-band so every segment decodes on its own.
+    """One H.264 access unit in Annex B form (start codes), ready for PES; keyframes (IDR)
+    carry SPS/PPS in-band so every segment decodes on its own. For the Enhanced RTMP codecs
+    (HEVC, AV1, VP9; fMP4 only) the sample in its MP4 form, as the publisher sent it.
     """
 
     dts_ms: int

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 
-from livechannel.media.frames import AudioConfig, AudioFrame, VideoFrame
+from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.timestamps import TS_CLOCK_MASK, ts_clock_90k
 
 TS_PACKET_BYTES = 188  # 2.4.3.2
@@ -224,9 +224,18 @@ class TsMuxer:
     audio fully, so the PMT carries no audio descriptor.
     """
 
+    init_section: bytes | None = None  # every segment is self-contained: PAT/PMT first
+    buffered_bytes: int = 0  # every frame's bytes are returned at once
+
     def __init__(
-        self, has_video: bool, has_audio: bool, audio_config: AudioConfig | None = None
+        self,
+        has_video: bool,
+        has_audio: bool,
+        audio_config: AudioConfig | None = None,
+        *,
+        video_config: VideoConfig | None = None,
     ) -> None:
+        del video_config  # the PMT names H.264; SPS/PPS travel in-band
         if not (has_video or has_audio):
             raise ValueError("a transport stream needs video or audio")
         self.has_video = has_video
@@ -313,3 +322,8 @@ class TsMuxer:
         if self._pcr_due(frame.pts_ms):
             af_body = bytes((AF_RANDOM_ACCESS | AF_PCR,)) + self._pcr(frame.pts_ms)
         return self._audio.packetize(head, frame.data, af_body)
+
+    def end_fragment(self, next_video_dts_ms: int | None) -> list[bytes]:
+        """Nothing is held back: every frame's packets were returned as it was muxed."""
+        del next_video_dts_ms
+        return []

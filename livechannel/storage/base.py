@@ -69,4 +69,6 @@ def content_type_for(key: str) -> str:
         return "application/x-mpegURL"
     if key.endswith(".ts"):
         return "video/MP2T"
+    if key.endswith((".m4s", ".mp4")):  # fMP4 segments and init sections (RFC 8216bis 3.1.2)
+        return "video/mp4"
     return "application/octet-stream"

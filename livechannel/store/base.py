@@ -19,6 +19,18 @@ class Acl(StrEnum):
     PUBLIC_READ_WRITE = "public-read-write"
 
 
+class SegmentFormat(StrEnum):
+    """The container of a channel's HLS segments (RFC 8216bis §3): MPEG-TS, or fragmented MP4
+    with an init section (EXT-X-MAP)."""
+
+    TS = "ts"
+    FMP4 = "fmp4"
+
+    @property
+    def extension(self) -> str:
+        return ".ts" if self is SegmentFormat.TS else ".m4s"
+
+
 class ChannelStatus(StrEnum):
     ENABLED = "enabled"
     DISABLED = "disabled"
@@ -49,6 +61,8 @@ class ChannelConfig:
     frag_count: int = 3
     playlist_name: str = "playlist.m3u8"
     snapshot: Snapshot | None = None
+    # Our extension (docs/api.md, "SegmentFormat"): None follows the bucket's [hls] table.
+    segment_format: SegmentFormat | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,17 +91,18 @@ class Push:
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """One .ts object in the segment index. `seq` is the channel's media sequence number."""
+    """One segment object in the segment index. `seq` is the channel's media sequence number."""
 
     bucket: str
     channel: str
     seq: int
-    key: str  # "<channel>/<unix ms>.ts"
+    key: str  # "<channel>/<unix ms>.ts" or "<channel>/<unix ms>.m4s"
     start_ms: int  # wall clock when the segment's first frame arrived
     duration_ms: int
     size: int
     push_id: int
     discontinuity: bool  # first segment of a push, or a timestamp jump / track change
+    init_key: str = ""  # fMP4: its init section's key (EXT-X-MAP), "<channel>/<unix ms>.mp4"
 
 
 class MetadataStore(Protocol):

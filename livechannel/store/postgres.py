@@ -40,6 +40,7 @@ from livechannel.store.sqlite_schema import (
     CHANNEL_COLUMNS,
     PUSH_COLUMNS,
     SEGMENT_COLUMNS,
+    SEGMENT_DISCONTINUITY,
     bucket_from_row,
     channel_from_row,
     channel_to_row,
@@ -194,7 +195,7 @@ class PostgresStore:
                 raise _still_live(name)
             await conn.execute(
                 f"INSERT INTO channels ({CHANNEL_COLUMNS}) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
                 "ON CONFLICT (bucket, name) DO UPDATE SET description = EXCLUDED.description, "
                 "status = EXCLUDED.status, frag_duration_s = EXCLUDED.frag_duration_s, "
                 "frag_count = EXCLUDED.frag_count, playlist_name = EXCLUDED.playlist_name, "
@@ -202,7 +203,8 @@ class PostgresStore:
                 "snapshot_dest_bucket = EXCLUDED.snapshot_dest_bucket, "
                 "snapshot_notify_topic = EXCLUDED.snapshot_notify_topic, "
                 "snapshot_interval_s = EXCLUDED.snapshot_interval_s, "
-                "last_modified_ms = EXCLUDED.last_modified_ms",
+                "last_modified_ms = EXCLUDED.last_modified_ms, "
+                "segment_format = EXCLUDED.segment_format",
                 *channel_to_row(bucket, name, config, now_ms),
             )
             await self._notify(conn, kind="channel", bucket=bucket, channel=name)
@@ -414,7 +416,8 @@ class PostgresStore:
             # unique object key: a retried write inserts nothing and is no error.
             inserted = await conn.fetchval(
                 f"INSERT INTO segments ({SEGMENT_COLUMNS}) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING 1",
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+                "ON CONFLICT DO NOTHING RETURNING 1",
                 *_segment_args(segment),
             )
             if inserted is not None:
@@ -483,5 +486,5 @@ def _qualified_push() -> str:
 
 def _segment_args(segment: Segment) -> list[object]:
     row = list(segment_to_row(segment))
-    row[-1] = segment.discontinuity  # a BOOLEAN column (SQLite stores 0/1)
+    row[SEGMENT_DISCONTINUITY] = segment.discontinuity  # a BOOLEAN column (SQLite: 0/1)
     return row

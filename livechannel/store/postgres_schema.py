@@ -79,6 +79,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (bucket, channel, seq)
     );
     """,
+    # 2: fMP4 segments, as SQLite's migration 3: a channel's segment format (NULL: the
+    # bucket's), a segment's init section key ('' for MPEG-TS).
+    """
+    ALTER TABLE channels ADD COLUMN segment_format TEXT;
+    ALTER TABLE segments ADD COLUMN init_key TEXT NOT NULL DEFAULT '';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -162,7 +162,7 @@ class SqliteStore:
                     raise _still_live(name)
                 conn.execute(
                     f"INSERT OR REPLACE INTO channels ({CHANNEL_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     channel_to_row(bucket, name, config, now_ms),
                 )
             return Channel(bucket=bucket, name=name, config=config, last_modified_ms=now_ms)
@@ -372,7 +372,8 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
-                    f"INSERT INTO segments ({SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO segments ({SEGMENT_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     segment_to_row(segment),
                 )
                 return

@@ -16,6 +16,7 @@ from livechannel.store.base import (
     ChannelStatus,
     Push,
     Segment,
+    SegmentFormat,
     Snapshot,
 )
 
@@ -85,6 +86,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (bucket, channel, seq)
     );
     """,
+    # 3: fMP4 segments. A channel's segment format (NULL: the bucket's), a segment's init
+    # section key ('' for MPEG-TS).
+    """
+    ALTER TABLE channels ADD COLUMN segment_format TEXT;
+    ALTER TABLE segments ADD COLUMN init_key TEXT NOT NULL DEFAULT ''
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -102,13 +109,16 @@ def migration_statements(version: int) -> list[str]:
 CHANNEL_COLUMNS = (
     "bucket, name, description, status, frag_duration_s, frag_count, playlist_name, "
     "snapshot_role_name, snapshot_dest_bucket, snapshot_notify_topic, snapshot_interval_s, "
-    "last_modified_ms"
+    "last_modified_ms, segment_format"
 )
 PUSH_COLUMNS = (
     "push_id, bucket, channel, remote_addr, start_ms, end_ms, worker, heartbeat_ms, kick, "
     "stats_json"
 )
-SEGMENT_COLUMNS = "bucket, channel, seq, key, start_ms, duration_ms, size, push_id, discontinuity"
+SEGMENT_DISCONTINUITY = 8  # its index in SEGMENT_COLUMNS and segment_to_row
+SEGMENT_COLUMNS = (
+    "bucket, channel, seq, key, start_ms, duration_ms, size, push_id, discontinuity, init_key"
+)
 
 
 def bucket_from_row(row: sqlite3.Row) -> Bucket:
@@ -132,6 +142,7 @@ def channel_to_row(
         snap.notify_topic if snap else None,
         snap.interval_s if snap else None,
         now_ms,
+        config.segment_format.value if config.segment_format else None,
     )
 
 
@@ -151,6 +162,7 @@ def channel_from_row(row: sqlite3.Row) -> Channel:
         frag_count=row["frag_count"],
         playlist_name=row["playlist_name"],
         snapshot=snapshot,
+        segment_format=SegmentFormat(row["segment_format"]) if row["segment_format"] else None,
     )
     return Channel(
         bucket=row["bucket"],
@@ -186,6 +198,7 @@ def segment_to_row(s: Segment) -> tuple[object, ...]:
         s.size,
         s.push_id,
         int(s.discontinuity),
+        s.init_key,
     )
 
 
@@ -200,4 +213,5 @@ def segment_from_row(row: sqlite3.Row) -> Segment:
         size=row["size"],
         push_id=row["push_id"],
         discontinuity=bool(row["discontinuity"]),
+        init_key=row["init_key"],
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from livechannel.media.frames import AudioConfig, AudioFrame, VideoFrame
+from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 
 _HEADER = struct.Struct(">cII")
 
@@ -21,7 +21,12 @@ class MuxLog:
     muxers: list[tuple[bool, bool, AudioConfig | None]] = field(default_factory=list)
 
     def factory(
-        self, has_video: bool, has_audio: bool, audio_config: AudioConfig | None = None
+        self,
+        has_video: bool,
+        has_audio: bool,
+        audio_config: AudioConfig | None = None,
+        *,
+        video_config: VideoConfig | None = None,
     ) -> RecordingMuxer:
         self.muxers.append((has_video, has_audio, audio_config))
         return RecordingMuxer(self, len(self.muxers) - 1)
@@ -44,6 +49,8 @@ class MuxLog:
 class RecordingMuxer:
     log: MuxLog
     number: int  # index into log.muxers
+    init_section: bytes | None = None
+    buffered_bytes: int = 0
 
     def start_segment(self) -> bytes:
         return self.log._token(b"S", self.number, 0)
@@ -53,3 +60,6 @@ class RecordingMuxer:
 
     def audio(self, frame: AudioFrame) -> bytes:
         return self.log._token(b"A", frame, len(frame.data))
+
+    def end_fragment(self, next_video_dts_ms: int | None) -> list[bytes]:
+        return []

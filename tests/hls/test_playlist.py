@@ -166,3 +166,32 @@ def test_rendered_playlists_are_valid_and_round_trip(
     assert [s.uri for s in parsed.segments] == [e.uri for e in entries]
     assert [round(s.duration * 1000) for s in parsed.segments] == [e.duration_ms for e in entries]
     assert m3u8.loads(text).media_sequence == media_sequence
+
+
+def test_fmp4_entries_get_ext_x_map_where_the_init_section_changes() -> None:
+    entries = (
+        PlaylistEntry("1.m4s", 2000, False, map_uri="1.mp4"),
+        PlaylistEntry("2.m4s", 2000, False, map_uri="1.mp4"),
+        PlaylistEntry("3.m4s", 2000, True, map_uri="3.mp4"),
+    )
+    text = render(MediaPlaylist(4, 0, 0, entries, ended=False))
+    assert "#EXT-X-VERSION:7\n" in text
+    assert text.count("#EXT-X-MAP") == 2
+    assert '#EXT-X-MAP:URI="1.mp4"\n#EXTINF:2.000,\n1.m4s\n#EXTINF:2.000,\n2.m4s\n' in text
+    assert '#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="3.mp4"\n#EXTINF:2.000,\n3.m4s\n' in text
+    validate_media_playlist(text)
+    ts = render(MediaPlaylist(4, 0, 0, (PlaylistEntry("1.ts", 2000, False),), ended=False))
+    assert "#EXT-X-VERSION:3\n" in ts and "MAP" not in ts
+
+
+def test_the_validator_refuses_maps_it_must() -> None:
+    good = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
+    body = '#EXT-X-MAP:URI="i.mp4"\n#EXTINF:2.000,\n1.m4s\n'
+    validate_media_playlist(good + body)
+    for bad in (
+        good.replace("VERSION:7", "VERSION:3") + body,  # MAP needs version 6
+        good + "#EXTINF:2.000,\n0.m4s\n" + body,  # a segment before the first MAP
+        good + body.replace('URI="i.mp4"', "URI=i.mp4"),  # not a quoted-string
+    ):
+        with pytest.raises(AssertionError):
+            validate_media_playlist(bad)

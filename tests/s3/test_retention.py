@@ -154,3 +154,40 @@ async def test_the_service_sweeps_buckets_with_retention_hours(
             await asyncio.sleep(0.1)
     finally:
         await asyncio.to_thread(svc.stop)
+
+
+async def test_sweep_keeps_init_sections_while_a_segment_needs_them(
+    storage: ObjectStorage, store: SqliteStore
+) -> None:
+    """fMP4: an init section goes once no kept segment (nor a playlist) needs it; one whose
+    run of segments goes on past the cutoff stays."""
+    now = time.time_ns() // 1_000_000
+    old = now - 10 * HOUR_MS
+    await store.ensure_bucket(BUCKET, Acl.PRIVATE, now)
+    await store.put_channel(BUCKET, "cam", ChannelConfig(frag_count=2), now)
+    # Run A: old only. Run B: starts old, goes on after the cutoff. Run C: old, but its
+    # segment is named by a stored VOD playlist (through EXT-X-MAP and its URI).
+    runs = {
+        "A": [old, old + 2000],
+        "B": [old + 10_000, now - 4000, now - 2000],
+        "C": [old + 20_000],
+    }
+    inits = {run: f"cam/{starts[0]}.mp4" for run, starts in runs.items()}
+    seq = 0
+    for run, starts in sorted(runs.items(), key=lambda r: r[1][0]):
+        await storage.put(inits[run], b"init", "")
+        for start in starts:
+            segment = Segment(BUCKET, "cam", seq, f"cam/{start}.m4s", start, 2000, 3, 1,
+                              start == starts[0], inits[run])  # fmt: skip
+            await storage.put(segment.key, b"m4s", "")
+            await store.add_segment(segment)
+            seq += 1
+    c_name = f"{runs['C'][0]}"
+    vod = f'#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI="{c_name}.mp4"\n'
+    vod += f"#EXTINF:2.000,\n{c_name}.m4s\n#EXT-X-ENDLIST\n"
+    await storage.put("cam/vod.m3u8", vod.encode(), "")
+    await sweep_bucket(store, storage, BUCKET, now - HOUR_MS)
+    remaining = {o.key for o in (await storage.list("cam/", "", 1000)).objects}
+    assert inits["A"] not in remaining and f"cam/{runs['A'][0]}.m4s" not in remaining
+    assert inits["B"] in remaining and f"cam/{runs['B'][0]}.m4s" not in remaining
+    assert inits["C"] in remaining and f"cam/{c_name}.m4s" in remaining

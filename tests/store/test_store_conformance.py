@@ -20,6 +20,7 @@ from livechannel.store.base import (
     ChannelStatus,
     MetadataStore,
     Segment,
+    SegmentFormat,
     Snapshot,
 )
 from livechannel.store.conflicts import SegmentConflict
@@ -92,6 +93,7 @@ async def test_put_and_get_channel_round_trip(store: MetadataStore) -> None:
         frag_count=7,
         playlist_name="x.m3u8",
         snapshot=Snapshot("role", "dest", "topic", 3),
+        segment_format=SegmentFormat.FMP4,
     )
     made = await store.put_channel(B, "c", config, 42)
     assert (made.bucket, made.name, made.config, made.last_modified_ms) == (B, "c", config, 42)
@@ -343,6 +345,14 @@ async def test_last_segments(store: MetadataStore) -> None:
     assert await store.last_segments(B, "c", 3) == segs[3:]
     assert await store.last_segments(B, "c", 100) == segs
     assert await store.last_segments(B, "c", 0) == []
+
+
+async def test_fmp4_segment_keeps_its_init_key(store: MetadataStore) -> None:
+    fmp4 = dataclasses.replace(_segment(3, 3000), key="c/3000.m4s", init_key="c/1000.mp4")
+    await store.add_segment(fmp4)
+    await store.add_segment(_segment(4, 4000))
+    assert await store.last_segments(B, "c", 2) == [fmp4, _segment(4, 4000)]
+    assert (await store.last_segments(B, "c", 1))[0].init_key == ""
 
 
 async def test_add_segment_is_idempotent_but_unique(store: MetadataStore) -> None:

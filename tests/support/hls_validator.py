@@ -29,6 +29,9 @@ _EXTINF = re.compile(r"#EXTINF:(\d+(?:\.\d+)?),.*")
 _UNSIGNED = re.compile(r"\d+")
 # Float EXTINF durations need version 3 (RFC 8216 7).
 MIN_VERSION_FOR_FLOAT_EXTINF = 3
+# EXT-X-MAP in a playlist without EXT-X-I-FRAMES-ONLY needs version 6 (RFC 8216bis 7).
+MIN_VERSION_FOR_MAP = 6
+_MAP = re.compile(r'#EXT-X-MAP:URI="([^"\r\n]+)"(?:,BYTERANGE="\d+(?:@\d+)?")?')
 
 
 def _rounded_s(extinf: str) -> int:
@@ -82,6 +85,8 @@ def validate_media_playlist(text: str) -> m3u8.M3U8:
     seen_segment = False
     pending: list[str] = []  # segment tags waiting for their URI
     uris = 0
+    map_uri = ""  # the EXT-X-MAP in effect (RFC 8216bis 4.4.4.5)
+    segments_without_map = 0
     for number, line in enumerate(lines[1:], start=2):
         where = f"line {number} {line!r}"
         if not line:
@@ -94,6 +99,17 @@ def validate_media_playlist(text: str) -> m3u8.M3U8:
             assert line.strip() == line, f"{where}: URI has surrounding blanks"
             assert "#EXTINF" in pending, f"{where}: URI without #EXTINF (RFC 8216 4.3.2.1)"
             pending, seen_segment, uris = [], True, uris + 1
+            segments_without_map += not map_uri
+            continue
+        if line.startswith("#EXT-X-MAP:"):
+            match = _MAP.fullmatch(line)
+            assert match, f'{where}: EXT-X-MAP must be #EXT-X-MAP:URI="<uri>" (RFC 8216bis 4.4.4.5)'
+            assert int(version) >= MIN_VERSION_FOR_MAP, (
+                f"{where}: EXT-X-MAP needs VERSION >= 6 (RFC 8216bis 7)"
+            )
+            assert "#EXT-X-MAP" not in pending, f"{where}: two EXT-X-MAP for one segment"
+            map_uri = match.group(1)
+            pending.append("#EXT-X-MAP")
             continue
         tag = _tag(line)
         if tag in HEADER_TAGS:
@@ -116,6 +132,10 @@ def validate_media_playlist(text: str) -> m3u8.M3U8:
         elif tag.startswith("#EXT"):
             raise AssertionError(f"{where}: unexpected tag {tag}")
     assert not pending, f"segment tags {pending} at the end have no URI"
+    # fMP4 segments all need an init section: one EXT-X-MAP, or none at all (MPEG-TS).
+    assert not map_uri or segments_without_map == 0, (
+        f"{segments_without_map} segments come before the first EXT-X-MAP (RFC 8216bis 4.4.4.5)"
+    )
     if ptype == "VOD":
         assert "#EXT-X-ENDLIST" in lines, "a VOD playlist must end with #EXT-X-ENDLIST"
 
@@ -135,12 +155,18 @@ def assert_segments_exist(playlist: m3u8.M3U8 | str, exists: Callable[[str], boo
     assert not missing, f"playlist names segments that do not exist: {missing}"
 
 
+def _map_of(segment: m3u8.Segment) -> str:
+    init = getattr(segment, "init_section", None)
+    return str(init.uri) if init is not None else ""
+
+
 @dataclass
 class _Known:
     uri: str
     duration: float
     discontinuity: bool
     discontinuity_number: int  # RFC 8216 6.2.2: a segment's discontinuity sequence number
+    map_uri: str  # its EXT-X-MAP ("" without): a segment keeps its init section
 
 
 @dataclass
@@ -184,7 +210,7 @@ class PlaylistHistory:
                     f"fetch {n}: {segment.uri} was #{self._seq_by_uri[segment.uri]}, now #{seq}"
                 )
                 self._by_seq[seq] = _Known(
-                    segment.uri, segment.duration, segment.discontinuity, dnum
+                    segment.uri, segment.duration, segment.discontinuity, dnum, _map_of(segment)
                 )
                 self._seq_by_uri[segment.uri] = seq
                 continue
@@ -196,6 +222,10 @@ class PlaylistHistory:
             )
             assert known.discontinuity == segment.discontinuity, (
                 f"fetch {n}: {segment.uri} DISCONTINUITY tag changed (RFC 8216 6.2.1)"
+            )
+            assert known.map_uri == _map_of(segment), (
+                f"fetch {n}: {segment.uri} init section changed {known.map_uri} → "
+                f"{_map_of(segment)} (RFC 8216bis 6.2.1)"
             )
             assert known.discontinuity_number == dnum, (
                 f"fetch {n}: {segment.uri} discontinuity sequence number changed "
