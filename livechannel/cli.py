@@ -66,6 +66,8 @@ def banner(cfg: Config, running: Running) -> str:
         f"livechannel {__version__} is running",
         f"  bucket      {bucket.name} (ACL {bucket.acl.value})",
         f"  API         http://{cfg.domain}:{running.http_port}  (OSS dialect; oss2 works)",
+        f"  console     http://{cfg.domain}:{running.http_port}/-/console/  (sign in with the"
+        " access key)",
         f"  access key  {key_id}  (secret in {cfg.data_dir / 'credentials.json'}"
         " unless set by config/env)",
         "",

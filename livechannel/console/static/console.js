@@ -6,6 +6,8 @@ const LIST_REFRESH_MS = 2000; // the channels table: live figures at most 2 s ol
 const CHANNEL_REFRESH_MS = 1000; // a channel's page: a kick shows within a second
 const FPS_HISTORY_MS = 5 * 60 * 1000; // the frame-rate graph keeps the last 5 minutes
 const PAGE_SIZE = 50;
+const GRAPH_MIN_SPAN_MS = 60 * 1000;
+const PREVIEW_RETRY_MS = 3000; // after a fatal player error, wait this long before retrying
 
 const $ = (sel) => document.querySelector(sel);
 const state = { csrf: null, keyId: null, bucket: null, marker: "", markers: [], timer: null,
@@ -267,14 +269,16 @@ async function refreshChannel() {
   figuresOf(c, data.now_ms);
   if (c.live && c.frame_rate !== null) state.fps.push({ t: data.now_ms, v: c.frame_rate });
   state.fps = state.fps.filter((p) => p.t >= data.now_ms - FPS_HISTORY_MS);
-  const t0 = data.now_ms - data.graph_window_s * 1000;
-  graph($("#graph-bitrate"), $("#graph-bitrate-label"),
-    data.bitrate.map((p) => ({ t: p.t_ms, v: p.bps })), t0, data.now_ms, bitrate);
-  graph($("#graph-fps"), $("#graph-fps-label"), state.fps, data.now_ms - FPS_HISTORY_MS,
-    data.now_ms, (v) => num(v, 1) + " fps");
+  const rates = data.bitrate.map((p) => ({ t: p.t_ms, v: p.bps }));
+  graph($("#graph-bitrate"), $("#graph-bitrate-label"), rates,
+    graphStart(rates, data.now_ms, data.graph_window_s * 1000), data.now_ms, bitrate);
+  graph($("#graph-fps"), $("#graph-fps-label"), state.fps,
+    graphStart(state.fps, data.now_ms, FPS_HISTORY_MS), data.now_ms, (v) => num(v, 1) + " fps");
   snapshot(data.snapshot);
   history(data.history);
-  if (c.live && !state.hls && !state.clip) startPreview(state.urls.preview_url);
+  if (c.live && !state.hls && !state.clip && Date.now() >= (state.previewAfter || 0)) {
+    startPreview(state.urls.preview_url);
+  }
 }
 
 function figuresOf(c, now) {
@@ -295,6 +299,13 @@ function figuresOf(c, now) {
   const nodes = [];
   for (const [k, v] of rows) nodes.push(el("dt", k), el("dd", v));
   $("#figures").replaceChildren(...nodes);
+}
+
+// The x axis spans the data (at least GRAPH_MIN_SPAN_MS, at most the window): a stream that
+// started a minute ago fills the graph instead of hugging its right edge.
+function graphStart(points, now, windowMs) {
+  const first = points.length ? points[0].t : now;
+  return Math.max(now - windowMs, Math.min(first, now - GRAPH_MIN_SPAN_MS));
 }
 
 function graph(svg, label, points, t0, t1, format) {
@@ -322,6 +333,14 @@ function snapshot(shot) {
 }
 
 function history(pushes) {
+  if (!pushes.length) {
+    const td = el("td", "No finished push yet.", "muted");
+    td.colSpan = 4;
+    const tr = el("tr");
+    tr.append(td);
+    $("#history tbody").replaceChildren(tr);
+    return;
+  }
   $("#history tbody").replaceChildren(...pushes.map((p) => {
     const tr = el("tr");
     tr.append(el("td", clock(p.start_ms)), el("td", clock(p.end_ms)),
@@ -341,7 +360,10 @@ function startPreview(url) {
     hls.on(window.Hls.Events.ERROR, (_event, data) => {
       if (!data.fatal) return;
       $("#preview-note").textContent = "Preview stopped: " + data.details + " (retrying)";
-      stopPreview(); // the next refresh starts it again while the channel is live
+      const wasClip = state.clip;
+      stopPreview(); // a later refresh starts it again while the channel is live
+      state.previewAfter = Date.now() + PREVIEW_RETRY_MS;
+      if (!wasClip) loadUrls().catch(() => {}); // the signed URL may have run out
     });
     hls.loadSource(url);
     hls.attachMedia(video);
