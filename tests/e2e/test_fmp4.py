@@ -15,12 +15,10 @@ import pytest
 
 from livechannel.config import HlsConfig
 from livechannel.store.base import SegmentFormat
-from tests.e2e.conftest import create_channel
-from tests.e2e.test_playback import play
-from tests.hls_validator import validate_media_playlist
-from tests.media.test_fmp4_oracle import decode_all
 from tests.support import publishers
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.hls_validator import validate_media_playlist
+from tests.support.media_oracle import decode_all
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 SAMPLE_FRAMES = 14 * 30  # sample_flv: 14 s at 30 fps
 PUBLISH_TIMEOUT_S = 60
@@ -32,6 +30,12 @@ def fmp4_service(data_dir: Path, storage: dict[str, object] | None = None) -> Se
     fmp4 = replace(first, hls=HlsConfig(SegmentFormat.FMP4))
     service.config = replace(service.config, buckets=(fmp4,))
     return service
+
+
+def play(url: str) -> subprocess.CompletedProcess[str]:
+    """ffmpeg plays the playlist over HTTP and decodes everything it lists."""
+    cmd = ["ffmpeg", "-hide_banner", "-v", "error", "-nostdin", "-i", url, "-f", "null", "-"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=PUBLISH_TIMEOUT_S)
 
 
 def read(service: ServiceThread, key: str) -> bytes:

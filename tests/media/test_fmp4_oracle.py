@@ -8,12 +8,10 @@ segment decodes alone behind its init section (what a player joining there does)
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import pytest
 
 from livechannel.hls.segmenter import Segmenter, SegmentReady
@@ -22,7 +20,15 @@ from livechannel.media.flv import TAG_TYPE_AUDIO, TAG_TYPE_VIDEO, iter_flv_tags
 from livechannel.media.fmp4 import Fmp4Muxer
 from livechannel.media.frames import AudioFrame, VideoFrame
 from livechannel.media.timestamps import Unwrapper
-from tests.media.test_oracle import CASES, FPS, Case, demux_times, encode_flv, ffprobe
+from tests.support.media_oracle import (
+    CASES,
+    FPS,
+    Case,
+    decode_all,
+    demux_times,
+    encode_flv,
+    ffprobe,
+)
 
 
 @dataclass
@@ -59,27 +65,6 @@ def segment_fmp4(flv: bytes, frag_ms: int = 1000) -> Result:
     result.segments += segmenter.flush(0)
     result.audio -= segmenter.stats.dropped_audio
     return result
-
-
-def decode_all(data: bytes) -> tuple[int, int, list[tuple[int, str, str]], bool]:
-    """(video frames, audio frames, libav complaints, first frame is a keyframe)."""
-    video = audio = 0
-    first_key = False
-    av.logging.set_level(av.logging.WARNING)
-    try:
-        with (
-            av.logging.Capture(local=False) as logs,
-            av.open(io.BytesIO(data), format="mp4") as c,
-        ):
-            for frame in c.decode(*c.streams):
-                if isinstance(frame, av.VideoFrame):
-                    first_key = first_key or (video == 0 and frame.key_frame)
-                    video += 1
-                else:
-                    audio += 1
-    finally:
-        av.logging.set_level(None)
-    return video, audio, list(logs), first_key
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[c.name for c in CASES])
