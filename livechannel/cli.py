@@ -103,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--node-id", help="this node's name in push records (default: kept in <data-dir>/node-id)"
     )
+    s.add_argument("--region", help="region V4 signatures are scoped to (default cn-hangzhou)")
     s.add_argument(
         "--store",
         help="metadata store URL: sqlite:///PATH (default: livechannel.db in the data dir) or "
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "bucket_acl": args.bucket_acl,
         "workers": args.workers,
         "node_id": args.node_id,
+        "region": args.region,
         "store": args.store,
         "log_level": args.log_level,
         "log_format": args.log_format,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from livechannel.auth.signing_v4 import DEFAULT_REGION
 from livechannel.fleet.node import NodeIdError, check_node_id
 from livechannel.store.base import Acl, SegmentFormat
 
@@ -157,6 +159,9 @@ class Config:
     # (livechannel.fleet.node). Set it where the data directory is not the node's own.
     node_id: str | None = None
     log_level: str = "INFO"
+    # The region V4 signatures (OSS4-HMAC-SHA256) are scoped to: clients sign for it
+    # (oss2.Bucket(..., region="cn-hangzhou")); a request signed for another is refused.
+    region: str = DEFAULT_REGION
     # The metadata store: "" = the SQLite file in data_dir; "sqlite:///path" another SQLite
     # file (one machine); "postgresql://user:pass@host:port/db" a database shared by many
     # nodes (livechannel/store/factory.py).
@@ -199,6 +204,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         "LIVECHANNEL_DOMAIN": "domain",
         "LIVECHANNEL_WORKERS": "workers",
         "LIVECHANNEL_NODE_ID": "node_id",
+        "LIVECHANNEL_REGION": "region",
         "LIVECHANNEL_LOG_LEVEL": "log_level",
         "LIVECHANNEL_STORE": "store",
         "LIVECHANNEL_LOG_FORMAT": "log_format",
@@ -277,6 +283,12 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
             cfg = replace(cfg, node_id=check_node_id(str(raw["node_id"]), "node_id"))
         except NodeIdError as e:
             raise ConfigError(str(e)) from None
+    if "region" in raw:
+        region = str(raw["region"])
+        # Region ids as OSS names them: cn-hangzhou, us-west-1, ap-southeast-1.
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", region):
+            raise ConfigError(f"region: expected a region id such as cn-hangzhou, got {region!r}")
+        cfg = replace(cfg, region=region)
     if "store" in raw:
         cfg = replace(cfg, store=check_store_url(str(raw["store"])))
     if "log_format" in raw:

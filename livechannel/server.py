@@ -184,6 +184,7 @@ async def serve(
         http_body_timeout_s=config.limits.http_body_timeout_s,
         http_send_stall_timeout_s=config.limits.http_send_stall_timeout_s,
         status_loopback_unsigned=config.status_loopback_unsigned,
+        region=config.region,
     )
     api = create_app(
         api_context, mount=console.mounter(api_context, config.limits.console_session_idle_s)

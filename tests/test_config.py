@@ -110,3 +110,15 @@ def test_bucket_hls_table(tmp_path: Path) -> None:
         path.write_text(f'[[buckets]]\nname = "tv"\n[buckets.hls]\n{bad}\n')
         with pytest.raises(ConfigError, match=message):
             load(str(path), {}, {})
+
+
+def test_region_for_v4_signatures_from_toml_env_and_flag(tmp_path: Path) -> None:
+    assert load(None, {}, {}).region == "cn-hangzhou"
+    toml = tmp_path / "region.toml"
+    toml.write_text('region = "us-west-1"\n')
+    assert load(str(toml), {}, {}).region == "us-west-1"
+    assert load(str(toml), {"LIVECHANNEL_REGION": "eu-central-1"}, {}).region == "eu-central-1"
+    flags = {"region": "ap-southeast-1"}
+    assert load(str(toml), {"LIVECHANNEL_REGION": "x"}, flags).region == "ap-southeast-1"
+    with pytest.raises(ConfigError, match="region"):
+        load(None, {"LIVECHANNEL_REGION": "oss cn/hangzhou"}, {})

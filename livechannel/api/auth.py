@@ -1,6 +1,8 @@
-"""Who is calling (OSS V1 header or URL signature) and may they (bucket ACL).
+"""Who is calling (OSS V1 or V4, header or URL signature) and may they (bucket ACL).
 
-OSS API reference, access control: signature in the header, signature in the URL, bucket ACL.
+OSS API reference, access control: signature in the header, signature in the URL, bucket ACL;
+V4 (OSS4-HMAC-SHA256): livechannel.auth.signing_v4, for the region this service is configured
+with (a credential scoped to another region is 400 InvalidArgument, as OSS answers).
 
 Sans-IO: headers come in as a case-insensitive mapping, the time as an argument. Error codes
 are the spec's: a malformed Authorization or a signature in both places is 400
@@ -19,7 +21,7 @@ from enum import Enum
 
 from livechannel.api.addressing import Target
 from livechannel.api.dates import parse_http_date
-from livechannel.auth import signing
+from livechannel.auth import signing, signing_v4
 from livechannel.errors import (
     AccessDenied,
     InvalidAccessKeyId,
@@ -105,14 +107,23 @@ def authenticate(
     target: Target,
     credentials: Mapping[str, str],
     now_s: int,
+    region: str = signing_v4.DEFAULT_REGION,
 ) -> Identity:
     """Verify the request's signature, if any. `headers` must be case-insensitive."""
     authorization = headers.get("Authorization")
     in_url = [name for name in signing.URL_SIGNATURE_PARAMS if target.has(name)]
-    if authorization is not None and in_url:
+    v4_url = target.has(signing_v4.URL_VERSION)
+    if authorization is not None and (in_url or v4_url):
         raise InvalidArgument("a signature may be in the header or in the URL, not both")
-    if authorization is None and not in_url:
+    if in_url and v4_url:
+        raise InvalidArgument("a URL carries one signature: V1 (Signature) or V4, not both")
+    if authorization is None and not in_url and not v4_url:
         return Identity()
+    v4 = V4Request(method, list(header_items), target, credentials, now_s, region)
+    if v4_url:
+        return v4.verify_url()
+    if authorization is not None and authorization.lstrip().startswith(signing_v4.ALGORITHM):
+        return v4.verify_header(authorization, headers)
     resource = signing.canonical_resource(target.bucket, target.key, target.query)
     signed_headers = oss_headers(header_items)
     content_md5 = headers.get("Content-MD5", "")
@@ -166,3 +177,112 @@ def authenticate(
     if not signing.signatures_equal(expected, provided):
         raise _mismatch(string_to_sign, provided, access_key_id)
     return identity
+
+
+@dataclass(frozen=True, slots=True)
+class V4Request:
+    """A request signed with OSS4-HMAC-SHA256, in the header or in the URL."""
+
+    method: str
+    header_items: list[tuple[str, str]]
+    target: Target
+    credentials: Mapping[str, str]
+    now_s: int
+    region: str
+
+    def verify_header(self, authorization: str, headers: Mapping[str, str]) -> Identity:
+        auth = signing_v4.parse_authorization(authorization)
+        date_time = headers.get("x-oss-date", "")
+        date_s = signing_v4.parse_date_time(date_time)
+        if date_s is None:
+            raise AccessDenied("a V4 signature needs x-oss-date as yyyymmddThhmmssZ")
+        secret = self._secret(auth.credential, date_time, "Credential")
+        if abs(self.now_s - date_s) > MAX_SKEW_S:
+            raise RequestTimeTooSkewed(
+                "the difference between the request time and the server time is too large",
+                RequestTime=date_time,
+                MaxAllowedSkewMilliseconds=str(MAX_SKEW_S * 1000),
+            )
+        payload = headers.get("x-oss-content-sha256", signing_v4.UNSIGNED_PAYLOAD)
+        self._check(secret, auth.credential, date_time, auth.additional, payload, auth.signature)
+        return Identity(auth.credential.access_key_id)
+
+    def verify_url(self) -> Identity:
+        t = self.target
+        version = t.param(signing_v4.URL_VERSION)
+        if version != signing_v4.ALGORITHM:
+            raise InvalidArgument(
+                f"{signing_v4.URL_VERSION} must be {signing_v4.ALGORITHM}",
+                ArgumentName=signing_v4.URL_VERSION, ArgumentValue=version or "",
+            )  # fmt: skip
+        needed = (signing_v4.URL_CREDENTIAL, signing_v4.URL_DATE, signing_v4.URL_EXPIRES,
+                  signing_v4.URL_SIGNATURE)  # fmt: skip
+        missing = [name for name in needed if not t.param(name)]
+        if missing:
+            raise AccessDenied(f"a V4 signed URL needs {', '.join(missing)}")
+        date_time = t.param(signing_v4.URL_DATE) or ""
+        date_s = signing_v4.parse_date_time(date_time)
+        expires = t.param(signing_v4.URL_EXPIRES) or ""
+        if date_s is None:
+            raise AccessDenied(f"{signing_v4.URL_DATE} is not yyyymmddThhmmssZ")
+        if (
+            not (expires.isascii() and expires.isdigit())
+            or len(expires) > 7
+            or not (0 < int(expires) <= signing_v4.MAX_URL_EXPIRES_S)
+        ):
+            raise InvalidArgument(
+                f"{signing_v4.URL_EXPIRES} must be 1..{signing_v4.MAX_URL_EXPIRES_S} seconds",
+                ArgumentName=signing_v4.URL_EXPIRES, ArgumentValue=expires,
+            )  # fmt: skip
+        expires_s = date_s + int(expires)
+        # As for V1 URLs, the expiry is checked before the signature.
+        if self.now_s > expires_s:
+            raise AccessDenied("Request has expired.", Expires=expires)
+        if date_s - self.now_s > MAX_SKEW_S:
+            raise AccessDenied(f"{signing_v4.URL_DATE} is in the future")
+        credential = signing_v4.parse_credential(
+            t.param(signing_v4.URL_CREDENTIAL) or "", signing_v4.URL_CREDENTIAL
+        )
+        secret = self._secret(credential, date_time, signing_v4.URL_CREDENTIAL)
+        additional = signing_v4.parse_additional_headers(
+            t.param(signing_v4.URL_ADDITIONAL_HEADERS) or "", signing_v4.URL_ADDITIONAL_HEADERS
+        )
+        provided = t.param(signing_v4.URL_SIGNATURE) or ""
+        self._check(secret, credential, date_time, additional, signing_v4.UNSIGNED_PAYLOAD,
+                    provided)  # fmt: skip
+        return Identity(credential.access_key_id, expires_s)
+
+    def _secret(self, credential: signing_v4.Credential, date_time: str, where: str) -> str:
+        if credential.region != self.region:
+            raise InvalidArgument(
+                f"The signing region in credential is invalid: this service signs for "
+                f"{self.region!r}, the credential says {credential.region!r}",
+                ArgumentName=where, ArgumentValue=credential.region,
+            )  # fmt: skip
+        if credential.date != date_time[:8]:
+            raise InvalidArgument(
+                "the credential's date is not the request's date",
+                ArgumentName=where, ArgumentValue=credential.date,
+            )  # fmt: skip
+        secret = self.credentials.get(credential.access_key_id)
+        if secret is None:
+            raise InvalidAccessKeyId("the OSS access key id you provided does not exist")
+        return secret
+
+    def _check(self, secret: str, credential: signing_v4.Credential, date_time: str,
+               additional: tuple[str, ...], payload: str, provided: str) -> None:  # fmt: skip
+        t = self.target
+        request = signing_v4.canonical_request(
+            self.method, t.bucket, t.key, t.query, self.header_items, additional, payload
+        )
+        expected = signing_v4.signature(secret, date_time, self.region, request)
+        if not signing.signatures_equal(expected, provided):
+            string_to_sign = signing_v4.string_to_sign(date_time, self.region, request)
+            raise SignatureDoesNotMatch(
+                "The request signature we calculated does not match the signature you "
+                "provided. Check your key and signing method.",
+                CanonicalRequest=request,
+                StringToSign=string_to_sign,
+                SignatureProvided=provided,
+                OSSAccessKeyId=credential.access_key_id,
+            )

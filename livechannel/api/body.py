@@ -8,6 +8,7 @@ import hashlib
 
 from aiohttp import web
 
+from livechannel.auth.signing_v4 import UNSIGNED_PAYLOAD
 from livechannel.errors import InvalidArgument, MalformedXML, OssError, RequestTimeout
 
 READ_CHUNK_BYTES = 16 * 1024  # small reads: we stop as soon as the limit is crossed
@@ -41,7 +42,22 @@ async def read_limited(request: web.Request, limit_bytes: int, timeout_s: float)
                 chunks.append(chunk)
     except TimeoutError:
         raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    check_content_sha256(request, body)
+    return body
+
+
+def check_content_sha256(request: web.Request, body: bytes) -> None:
+    """A V4-signed request may sign its body's SHA-256 (x-oss-content-sha256) instead of
+    UNSIGNED-PAYLOAD; the signature then covers the body only if the hash is the body's."""
+    provided = request.headers.get("x-oss-content-sha256")
+    if provided is None or provided.strip() == UNSIGNED_PAYLOAD:
+        return
+    if provided.strip().lower() != hashlib.sha256(body).hexdigest():
+        raise InvalidArgument(
+            "x-oss-content-sha256 does not match the body received",
+            ArgumentName="x-oss-content-sha256", ArgumentValue=provided,
+        )  # fmt: skip
 
 
 def check_content_md5(request: web.Request, body: bytes, *, required: bool) -> None:

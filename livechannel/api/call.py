@@ -48,4 +48,5 @@ def identify(request: web.Request, ctx: ApiContext, target: Target) -> Identity:
         target,
         ctx.credentials,
         ctx.now_ms() // 1000,
+        ctx.region,
     )

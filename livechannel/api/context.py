@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from livechannel.auth.signing_v4 import DEFAULT_REGION
 from livechannel.auth.urls import ServiceUrls
 from livechannel.storage.base import ObjectStorage
 from livechannel.store.base import MetadataStore
@@ -25,4 +26,6 @@ class ApiContext:
     max_http_requests_per_ip: int = 128  # in flight from one address (config.Limits says why)
     http_body_timeout_s: float = 10.0  # a whole request body must arrive within this
     http_send_stall_timeout_s: float = 20.0  # a response piece not taken for this long: cut
+    # The region V4 signatures must be scoped to (`region` in the configuration).
+    region: str = DEFAULT_REGION
     status_loopback_unsigned: bool = False  # GET /-/status from loopback without a signature
