@@ -21,8 +21,8 @@ from oss2.models import LiveChannelInfo, LiveChannelInfoTarget
 from livechannel.auth import signing_v4
 from livechannel.errors import InvalidArgument
 from livechannel.store.base import Segment
-from tests.api.conftest import AK, PRIVATE, SK, Service, sync
 from tests.api.raw import CONFIG, code
+from tests.support.api_service import AK, PRIVATE, SK, Service, sync
 
 REGION = signing_v4.DEFAULT_REGION
 NAME = "sp ace+plus-中文"
