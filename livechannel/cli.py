@@ -1,4 +1,5 @@
-"""`livechannel serve`: load the config once, print what a newcomer needs, run the service."""
+"""`livechannel serve`: load the config once, print what a newcomer needs, run the service;
+`livechannel channel ...` and `livechannel url ...`: the admin commands (livechannel.admin)."""
 
 from __future__ import annotations
 
@@ -13,76 +14,35 @@ import shlex
 import signal
 import sqlite3
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from livechannel import __version__
-from livechannel.auth import urls
-from livechannel.config import Config, ConfigError, ensure_credentials, load
+from livechannel.admin import commands
+from livechannel.config import (
+    CREDENTIALS_FILE,
+    WILDCARD_HOSTS,
+    Config,
+    ConfigError,
+    ensure_credentials,
+    load,
+)
 from livechannel.errors import StorageError
 from livechannel.fleet.node import NodeIdentity, NodeIdError
 from livechannel.ops import logs
-from livechannel.server import Running, serve
 from livechannel.store.base import Acl
-from livechannel.store.factory import sqlite_path
 from livechannel.store.sqlite_connection import connect
 
+if TYPE_CHECKING:
+    from livechannel.server import Running
+
+# The service's own modules (livechannel.server, livechannel.firstrun, the stores) are imported
+# where `serve` needs them: the admin commands then start without their imports (~1 s).
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal a process gets when its parent dies
-BANNER_URL_LIFETIME_S = 7 * 24 * 3600  # the printed publish URL stays valid for a week
 
-
-def signed_publish_url(cfg: Config, running: Running, channel: str, expires_s: int) -> str:
-    bucket = cfg.buckets[0]
-    if bucket.acl == Acl.PUBLIC_READ_WRITE:
-        return running.urls.publish_url(bucket.name, channel)
-    key_id, secret = next(iter(cfg.access_keys.items()))
-    return urls.signed_publish_url(running.urls, bucket.name, channel, key_id, secret, expires_s)
-
-
-def signed_play_url(cfg: Config, running: Running, channel: str, expires_s: int) -> str:
-    """A play URL any HLS player can use: for a private bucket, signed with
-    `x-oss-process=hls/sign` so the segment URIs in the playlist come back signed too."""
-    bucket = cfg.buckets[0]
-    url = running.urls.play_url(bucket.name, channel, "playlist.m3u8")
-    if bucket.acl != Acl.PRIVATE:
-        return url
-    key_id, secret = next(iter(cfg.access_keys.items()))
-    key = f"{channel}/playlist.m3u8"
-    return (
-        f"{url}?{urls.signed_object_query(bucket.name, key, key_id, secret, expires_s, 'hls/sign')}"
-    )
-
-
-def banner(cfg: Config, running: Running) -> str:
-    bucket = cfg.buckets[0]
-    channel = cfg.demo_channel
-    expires = int(time.time()) + BANNER_URL_LIFETIME_S
-    url = signed_publish_url(cfg, running, channel, expires)
-    server_part, _, key_part = url.rpartition("/")
-    play = signed_play_url(cfg, running, channel, expires)
-    key_id = next(iter(cfg.access_keys))
-    sample = "samples/sample.flv"
-    lines = [
-        f"livechannel {__version__} is running",
-        f"  bucket      {bucket.name} (ACL {bucket.acl.value})",
-        f"  API         http://{cfg.domain}:{running.http_port}  (OSS dialect; oss2 works)",
-        f"  console     http://{cfg.domain}:{running.http_port}/-/console/  (sign in with the"
-        " access key)",
-        f"  access key  {key_id}  (secret in {cfg.data_dir / 'credentials.json'}"
-        " unless set by config/env)",
-        "",
-        f"Push a test stream to channel '{channel}' (URL valid for 7 days):",
-        f"  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440 "
-        f"-c:v libx264 -g 60 -c:a aac -f flv {shlex.quote(url)}",
-        f"  (or: python samples/make_sample.py && ffmpeg -re -i {sample} -c copy -f flv "
-        f"{shlex.quote(url)})",
-        "OBS: Settings → Stream → Service 'Custom…'",
-        f"  Server      {server_part}",
-        f"  Stream Key  {key_part}",
-        "Play (HLS)" + (", signed for 7 days:" if bucket.acl == Acl.PRIVATE else ":"),
-        f"  ffplay {shlex.quote(play)}",
-    ]
-    return "\n".join(lines)
+Intro = Callable[["Running"], str]  # the banner, given what the started service bound
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,11 +73,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--log-format", choices=["text", "json"], help="text (default) or json, one object a line"
     )
+    s.add_argument(
+        "--demo-channel",
+        help="channel created at start for the printed commands (default demo; '' for none)",
+    )
+    s.add_argument(
+        "--show-urls",
+        action="store_true",
+        help="print the demo channel's signed URLs even when stdout is not a terminal",
+    )
+    commands.add_parsers(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "serve":
+        return _admin(args)
+    from livechannel.firstrun import banner, with_reachable_domain
+
     flags = {
         "data_dir": args.data_dir,
         "rtmp_listen": args.rtmp_listen,
@@ -131,22 +105,73 @@ def main(argv: list[str] | None = None) -> int:
         "store": args.store,
         "log_level": args.log_level,
         "log_format": args.log_format,
+        "demo_channel": args.demo_channel,
     }
     try:
-        cfg = ensure_credentials(load(args.config, os.environ, flags))
+        loaded = with_reachable_domain(load(args.config, os.environ, flags))
+        cfg = ensure_credentials(loaded)
         # Once, before any worker starts: every worker signs its pushes with the same node id.
         cfg = replace(cfg, node_id=NodeIdentity.load(cfg.data_dir, cfg.node_id))
     except (ConfigError, NodeIdError, OSError) as e:
         print(f"livechannel: {e}", file=sys.stderr)
         return 2
     logs.configure(cfg.log_level, cfg.log_format)
+    show_urls = args.show_urls or sys.stdout.isatty()
+    secret_at, hint = _secret_at(args, loaded), _admin_hint(args, cfg)
+
+    def intro(running: Running) -> str:
+        return banner(cfg, running, show_urls=show_urls, secret_at=secret_at,
+                      admin_hint=hint(running))  # fmt: skip
+
     if cfg.workers == 1:
-        _run_worker(cfg, 0)
+        _run_worker(cfg, 0, intro)
         return 0
     if cfg.rtmp_listen.port == 0 or cfg.http_listen.port == 0:
         print("livechannel: --workers > 1 needs fixed ports (not 0)", file=sys.stderr)
         return 2
-    return _supervise(cfg)
+    return _supervise(cfg, intro)
+
+
+def _secret_at(args: argparse.Namespace, loaded: Config) -> str:
+    if os.environ.get("LIVECHANNEL_ACCESS_KEY_SECRET"):
+        return "the environment, LIVECHANNEL_ACCESS_KEY_SECRET"
+    if loaded.access_keys:
+        return f"the config file {args.config}"
+    return str((loaded.data_dir / CREDENTIALS_FILE).resolve())
+
+
+def _admin_hint(args: argparse.Namespace, cfg: Config) -> Callable[[Running], str]:
+    """The options `livechannel url`/`channel` need to find what this `serve` was told."""
+    hint = ""
+    if args.config:
+        hint += f" --config {shlex.quote(args.config)}"
+    if args.data_dir:
+        hint += f" --data-dir {shlex.quote(args.data_dir)}"
+    if args.bucket:
+        hint += f" --bucket {shlex.quote(args.bucket)}"
+    if not args.http_listen:
+        return lambda running: hint
+    host = cfg.http_listen.host
+    host = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    host = f"[{host}]" if ":" in host else host
+    return lambda running: f"{hint} --endpoint http://{host}:{running.http_port}"
+
+
+def _admin(args: argparse.Namespace) -> int:
+    """`channel ...` and `url ...`: find the running service's endpoint and key as `serve`
+    does, without creating a key (a new one would be unknown to the service)."""
+    try:
+        cfg = load(args.config, os.environ, {"data_dir": args.data_dir})
+        if not cfg.access_keys and not (cfg.data_dir / CREDENTIALS_FILE).exists():
+            raise ConfigError(
+                f"no access key: none configured, and no {cfg.data_dir / CREDENTIALS_FILE} "
+                "(give the --config/--data-dir the service runs with)"
+            )
+        cfg = ensure_credentials(cfg)
+    except ConfigError as e:
+        print(f"livechannel: {e}", file=sys.stderr)
+        return 2
+    return commands.run(cfg, args)
 
 
 def _die_with_parent(supervisor_pid: int) -> None:
@@ -161,22 +186,22 @@ def _die_with_parent(supervisor_pid: int) -> None:
         os._exit(1)
 
 
-def _forked_worker(cfg: Config, index: int, supervisor_pid: int) -> None:
+def _forked_worker(cfg: Config, index: int, supervisor_pid: int, intro: Intro) -> None:
     _die_with_parent(supervisor_pid)
-    _run_worker(cfg, index)
+    _run_worker(cfg, index, intro)
 
 
-def _run_worker(cfg: Config, index: int) -> None:
+def _run_worker(cfg: Config, index: int, intro: Intro) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - optional on platforms without uvloop
         run = asyncio.run
     else:
         run = uvloop.run
-    run(_serve(cfg, index))
+    run(_serve(cfg, index, intro))
 
 
-def _supervise(cfg: Config) -> int:
+def _supervise(cfg: Config, intro: Intro) -> int:
     """N worker processes share both ports (SO_REUSEPORT: the kernel spreads connections)
     and one metadata store, which keeps one-publisher and kicks right across them."""
     # Create (or migrate) the store once, before the workers race to: two processes switching
@@ -184,6 +209,8 @@ def _supervise(cfg: Config) -> int:
     # (PostgreSQL needs none of this: its migration runs under an advisory lock.)
     try:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        from livechannel.store.factory import sqlite_path
+
         path = sqlite_path(cfg.store, cfg.data_dir)
         if path is not None:
             connect(str(path)).close()
@@ -192,7 +219,7 @@ def _supervise(cfg: Config) -> int:
         return 1
     ctx = multiprocessing.get_context("fork")
     workers = [
-        ctx.Process(target=_forked_worker, args=(cfg, i, os.getpid()), name=f"worker-{i}")
+        ctx.Process(target=_forked_worker, args=(cfg, i, os.getpid(), intro), name=f"worker-{i}")
         for i in range(cfg.workers)
     ]
     for w in workers:
@@ -224,7 +251,9 @@ def _supervise(cfg: Config) -> int:
     return max(abs(w.exitcode or 0) for w in workers)
 
 
-async def _serve(cfg: Config, index: int) -> None:
+async def _serve(cfg: Config, index: int, intro: Intro) -> None:
+    from livechannel.server import serve
+
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -232,6 +261,6 @@ async def _serve(cfg: Config, index: int) -> None:
 
     def ready(running: Running) -> None:
         if index == 0:
-            print(banner(cfg, running), flush=True)
+            print(intro(running), flush=True)
 
     await serve(cfg, shutdown, ready, worker_index=index)

@@ -26,6 +26,7 @@ DEFAULT_BUCKET = "live"
 CREDENTIALS_FILE = "credentials.json"  # generated on first start, mode 0600
 LOG_FORMATS = ("text", "json")
 BOOL_KEYS = ("status_loopback_unsigned",)  # top-level true/false settings
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})  # listen hosts that mean "every address"
 
 
 class ConfigError(Exception):
@@ -139,6 +140,10 @@ class BucketConfig:
     # table interpreted by `livechannel.storage.factory` (e.g. {"type": "s3", ...}).
     storage: Mapping[str, Any] = field(default_factory=dict)
     hls: HlsConfig = HlsConfig()
+    # Whether the ACL was set by the configuration (TOML `acl`, --bucket-acl, env). Then it is
+    # put in force at every start, over whatever PutBucketAcl stored; otherwise `acl` only
+    # seeds a new bucket and the stored ACL stands (server.settle_acl).
+    acl_configured: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +153,9 @@ class Config:
     http_listen: Listen = Listen("0.0.0.0", DEFAULT_HTTP_PORT)
     # Host name users reach us by; an IP or "localhost" gives path-style URLs (as oss2 does).
     domain: str = "127.0.0.1"
+    # Whether `domain` was configured; if not, `livechannel serve` listening on all addresses
+    # puts this host's own address in the URLs it prints (livechannel.firstrun).
+    domain_configured: bool = False
     buckets: tuple[BucketConfig, ...] = (BucketConfig(DEFAULT_BUCKET),)
     access_keys: Mapping[str, str] = field(default_factory=dict)  # id -> secret
     # After a publisher leaves, wait this long for a republish before writing #EXT-X-ENDLIST.
@@ -255,7 +263,7 @@ def _hls(raw: Any) -> HlsConfig:
 
 def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
     """Apply one layer (TOML table, env, or flags) on top of `base`."""
-    known = {f.name for f in fields(Config)} | {"bucket", "bucket_acl"}
+    known = {f.name for f in fields(Config)} - {"domain_configured"} | {"bucket", "bucket_acl"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
@@ -266,7 +274,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
         if key in raw:
             cfg = replace(cfg, **{key: Listen.parse(str(raw[key]), key)})  # type: ignore[arg-type]
     if "domain" in raw:
-        cfg = replace(cfg, domain=str(raw["domain"]))
+        cfg = replace(cfg, domain=str(raw["domain"]), domain_configured=True)
     if "workers" in raw:
         try:
             workers = int(raw["workers"])
@@ -309,6 +317,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
                 _acl(str(b.get("acl", "private")), "buckets.acl"),
                 dict(b.get("storage", {})),
                 _hls(b.get("hls", {})),
+                acl_configured="acl" in b,
             )
             for b in raw["buckets"]
         )
@@ -319,9 +328,11 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
         first = cfg.buckets[0]
         name = raw.get("bucket") or first.name
         acl = _acl(raw["bucket_acl"], "bucket ACL") if raw.get("bucket_acl") else first.acl
+        pinned = first.acl_configured or bool(raw.get("bucket_acl"))
         # The bucket's storage table stays: a flag that sets the ACL must not move an S3
         # bucket to the local disk.
-        cfg = replace(cfg, buckets=(replace(first, name=name, acl=acl), *cfg.buckets[1:]))
+        first = replace(first, name=name, acl=acl, acl_configured=pinned)
+        cfg = replace(cfg, buckets=(first, *cfg.buckets[1:]))
     if "access_keys" in raw:
         keys = raw["access_keys"]
         if isinstance(keys, list):  # TOML: [[access_keys]] id = .., secret = ..

@@ -13,8 +13,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -23,7 +23,7 @@ from livechannel import console
 from livechannel.api.app import create_app
 from livechannel.api.context import ApiContext
 from livechannel.auth.urls import ServiceUrls
-from livechannel.config import Config
+from livechannel.config import BucketConfig, Config
 from livechannel.fleet.liveness import STALE_PUSH_MS, dead_workers
 from livechannel.fleet.node import NodeIdentity, WorkerName, earlier_lives
 from livechannel.fleet.registry import Registry
@@ -35,7 +35,7 @@ from livechannel.ingest.sniff import SniffingProtocol
 from livechannel.ops.faults import RepeatedFault
 from livechannel.ops.redact import http_server_logger
 from livechannel.storage.factory import bucket_policy, make_storage
-from livechannel.store.base import ChannelConfig, MetadataStore, Push
+from livechannel.store.base import Acl, ChannelConfig, MetadataStore, Push
 from livechannel.store.factory import DB_FILE, open_store
 from livechannel.store.postgres import PostgresStore
 from livechannel.store.postgres_notices import NoticeListener
@@ -63,6 +63,7 @@ class Running:
     http_port: int
     urls: ServiceUrls
     store: MetadataStore
+    acls: Mapping[str, Acl] = field(default_factory=dict)  # bucket -> the ACL in force
 
 
 async def _sweep_stale(
@@ -93,6 +94,23 @@ async def _sweep_stale(
         await asyncio.sleep(STALE_SWEEP_INTERVAL_S)
 
 
+async def settle_acl(store: MetadataStore, bucket: BucketConfig, stored: Acl) -> Acl:
+    """The ACL a bucket starts with. A configured ACL (TOML, flag, env) is put in force over
+    the stored one: a restart with `--bucket-acl private` must close a bucket someone opened
+    with PutBucketAcl. Without one, the stored ACL stands (the API's PutBucketAcl survives
+    restarts), said at start when it is not the default."""
+    if stored == bucket.acl:
+        return stored
+    if bucket.acl_configured:
+        await store.set_bucket_acl(bucket.name, bucket.acl)
+        log.warning("bucket %s: ACL %s as configured, replacing %s (set through PutBucketAcl)",
+                    bucket.name, bucket.acl.value, stored.value)  # fmt: skip
+        return bucket.acl
+    log.warning("bucket %s: ACL %s, as last set through PutBucketAcl (the configuration sets "
+                "none; set one to pin it)", bucket.name, stored.value)  # fmt: skip
+    return stored
+
+
 async def serve(
     config: Config,
     shutdown: asyncio.Event,
@@ -104,9 +122,11 @@ async def serve(
     data_dir.mkdir(parents=True, exist_ok=True)
     store = await open_store(config.store, data_dir)
     storages = {}
+    acls: dict[str, Acl] = {}
     now = now_ms()
     for bucket in config.buckets:
-        await store.ensure_bucket(bucket.name, bucket.acl, now)
+        stored = await store.ensure_bucket(bucket.name, bucket.acl, now)
+        acls[bucket.name] = await settle_acl(store, bucket, stored.acl)
         storages[bucket.name] = make_storage(bucket, data_dir, os.environ, Path.home())
     if (
         config.demo_channel
@@ -244,7 +264,7 @@ async def serve(
         http_port,
     )
     if on_ready is not None:
-        on_ready(Running(rtmp_port=rtmp_port, http_port=http_port, urls=urls, store=store))
+        on_ready(Running(rtmp_port, http_port, urls, store, acls))
     try:
         await shutdown.wait()
     finally:

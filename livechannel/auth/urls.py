@@ -64,7 +64,14 @@ def signed_publish_url(
 ) -> str:
     """A publish URL signed as `oss2.Bucket.sign_rtmp_url` signs it (OSS API reference,
     LiveChannel, "Signing RTMP publish URLs"), without a playlistName parameter."""
-    base = urls.publish_url(bucket, channel)
+    return sign_publish_url(urls.publish_url(bucket, channel), bucket, channel, key_id, secret,
+                            expires_s)  # fmt: skip
+
+
+def sign_publish_url(
+    base: str, bucket: str, channel: str, key_id: str, secret: str, expires_s: int
+) -> str:
+    """`base`, a channel's unsigned PublishUrl (as the API lists it), signed likewise."""
     string_to_sign = signing.rtmp_string_to_sign(str(expires_s), {}, bucket, channel)
     signature = quote(signing.hmac_sha1_b64(secret, string_to_sign), safe="")
     return (

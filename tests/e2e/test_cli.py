@@ -3,49 +3,15 @@ ffmpeg command with a signed publish URL, the OBS split and a play URL — and t
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from tests.support import publishers
-
-BANNER_TIMEOUT_S = 20
-SHUTDOWN_BOUND_S = 15  # server.SHUTDOWN_TIMEOUT_S plus start-up slack
-
-
-def start_service(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "livechannel",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--rtmp-listen",
-        "127.0.0.1:0",
-        "--http-listen",
-        "127.0.0.1:0",
-    ]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + BANNER_TIMEOUT_S
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.strip().startswith("ffplay "):
-            return proc, "".join(lines)
-    proc.kill()
-    raise AssertionError("no banner:\n" + "".join(lines))
+from tests.support.serve_cli import SHUTDOWN_BOUND_S, start_service
 
 
 def test_serve_banner_commands_work(tmp_path: Path, sample_flv: Path) -> None:

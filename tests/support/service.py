@@ -50,7 +50,11 @@ class ServiceThread:
             rtmp_listen=Listen("127.0.0.1", 0),
             http_listen=Listen("127.0.0.1", 0),
             domain=overrides.pop("domain", "127.0.0.1"),
-            buckets=(BucketConfig(BUCKET, acl, dict(storage or {})), *extra_buckets),
+            # The test sets the ACL: in force at start, as a configured one is.
+            buckets=(
+                BucketConfig(BUCKET, acl, dict(storage or {}), acl_configured=True),
+                *extra_buckets,
+            ),
             access_keys={ACCESS_KEY_ID: ACCESS_KEY_SECRET},
             end_grace_s=overrides.pop("end_grace_s", 3.0),
             demo_channel="",
