@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from livechannel.api import xml
 from livechannel.api.addressing import check_object_name
 from livechannel.errors import InvalidArgument, InvalidObjectName, MalformedXML
+from livechannel.storage.keys import check_file_name
 from livechannel.store.base import ChannelConfig, ChannelStatus, SegmentFormat, Snapshot
 
 MAX_DESCRIPTION_BYTES = 128  # OSS API reference, PutLiveChannel Description: "最长128字节"
@@ -39,6 +40,11 @@ def check_channel_name(name: str) -> None:
 
 
 def check_playlist_name(name: str, argument: str = "PlaylistName") -> None:
+    """OSS API reference, PutLiveChannel PlaylistName (ends in .m3u8, 6-128 characters), and
+    the storage's rule for the file name it becomes (livechannel.storage.keys.check_file_name:
+    at most 255 bytes, not a temp file's name), so that a name accepted here is never refused
+    by the storage after a publisher's first segment. PutLiveChannel, PostVodPlaylist and the
+    RTMP URL's playlistName all come through here."""
     if (
         not name.endswith(".m3u8")
         or len(name) not in PLAYLIST_NAME_LENGTH
@@ -51,6 +57,12 @@ def check_playlist_name(name: str, argument: str = "PlaylistName") -> None:
             argument,
             name,
         )
+    try:
+        check_file_name(name, name)
+    except InvalidObjectName as e:
+        raise _argument(
+            f"the playlist name cannot be stored: {e.message}", argument, name
+        ) from None
 
 
 def _int_in(text: str, allowed: range, name: str) -> int:

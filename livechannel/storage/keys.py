@@ -13,6 +13,10 @@ from livechannel.errors import InvalidObjectName
 
 # OSS API reference, PutObject: "Object key longer than 1023 bytes" is InvalidObjectName.
 MAX_KEY_BYTES = 1023
+# NAME_MAX of Linux filesystems: the local store keeps a key segment as one file name.
+MAX_SEGMENT_BYTES = 255
+# Temp files of the local store's in-flight puts: never listed, so no key may be named so.
+TEMP_PREFIX = ".livechannel-tmp-"
 _ALIASING_SEGMENTS = frozenset({".", ".."})  # path segments that point elsewhere
 
 
@@ -37,3 +41,13 @@ def key_segments(key: str) -> list[str]:
         if segment in _ALIASING_SEGMENTS:
             raise InvalidObjectName("object name has a '.' or '..' path segment")
     return segments
+
+
+def check_file_name(segment: str, key: str) -> None:
+    """The local store's rule for one key segment (a file name): at most MAX_SEGMENT_BYTES
+    bytes, and not in the temp files' namespace. The API applies it to names the service
+    itself turns into a file name (PlaylistName), so that a name it accepts is storable."""
+    if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
+        raise InvalidObjectName(f"a path segment is longer than {MAX_SEGMENT_BYTES} bytes", Key=key)
+    if segment.startswith(TEMP_PREFIX):
+        raise InvalidObjectName(f"{TEMP_PREFIX!r} names are reserved", Key=key)

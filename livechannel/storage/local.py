@@ -46,12 +46,10 @@ from collections.abc import Iterator
 from livechannel.errors import InvalidObjectName, NoSuchKey, StorageError
 from livechannel.storage import direct_io
 from livechannel.storage.base import Body, ListResult, ObjectInfo, content_type_for
-from livechannel.storage.keys import key_segments
+from livechannel.storage.keys import TEMP_PREFIX, check_file_name, key_segments
 from livechannel.storage.listing import ListState, collect
 
 CHUNK_BYTES = 256 * 1024  # bounds memory per reader while keeping thread hops per MB low
-TEMP_PREFIX = ".livechannel-tmp-"  # temp files of in-flight puts; refused as keys, never listed
-MAX_SEGMENT_BYTES = 255  # NAME_MAX of Linux filesystems: a longer key segment cannot be a file
 MKDIR_RACE_RETRIES = 5  # a concurrent delete may remove the (empty) directory we just made
 PLAYLIST_SUFFIX = ".m3u8"  # rewritten with every segment, read by every player: cached
 # Objects of a private bucket are readable by the service's user only (other local users
@@ -116,12 +114,7 @@ class LocalStorage:
     def _path(self, key: str) -> str:
         segments = key_segments(key)
         for segment in segments:
-            if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
-                raise InvalidObjectName(
-                    f"a path segment is longer than {MAX_SEGMENT_BYTES} bytes", Key=key
-                )
-            if segment.startswith(TEMP_PREFIX):
-                raise InvalidObjectName(f"{TEMP_PREFIX!r} names are reserved", Key=key)
+            check_file_name(segment, key)
         return os.path.join(self.root, *segments)
 
     def _info(self, key: str, st: os.stat_result) -> ObjectInfo:
