@@ -24,7 +24,7 @@ from livechannel.api.app import create_app
 from livechannel.api.context import ApiContext
 from livechannel.auth.urls import ServiceUrls
 from livechannel.config import BucketConfig, Config
-from livechannel.fleet.liveness import STALE_PUSH_MS, dead_workers
+from livechannel.fleet.liveness import STALE_PUSH_MS, dead_workers, runs_here
 from livechannel.fleet.node import NodeIdentity, WorkerName, earlier_lives
 from livechannel.fleet.registry import Registry
 from livechannel.fleet.retention import retention_loop
@@ -159,11 +159,11 @@ async def serve(
         if channel is not None and push.bucket in storages and push.end_ms is not None:
             _schedule_endlist(config, store, storages, registry, push.bucket, channel, push.end_ms)
 
-    # Pushes still running under this node's id and our worker index belong to an earlier
-    # life of this worker (kill -9, power loss): end them now, before any publisher can reach
-    # us, so that an encoder reconnecting at once is accepted (livechannel.fleet.node).
+    # Pushes still running under this node's id from an earlier run (kill -9, power loss):
+    # end them now, before any publisher can reach us, so that an encoder reconnecting at
+    # once is accepted (livechannel.fleet.node.earlier_lives says which).
     running_owners = await store.running_workers()
-    for owner in earlier_lives(running_owners, me, config.workers):
+    for owner in earlier_lives(running_owners, me, config.workers, runs_here):
         for push in await store.close_worker_pushes(owner):
             log.warning("closed push of %s/%s left by this node's previous run (%s)",
                         push.bucket, push.channel, owner)  # fmt: skip

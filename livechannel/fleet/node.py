@@ -20,7 +20,7 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,15 +98,20 @@ class WorkerName:
         return f"{self.node}/{self.index}@{self.host}:{self.pid}"
 
 
-def earlier_lives(owners: Iterable[str], me: WorkerName, workers: int) -> list[str]:
-    """The owners among `owners` that are this worker in an earlier run: same node and index.
-    Worker 0 also takes those of indexes the node no longer runs (restarted with fewer
-    workers), so that no push of this node waits for the stale sweep."""
+def earlier_lives(
+    owners: Iterable[str], me: WorkerName, workers: int, runs_here: Callable[[str], bool]
+) -> list[str]:
+    """The owners among `owners` that are this node in an earlier run, for worker `me` to end
+    before it listens: this worker's own index (whatever host and pid it had), indexes the
+    node no longer runs (restarted with fewer workers), and any index whose process is gone
+    (`runs_here`, livechannel.fleet.liveness): with --workers the siblings start together,
+    and a publisher reaching this worker first must not wait for a slower sibling to end its
+    own earlier push. A sibling of this run is alive, so it is never taken."""
     mine = []
     for owner in owners:
         name = WorkerName.parse(owner)
         if name is None or name.node != me.node:
             continue
-        if name.index == me.index or (me.index == 0 and name.index >= workers):
+        if name.index == me.index or name.index >= workers or not runs_here(owner):
             mine.append(owner)
     return mine

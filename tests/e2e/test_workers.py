@@ -31,7 +31,7 @@ from livechannel.fleet.liveness import STALE_PUSH_MS
 from livechannel.fleet.registry import HEARTBEAT_INTERVAL_S
 from livechannel.rtmp.client import ClientConnection, PublishStarted, StatusReceived
 from livechannel.server import STALE_SWEEP_INTERVAL_S
-from tests.support.publishers import ffmpeg_live, start, stop
+from tests.support.publishers import ffmpeg_live, run, start, stop
 from tests.support.service import create_channel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -353,3 +353,36 @@ def test_serves_when_its_parent_is_pid_1(tmp_path: Path, workers: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not alive(pid), START_TIMEOUT_S, "the service stopped")
+
+
+def running_pushes(data_dir: Path) -> int:
+    with contextlib.closing(sqlite3.connect(data_dir / "livechannel.db")) as db:
+        return int(db.execute("SELECT count(*) FROM pushes WHERE end_ms IS NULL").fetchone()[0])
+
+
+def test_ffmpeg_reconnects_at_once_after_kill_9_of_every_process(tmp_path: Path) -> None:
+    """kill -9 of the supervisor and both workers mid-push, a restart, and ffmpeg publishing
+    again at once: accepted (the node ends its earlier run's push before listening, whichever
+    worker held it), the interrupted push closed in the history."""
+    data = tmp_path / "data"
+    with running_service(data) as svc:
+        create_channel(svc.bucket(), "back", frag_duration=1, frag_count=5)
+        first = start(ffmpeg_live(svc.publish_url("back"), duration_s=30, size="320x180",
+                                  fps=15, gop_s=1, bframes=0))  # fmt: skip
+        try:
+            wait_until(lambda: svc.live_push_worker("back"), 15, "ffmpeg's push")
+            for pid in svc.workers:  # first, so that none gets the supervisor's SIGTERM
+                os.kill(pid, signal.SIGKILL)
+            svc.proc.kill()
+            svc.proc.wait()
+        finally:
+            stop(first)
+    assert running_pushes(data) == 1  # left running: nothing ended it
+    with running_service(data) as svc:
+        again = ffmpeg_live(svc.publish_url("back"), duration_s=2, size="320x180", fps=15,
+                            gop_s=1, bframes=0)  # fmt: skip
+        r = run(again, timeout_s=30)
+        assert r.returncode == 0, f"the reconnect was refused: {r.stderr[-1000:]}"
+        wait_until(lambda: svc.live_push_worker("back") is None, 15, "the push to end")
+        records = svc.bucket().get_live_channel_history("back").records
+        assert len(records) == 2 and all(rec.end_time for rec in records), records

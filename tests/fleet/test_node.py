@@ -76,17 +76,19 @@ def test_worker_names_round_trip() -> None:
     assert WorkerName.parse("oldhost:123") is None  # rows from before node ids
 
 
-def test_a_worker_ends_its_own_earlier_lives_only() -> None:
+def test_a_worker_ends_its_nodes_earlier_lives_only() -> None:
     me = WorkerName("n1", 1, "host-b", 50)
+    alive = {"n1/0@host-b:41", "n1/1@host-b:50"}.__contains__  # this run's two workers
     owners = [
         "n1/1@host-a:40",  # this worker before a restart on a recreated container
         "n1/1@host-b:50",  # same host and pid (a container's pid 1 again)
-        "n1/0@host-a:41",  # a sibling worker: its own business
+        "n1/0@host-b:41",  # a sibling of this run, alive: its own business
+        "n1/0@host-b:39",  # the sibling's earlier run, its process gone: ended at once
         "n2/1@host-b:60",  # another node
         "host-b:70",  # a row from before node ids: the stale sweep's
     ]
-    assert earlier_lives(owners, me, workers=2) == ["n1/1@host-a:40", "n1/1@host-b:50"]
-    # Worker 0 also ends the pushes of workers the node no longer runs.
-    zero = WorkerName("n1", 0, "host-b", 51)
-    more = [*owners, "n1/3@host-a:43"]
-    assert earlier_lives(more, zero, workers=2) == ["n1/0@host-a:41", "n1/3@host-a:43"]
+    assert earlier_lives(owners, me, 2, alive) == [
+        "n1/1@host-a:40", "n1/1@host-b:50", "n1/0@host-b:39",
+    ]  # fmt: skip
+    # Indexes the node no longer runs (restarted with fewer workers) are ended too.
+    assert earlier_lives(["n1/3@host-b:41"], me, 2, lambda owner: True) == ["n1/3@host-b:41"]
