@@ -32,23 +32,31 @@ class SampleSpec:
     channels: int = 2
     audio_delay_s: float = 0.0  # audio starts this long after video (its header too)
     only_first_keyframe: bool = False  # one IDR at the start, never again
+    # "libx264"; "libx265" or "libsvtav1" make an Enhanced RTMP FLV (hvc1 / av01 FourCC).
+    video_codec: str = "libx264"
 
 
 def make_sample(path: str | Path, spec: SampleSpec = SampleSpec()) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format="flv") as out:
-        v = out.add_stream("libx264", rate=spec.fps)
+        v = out.add_stream(spec.video_codec, rate=spec.fps)
         v.width, v.height, v.pix_fmt = spec.width, spec.height, "yuv420p"
         v.bit_rate = spec.video_bitrate
         gop = 100_000 if spec.only_first_keyframe else max(1, round(spec.gop_s * spec.fps))
         v.codec_context.gop_size = gop
         v.codec_context.max_b_frames = spec.bframes
-        v.options = {
-            "preset": "ultrafast" if spec.bframes == 0 else "veryfast",
-            "tune": "zerolatency" if spec.bframes == 0 else "film",
-            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={spec.bframes}",
-        }
+        keyint = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={spec.bframes}"
+        if spec.video_codec == "libx265":  # closed GOPs: every keyframe an IDR
+            v.options = {"preset": "ultrafast", "x265-params": f"{keyint}:open-gop=0:log-level=0"}
+        elif spec.video_codec == "libsvtav1":
+            v.options = {"preset": "12", "svtav1-params": f"keyint={gop}:scd=0"}
+        else:
+            v.options = {
+                "preset": "ultrafast" if spec.bframes == 0 else "veryfast",
+                "tune": "zerolatency" if spec.bframes == 0 else "film",
+                "x264-params": keyint,
+            }
         a = None
         if spec.audio:
             a = out.add_stream("aac", rate=spec.sample_rate)

@@ -142,7 +142,10 @@ class PushPipeline:
                 for ready in self._segmenter.push_video(event, now):
                     self._enqueue(ready)
             elif isinstance(event, UnsupportedVideo):
-                raise PublishRefused(f"video codec {event.codec} is not supported; send H.264")
+                raise PublishRefused(
+                    f"video codec {event.codec} is not supported; send H.264 (or HEVC, AV1, "
+                    "VP9 over Enhanced RTMP into fMP4)"
+                )
             else:
                 self._media_event(event, now)
 
@@ -192,6 +195,11 @@ class PushPipeline:
         elif isinstance(event, AudioFrame):
             self.stats.on_audio_frame(now, len(event.data), event.pts_ms)
         elif isinstance(event, VideoConfig):
+            if event.codec != "H264" and self.segment_format is not SegmentFormat.FMP4:
+                raise PublishRefused(
+                    f"{event.codec} video needs fMP4 segments; send H.264, or set the "
+                    "channel's SegmentFormat (or its bucket's segment_format) to fmp4"
+                )
             self.stats.video = event
         elif isinstance(event, AudioConfig):
             self.stats.audio = event
@@ -211,7 +219,8 @@ class PushPipeline:
             )
 
     def _on_keyframe(self, frame: VideoFrame, now: int) -> None:
-        if self.snapshotter is not None:
+        video = self.stats.video
+        if self.snapshotter is not None and (video is None or video.codec == "H264"):
             self.snapshotter.on_keyframe(frame, now)
         self._check_keyframe_interval()
 

@@ -9,6 +9,7 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 
+from livechannel.media.codecs import audio_codec_string, video_codec_string
 from livechannel.media.frames import AudioConfig, VideoConfig
 
 # "Recent average" (OSS API reference, GetLiveChannelStat): long enough to smooth GOP bursts.
@@ -137,6 +138,7 @@ class PushStats:
                 "frame_rate": round(self.frame_rate()),
                 "bandwidth": self._video.bytes_per_s(now_ms),
                 "codec": self.video.codec,
+                "codecs": video_codec_string(self.video),  # RFC 6381, for CODECS=
             }
         audio = None
         if self.audio is not None:
@@ -144,6 +146,7 @@ class PushStats:
                 "sample_rate": self.audio.sample_rate,
                 "bandwidth": self._audio.bytes_per_s(now_ms),
                 "codec": self.audio.codec,
+                "codecs": audio_codec_string(self.audio),
             }
         warnings = []
         if self.frames and not self.keyframes:

@@ -2,6 +2,10 @@
 
 Timestamps come in already unwrapped (`timestamps.Unwrapper`), in ms. The RTMP message
 timestamp is the DTS; video PTS = DTS + the signed composition time of the tag.
+
+Enhanced RTMP video (a FourCC in an ExVideoTagHeader: `hvc1`, `av01`, `vp09`) arrives as
+its MP4 configuration record (SequenceStart) and MP4-form samples (CodedFrames,
+CodedFramesX), which are passed through as they are: only fMP4 segments carry them.
 """
 
 from __future__ import annotations
@@ -15,16 +19,19 @@ from livechannel.media.aac import (
     adts_unsupported_reason,
     parse_audio_specific_config,
 )
+from livechannel.media.av1 import parse_av1_config
 from livechannel.media.flv import (
     FRAME_TYPE_COMMAND,
     SOUND_FORMAT_AAC,
     VIDEO_CODEC_AVC,
     PacketKind,
+    VideoTag,
     parse_audio_tag,
     parse_video_tag,
 )
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.h264 import build_access_unit, parse_avc_decoder_config, split_avcc
+from livechannel.media.hevc import is_irap, parse_hevc_decoder_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,9 @@ MediaEvent = (
 
 # Fast-path tests on the first byte of a tag body (FLV spec E.4.3.1 / E.4.2.1).
 _LEGACY_AVC_MASK = 0x8F  # bit 7 clear (not enhanced RTMP) and CodecID in the low nibble
+_EX_HEADER = 0x80  # IsExHeader (Enhanced RTMP, ExVideoTagHeader)
+ENHANCED_VIDEO_CODECS = frozenset({"HEVC", "AV1", "VP9"})  # carried into fMP4 as they come
+FRAME_TYPE_KEY = 1
 AVC_PACKET_NALU = 1  # AVCPacketType 1: coded frames
 AAC_PACKET_RAW = 1  # AACPacketType 1: a raw frame
 
@@ -104,6 +114,8 @@ class Demuxer:
         tag = parse_video_tag(payload)
         if tag.kind == PacketKind.IGNORED:
             return []
+        if tag.codec in ENHANCED_VIDEO_CODECS and payload[0] & _EX_HEADER:
+            return self._enhanced_video(timestamp_ms, tag)
         if tag.codec != "H264":
             return [UnsupportedVideo(tag.codec)]
         if tag.kind == PacketKind.SEQUENCE_HEADER:
@@ -125,6 +137,32 @@ class Demuxer:
         data, keyframe = build_access_unit(nals, video_config)
         pts_ms = timestamp_ms + tag.composition_time_ms
         return [VideoFrame(dts_ms=timestamp_ms, pts_ms=pts_ms, keyframe=keyframe, data=data)]
+
+    def _enhanced_video(self, timestamp_ms: int, tag: VideoTag) -> list[MediaEvent]:
+        if tag.kind == PacketKind.SEQUENCE_HEADER:
+            if not tag.data:
+                return []
+            if tag.codec == "HEVC":
+                config = parse_hevc_decoder_config(tag.data)
+            elif tag.codec == "AV1":
+                config = parse_av1_config(tag.data)
+            else:  # VP9: vpcC says nothing of the picture size; decoders read the frames
+                config = VideoConfig("VP9", 0, 0, 0, (), (), bytes(tag.data))
+            if config == self._video_config:
+                return []
+            self._video_config = config
+            return [config]
+        if tag.kind == PacketKind.END_OF_SEQUENCE:
+            return [EndOfStream()]
+        current = self._video_config
+        if current is None or current.codec != tag.codec or not tag.data:
+            return []  # no decoder configuration yet (or for another codec): undecodable
+        if tag.codec == "HEVC":
+            keyframe = is_irap(tag.data, current.nal_length_size)
+        else:  # AV1/VP9: the publisher's frame type (a key frame with its sequence header)
+            keyframe = tag.frame_type == FRAME_TYPE_KEY
+        pts_ms = timestamp_ms + tag.composition_time_ms
+        return [VideoFrame(timestamp_ms, pts_ms, keyframe, bytes(tag.data))]
 
     def audio(self, timestamp_ms: int, payload: bytes) -> list[MediaEvent]:
         adts = self._adts

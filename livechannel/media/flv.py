@@ -2,8 +2,9 @@
 
 Legacy layout: Adobe FLV spec v10.1, E.4.2.1 AUDIODATA and E.4.3.1 VIDEODATA. Enhanced RTMP
 (veovera enhanced-rtmp v1/v2): a set high bit in the first video byte, or SoundFormat 9,
-means a FourCC names the codec. Only H.264 and AAC are carried through; everything else is
-parsed far enough to be named and reported as unsupported.
+means a FourCC names the codec. H.264 and AAC are carried through in both layouts, and the
+Enhanced RTMP video codecs HEVC (`hvc1`), AV1 (`av01`) and VP9 (`vp09`) into fMP4
+(`demux.py`); everything else is parsed far enough to be named and reported as unsupported.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def _video_sample_entry(config: VideoConfig) -> bytes:
     record = avc_decoder_config(config) if config.codec == "H264" else config.record
     entry = VIDEO_SAMPLE_ENTRIES[config.codec]
     child_kind = VIDEO_CONFIG_BOXES[config.codec]
-    child = full_box(child_kind, 1, 0, record) if config.codec == "VP9" else box(child_kind, record)
+    child = box(child_kind, record)  # vpcC: the record starts with its version and flags
     return box(
         entry,
         bytes(6),

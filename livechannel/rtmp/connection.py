@@ -59,6 +59,15 @@ COMMAND_CSID = 3  # our `_result` / `_error` replies
 STATUS_CSID = 5  # our NetStream `onStatus` messages
 FMS_VERSION = "FMS/3,5,7,7009"  # fmsVer in the connect reply: what clients expect to see
 FMS_CAPABILITIES = 31.0  # the usual capability bits in the connect reply
+# Enhanced RTMP ("Enhancing NetConnection connect Command", v1 and v2): the codecs (FourCC)
+# the media layer takes, and the extended capabilities we handle. A client that announces
+# `fourCcList`, `videoFourCcInfoMap`, `audioFourCcInfoMap` or `capsEx` gets ours back in the
+# `_result` properties; legacy clients get the reply they always got.
+ENHANCED_VIDEO_FOURCCS = ("avc1", "hvc1", "av01", "vp09")
+ENHANCED_AUDIO_FOURCCS = ("mp4a",)
+FOURCC_CAN_DECODE = 0x01  # FourCcInfoMask: we receive (and package) it; we encode nothing
+CAPS_EX_MOD_EX = 0x04  # CapsExMask.ModEx: ModEx packets are parsed (and their data skipped)
+ENHANCED_CONNECT_KEYS = ("fourCcList", "videoFourCcInfoMap", "audioFourCcInfoMap", "capsEx")
 PLAY_REFUSED_DESCRIPTION: Final = "playing over RTMP is not supported; use the HLS play URL"
 
 
@@ -337,9 +346,10 @@ class ServerConnection:
         transport.set_chunk_size(self._server_chunk_size)
         info = _status_info("status", "NetConnection.Connect.Success", "Connection succeeded.")
         info["objectEncoding"] = 0.0
-        self._reply(
-            "_result", command, {"fmsVer": FMS_VERSION, "capabilities": FMS_CAPABILITIES}, info
-        )
+        reply: dict[str, Any] = {"fmsVer": FMS_VERSION, "capabilities": FMS_CAPABILITIES}
+        if any(key in properties for key in ENHANCED_CONNECT_KEYS):
+            reply.update(enhanced_capabilities(properties))
+        self._reply("_result", command, reply, info)
         self._app = _text(properties.get("app"))
         self._state = ConnectionState.CONNECTED
         self._events.append(
@@ -408,3 +418,17 @@ class ServerConnection:
         if self._state is ConnectionState.PUBLISHING:
             self._state = ConnectionState.UNPUBLISHED
         self._deliver(Unpublished(self._publish_id), 0)
+
+
+def enhanced_capabilities(properties: dict[str, Any]) -> dict[str, Any]:
+    """Our side of the Enhanced RTMP negotiation: the client's FourCCs that we take (all of
+    ours when it names none we know, so it still learns what to send), and the info maps."""
+    offered = properties.get("fourCcList")
+    names = [n for n in offered if isinstance(n, str)] if isinstance(offered, list) else []
+    video = [f for f in ENHANCED_VIDEO_FOURCCS if f in names or "*" in names]
+    return {
+        "fourCcList": video or list(ENHANCED_VIDEO_FOURCCS),
+        "videoFourCcInfoMap": {f: float(FOURCC_CAN_DECODE) for f in ENHANCED_VIDEO_FOURCCS},
+        "audioFourCcInfoMap": {f: float(FOURCC_CAN_DECODE) for f in ENHANCED_AUDIO_FOURCCS},
+        "capsEx": float(CAPS_EX_MOD_EX),
+    }

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from livechannel.media.demux import Demuxer, EndOfStream, UnsupportedAudio, UnsupportedVideo
+from livechannel.media.errors import MediaError
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 
 AVCC = bytes.fromhex(
@@ -101,7 +104,9 @@ def test_empty_frames_and_commands_yield_nothing() -> None:
 def test_non_h264_video_is_unsupported() -> None:
     d = Demuxer()
     assert d.video(0, b"\x1c\x00\x00\x00\x00\x01") == [UnsupportedVideo("HEVC")]
-    assert d.video(0, b"\x90hvc1\x01") == [UnsupportedVideo("HEVC")]
+    # Enhanced RTMP HEVC is taken now (into fMP4): a truncated hvcC is malformed media.
+    with pytest.raises(MediaError):
+        d.video(0, b"\x90hvc1\x01")
     assert d.video(0, b"\x22\x00") == [UnsupportedVideo("Sorenson H.263")]
 
 

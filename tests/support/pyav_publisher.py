@@ -27,7 +27,10 @@ def main() -> int:
     mapping = {}
     for stream in src.streams:
         if stream.type in ("video", "audio"):
-            mapping[stream.index] = out.add_stream_from_template(stream)
+            try:
+                mapping[stream.index] = out.add_stream_from_template(stream)
+            except av.codec.codec.UnknownCodecError:  # AV1: its decoder has no encoder twin
+                mapping[stream.index] = out.add_stream_from_template(stream, opaque=True)
     start = time.monotonic()
     try:
         for packet in src.demux():
