@@ -45,7 +45,7 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal a process gets when its pare
 Intro = Callable[["Running"], str]  # the banner, given what the started service bound
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="livechannel", description=__doc__)
     p.add_argument("--version", action="version", version=__version__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -86,13 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command != "serve":
-        return _admin(args)
-    from livechannel.firstrun import banner, with_reachable_domain
-
-    flags = {
+def config_flags(args: argparse.Namespace) -> dict[str, object]:
+    """`serve`'s options as the flags layer of the configuration (None = not given)."""
+    return {
         "data_dir": args.data_dir,
         "rtmp_listen": args.rtmp_listen,
         "http_listen": args.http_listen,
@@ -107,6 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         "log_format": args.log_format,
         "demo_channel": args.demo_channel,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command != "serve":
+        return _admin(args)
+    from livechannel.firstrun import banner, with_reachable_domain
+
+    flags = config_flags(args)
     try:
         loaded = with_reachable_domain(load(args.config, os.environ, flags))
         cfg = ensure_credentials(loaded)
