@@ -71,6 +71,10 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--log-level", help="DEBUG, INFO, WARNING")
     s.add_argument(
+        "--metrics-listen",
+        help="HOST:PORT serving GET /-/metrics alone (default: /-/metrics on the HTTP port)",
+    )
+    s.add_argument(
         "--log-format", choices=["text", "json"], help="text (default) or json, one object a line"
     )
     s.add_argument(
@@ -102,6 +106,7 @@ def config_flags(args: argparse.Namespace) -> dict[str, object]:
         "log_level": args.log_level,
         "log_format": args.log_format,
         "demo_channel": args.demo_channel,
+        "metrics_listen": args.metrics_listen,
     }
 
 
@@ -131,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.workers == 1:
         _run_worker(cfg, 0, intro)
         return 0
-    if cfg.rtmp_listen.port == 0 or cfg.http_listen.port == 0:
+    metrics_port = cfg.metrics_listen.port if cfg.metrics_listen is not None else None
+    if cfg.rtmp_listen.port == 0 or cfg.http_listen.port == 0 or metrics_port == 0:
         print("livechannel: --workers > 1 needs fixed ports (not 0)", file=sys.stderr)
         return 2
     return _supervise(cfg, intro)

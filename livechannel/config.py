@@ -25,7 +25,7 @@ DEFAULT_HTTP_PORT = 8080
 DEFAULT_BUCKET = "live"
 CREDENTIALS_FILE = "credentials.json"  # generated on first start, mode 0600
 LOG_FORMATS = ("text", "json")
-BOOL_KEYS = ("status_loopback_unsigned",)  # top-level true/false settings
+BOOL_KEYS = ("status_loopback_unsigned", "metrics_per_channel")  # top-level true/false settings
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})  # listen hosts that mean "every address"
 
 
@@ -94,6 +94,10 @@ class Limits:
     # absorb the bursts of many channels' keyframes arriving together; a snapshot due beyond
     # this is skipped and counted, so a box short of CPU sheds snapshots, not ingest.
     max_snapshot_jobs: int = 16
+    # Per-channel metric series (metrics_per_channel): each live channel adds 3 series; 500
+    # channels keep a scrape under ~150 KB and a Prometheus server's load per node modest.
+    # Channels beyond it are left out (and counted), never an unbounded label set.
+    max_metric_channels: int = 500
     # Concurrent HTTP requests in flight; beyond this we answer 503 at once instead of queueing.
     max_http_requests: int = 1024
     # In flight from one client address: an eighth of the slots, so a few hosts that stop
@@ -178,6 +182,13 @@ class Config:
     # GET /-/status from a loopback address without a signature. Off: any web page open in a
     # browser on the host could otherwise read it (docs/operations.md).
     status_loopback_unsigned: bool = False
+    # GET /-/metrics: on the HTTP port, open (None, ""), or with a bearer token, or only on a
+    # listener of its own (docs/operations.md).
+    metrics_listen: Listen | None = None
+    metrics_token: str = field(default="", repr=False)
+    # Per-channel series (bucket, channel labels) for live channels, at most
+    # limits.max_metric_channels of them.
+    metrics_per_channel: bool = False
     limits: Limits = Limits()
 
     @property
@@ -216,6 +227,8 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         "LIVECHANNEL_LOG_LEVEL": "log_level",
         "LIVECHANNEL_STORE": "store",
         "LIVECHANNEL_LOG_FORMAT": "log_format",
+        "LIVECHANNEL_METRICS_LISTEN": "metrics_listen",
+        "LIVECHANNEL_METRICS_TOKEN": "metrics_token",
     }
     for var, key in simple.items():
         if env.get(var):
@@ -299,6 +312,12 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
         cfg = replace(cfg, region=region)
     if "store" in raw:
         cfg = replace(cfg, store=check_store_url(str(raw["store"])))
+    if raw.get("metrics_listen"):
+        cfg = replace(
+            cfg, metrics_listen=Listen.parse(str(raw["metrics_listen"]), "metrics_listen")
+        )
+    if "metrics_token" in raw:
+        cfg = replace(cfg, metrics_token=str(raw["metrics_token"]))
     if "log_format" in raw:
         if raw["log_format"] not in LOG_FORMATS:
             raise ConfigError(f"log_format: expected text or json, got {raw['log_format']!r}")

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from aiohttp import web
 
@@ -32,8 +33,12 @@ from livechannel.hls.pipeline import end_playlist
 from livechannel.hls.playlist import target_duration_s
 from livechannel.ingest.edge import IngestDeps, IngestServer
 from livechannel.ingest.sniff import SniffingProtocol
+from livechannel.ops import metrics
 from livechannel.ops.faults import RepeatedFault
+from livechannel.ops.metrics import TimedStorage, TimedStore
+from livechannel.ops.metrics_workers import WorkerMetrics, metrics_handler, serve_metrics_only
 from livechannel.ops.redact import http_server_logger
+from livechannel.storage.base import ObjectStorage
 from livechannel.storage.factory import bucket_policy, make_storage
 from livechannel.store.base import Acl, ChannelConfig, MetadataStore, Push
 from livechannel.store.factory import DB_FILE, open_store
@@ -64,6 +69,7 @@ class Running:
     urls: ServiceUrls
     store: MetadataStore
     acls: Mapping[str, Acl] = field(default_factory=dict)  # bucket -> the ACL in force
+    metrics_port: int | None = None  # --metrics-listen's port; None: /-/metrics on http_port
 
 
 async def _sweep_stale(
@@ -120,14 +126,18 @@ async def serve(
     """Run worker `worker_index` (0 unless --workers) of this node until `shutdown` is set."""
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = await open_store(config.store, data_dir)
+    # Every store operation and storage put is timed for /-/metrics (livechannel.ops.metrics).
+    opened = await open_store(config.store, data_dir)
+    store = cast(MetadataStore, TimedStore(opened))
     storages = {}
     acls: dict[str, Acl] = {}
     now = now_ms()
     for bucket in config.buckets:
         stored = await store.ensure_bucket(bucket.name, bucket.acl, now)
         acls[bucket.name] = await settle_acl(store, bucket, stored.acl)
-        storages[bucket.name] = make_storage(bucket, data_dir, os.environ, Path.home())
+        backend = str(bucket.storage.get("type", "local"))
+        storage = make_storage(bucket, data_dir, os.environ, Path.home())
+        storages[bucket.name] = cast(ObjectStorage, TimedStorage(storage, backend))
     if (
         config.demo_channel
         and await store.get_channel(config.default_bucket, config.demo_channel) is None
@@ -153,6 +163,17 @@ async def serve(
             now_ms=now_ms,
         )
     )
+
+    exporter = WorkerMetrics(data_dir, worker_index, config.workers)
+    await exporter.start()
+    scrape = metrics_handler(exporter, config.metrics_token)
+    per_channel = config.limits.max_metric_channels if config.metrics_per_channel else 0
+
+    def live_figures() -> metrics.LiveFigures:
+        return ingest.live_figures(per_channel)
+
+    metrics.LIVE.sources.append(live_figures)
+    lag_probe = asyncio.create_task(metrics.lag_probe(), name="event loop lag probe")
 
     async def stale_closed(push: Push) -> None:
         channel = await store.get_channel(push.bucket, push.channel)
@@ -205,6 +226,7 @@ async def serve(
         http_send_stall_timeout_s=config.limits.http_send_stall_timeout_s,
         status_loopback_unsigned=config.status_loopback_unsigned,
         region=config.region,
+        metrics=None if config.metrics_listen is not None else scrape,
     )
     api = create_app(
         api_context, mount=console.mounter(api_context, config.limits.console_session_idle_s)
@@ -229,8 +251,8 @@ async def serve(
     # Cross-node notices and the leader lock (PostgreSQL); on SQLite the workers of the one
     # machine poll, every worker sweeps stale pushes, and worker 0 runs retention.
     notices: NoticeListener | None = None
-    if isinstance(store, PostgresStore):
-        notices = NoticeListener(store.url, registry.on_notice, registry.on_reconnect)
+    if isinstance(opened, PostgresStore):
+        notices = NoticeListener(opened.url, registry.on_notice, registry.on_reconnect)
         notices.start()
         registry.signals = notices
     listener = notices
@@ -241,6 +263,12 @@ async def serve(
     def runs_retention() -> bool:
         return listener.leader if listener is not None else worker_index == 0
 
+    metrics_runner, metrics_port = None, None
+    if config.metrics_listen is not None:
+        metrics_runner, metrics_port = await serve_metrics_only(
+            config.metrics_listen.host, config.metrics_listen.port, scrape,
+            reuse_port=config.workers > 1,
+        )  # fmt: skip
     registry.start()
 
     sweeper = asyncio.create_task(
@@ -264,7 +292,7 @@ async def serve(
         http_port,
     )
     if on_ready is not None:
-        on_ready(Running(rtmp_port, http_port, urls, store, acls))
+        on_ready(Running(rtmp_port, http_port, urls, store, acls, metrics_port))
     try:
         await shutdown.wait()
     finally:
@@ -286,6 +314,13 @@ async def serve(
         if notices is not None:
             await notices.stop()
         await runner.cleanup()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+        metrics.LIVE.sources.remove(live_figures)
+        lag_probe.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lag_probe
+        await exporter.close()
         for storage in storages.values():
             await storage.close()
         await store.close()

@@ -16,10 +16,16 @@ from livechannel.api.auth import authorize
 from livechannel.api.call import Call, identify
 from livechannel.api.context import ApiContext
 from livechannel.api.dispatch import resolve
-from livechannel.api.middleware import errors_middleware, make_common_headers
+from livechannel.api.middleware import (
+    OPERATION,
+    errors_middleware,
+    make_common_headers,
+    metrics_middleware,
+)
 from livechannel.api.status import STATUS_PATH, status_handler
 from livechannel.errors import NoSuchBucket, ServiceUnavailable
 from livechannel.ops.health import HEALTHZ_PATH, READYZ_PATH, ReadyProbe, healthz, readyz_handler
+from livechannel.ops.metrics_workers import METRICS_PATH
 from livechannel.store.base import Acl
 
 CTX_KEY = web.AppKey("livechannel.api.context", ApiContext)
@@ -36,11 +42,14 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         record = await ctx.store.get_bucket(target.bucket)
         acl = record.acl if record is not None else Acl.PRIVATE
     operation = resolve(request.method, target)
+    request[OPERATION] = operation.name
     authorize(operation.access, acl, identity)
     return await operation.handler(Call(request, ctx, target, identity, acl))
 
 
-PROBE_PATHS = frozenset({HEALTHZ_PATH, READYZ_PATH})
+# Outside the request-slot limit: probes, and scrapes (cheap, bounded, and wanted most when
+# the service is busy).
+PROBE_PATHS = frozenset({HEALTHZ_PATH, READYZ_PATH, METRICS_PATH})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
@@ -96,6 +105,7 @@ def create_app(
     """`mount` adds routes of parts above the API (the browser console) before the OSS
     catch-all; it gets the catch-all for requests those routes must hand back."""
     middlewares: list[Middleware] = [
+        metrics_middleware,
         errors_middleware,
         concurrency_limit(ctx.max_http_requests, ctx.max_http_requests_per_ip),
     ]
@@ -106,6 +116,8 @@ def create_app(
     probe = ReadyProbe(ctx.store, ctx.storages)
     app.router.add_get(HEALTHZ_PATH, _path_style_only(ctx, healthz))
     app.router.add_get(READYZ_PATH, _path_style_only(ctx, readyz_handler(probe)))
+    if ctx.metrics is not None:
+        app.router.add_get(METRICS_PATH, _path_style_only(ctx, ctx.metrics))
     if mount is not None:
         mount(app, _handle)
     # [\s\S], not ".": a decoded path may hold a newline (%0A), and it must get an OSS error

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+
+from aiohttp import web
 
 from livechannel.auth.signing_v4 import DEFAULT_REGION
 from livechannel.auth.urls import ServiceUrls
@@ -28,4 +30,6 @@ class ApiContext:
     http_send_stall_timeout_s: float = 20.0  # a response piece not taken for this long: cut
     # The region V4 signatures must be scoped to (`region` in the configuration).
     region: str = DEFAULT_REGION
+    # GET /-/metrics on this port (livechannel.ops.metrics_workers); None: not here.
+    metrics: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
     status_loopback_unsigned: bool = False  # GET /-/status from loopback without a signature

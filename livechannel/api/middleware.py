@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from livechannel.api.cors import add_cors_headers
 from livechannel.api.dates import http_date
 from livechannel.api.responses import error_response
 from livechannel.errors import OssError, ServiceUnavailable, StorageError
+from livechannel.ops import metrics
 
 log = logging.getLogger("livechannel.api")
 
@@ -46,6 +48,28 @@ def _host_id(request: web.BaseRequest) -> str:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OPERATION = web.RequestKey("livechannel.operation", str)  # the API operation, for metrics
+# Requests that never reach an API operation, by path (a bounded label set).
+_OPS_ROUTES = {"/-/status": "Status", "/-/metrics": "Metrics", "/-/healthz": "Healthz",
+               "/-/readyz": "Readyz"}  # fmt: skip
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every request (livechannel.ops.metrics), by operation and status."""
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        operation = request.get(OPERATION) or _OPS_ROUTES.get(request.path, "Other")
+        metrics.HTTP_REQUESTS.labels(operation, str(status)).inc()
+        metrics.HTTP_SECONDS.labels(operation).observe(time.perf_counter() - start)
 
 
 @web.middleware

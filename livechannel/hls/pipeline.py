@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -30,6 +31,7 @@ from livechannel.media.fmp4 import Fmp4Muxer
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.mpegts import TsMuxer
 from livechannel.media.timestamps import Unwrapper
+from livechannel.ops import metrics
 from livechannel.storage.base import ObjectStorage, content_type_for
 from livechannel.store.base import MetadataStore, Push, Segment, SegmentFormat
 
@@ -99,6 +101,7 @@ class PushPipeline:
         self._init: bytes | None = None
         self._init_key = ""
         self._queue: deque[SegmentReady] = deque()
+        self._closed_at: deque[float] = deque()  # per queued segment: when it was closed
         self._queue_bytes = 0
         self._queue_changed = asyncio.Event()
         self._window: LiveWindow | None = None
@@ -243,6 +246,7 @@ class PushPipeline:
 
     def _enqueue(self, ready: SegmentReady) -> None:
         self._queue.append(ready)
+        self._closed_at.append(time.perf_counter())  # the closing keyframe just arrived
         self._queue_bytes += ready.size
         self.upload_budget.take(ready.size)
         self.stats.on_upload_queue(len(self._queue), self._queue_bytes)
@@ -295,8 +299,9 @@ class PushPipeline:
                     await self._queue_changed.wait()
                     continue
                 ready = self._queue[0]
-                await self._store_segment(ready)
+                await self._store_segment(ready, self._closed_at[0])
                 self._queue.popleft()
+                self._closed_at.popleft()
                 self._queue_bytes -= ready.size
                 self.upload_budget.give_back(ready.size)
                 del ready  # not held while waiting for the next one: a whole segment per push
@@ -309,10 +314,11 @@ class PushPipeline:
         """Forget segments that will never be stored, and give their bytes back to the
         process's budget: a failed push must not shrink it for every other push."""
         self._queue.clear()
+        self._closed_at.clear()
         self.upload_budget.give_back(self._queue_bytes)
         self._queue_bytes = 0
 
-    async def _store_segment(self, ready: SegmentReady) -> None:
+    async def _store_segment(self, ready: SegmentReady, closed_at: float) -> None:
         assert self._window is not None
         key_ms = max(ready.arrival_ms, self._last_key_ms + 1)  # names are never reused
         self._last_key_ms = key_ms
@@ -340,10 +346,16 @@ class PushPipeline:
         await self._retry(lambda: self.storage.put(key, ready.chunks, ctype), key)
         self._window.add(segment)
         self.stats.segments += 1
+
+        async def playlist() -> None:
+            await self.write_playlist(ended=False)
+            metrics.PLAYLIST_SECONDS.observe(time.perf_counter() - closed_at)
+
         await asyncio.gather(
-            self._retry(lambda: self.store.add_segment(segment), f"index {key}"),
-            self.write_playlist(ended=False),
+            self._retry(lambda: self.store.add_segment(segment), f"index {key}"), playlist()
         )
+        metrics.SEGMENTS.inc()
+        metrics.SEGMENT_SECONDS.observe(ready.duration_ms / 1000)
 
     async def write_playlist(self, *, ended: bool) -> None:
         assert self._window is not None

@@ -36,6 +36,7 @@ import av
 from livechannel.errors import StorageError
 from livechannel.hls.stats import PushStats
 from livechannel.media.frames import VideoFrame
+from livechannel.ops import metrics
 from livechannel.storage.base import ObjectStorage
 
 log = logging.getLogger("livechannel.hls.snapshot")
@@ -132,6 +133,7 @@ class Snapshotter:
             return
         if self.slots.free <= 0:
             self.stats.snapshots_skipped += 1
+            metrics.SNAPSHOTS.labels("skipped").inc()
             return
         self.slots.free -= 1
         key = f"{self.channel}/{arrival_ms}.jpg"
@@ -145,15 +147,19 @@ class Snapshotter:
             jpeg = await loop.run_in_executor(self.slots.executor, encode_jpeg, annexb)
             if jpeg is None:
                 self.stats.snapshots_skipped += 1
+                metrics.SNAPSHOTS.labels("skipped").inc()
                 log.warning("snapshot %s: the keyframe did not decode", key)
                 return
             await self.storage.put(key, jpeg, "image/jpeg")
             self.stats.snapshots += 1
+            metrics.SNAPSHOTS.labels("stored").inc()
         except StorageError as e:  # the next one comes an Interval later; no retry queue
             self.stats.snapshots_skipped += 1
+            metrics.SNAPSHOTS.labels("skipped").inc()
             log.warning("snapshot %s not stored: %s", key, e)
         except Exception:  # a preview must never take the push down with it
             self.stats.snapshots_skipped += 1
+            metrics.SNAPSHOTS.labels("skipped").inc()
             log.exception("snapshot %s failed", key)
         finally:
             self.slots.free += 1

@@ -37,11 +37,23 @@ REFUSAL_TEXT: dict[type[OssError], str] = {
 }
 
 
+# The refusal's reason as a metrics label: a few fixed words, never client text.
+REFUSAL_REASON: dict[type[OssError], str] = {
+    NoSuchLiveChannel: "no_channel",
+    LiveChannelDisabled: "disabled",
+    ChannelStillLive: "already_live",
+    InvalidArgument: "invalid",
+}
+
+
 class Refusal(Exception):
-    def __init__(self, code: str, description: str, bucket: str = "", channel: str = "") -> None:
+    def __init__(
+        self, code: str, description: str, bucket: str = "", channel: str = "", reason: str = ""
+    ) -> None:
         super().__init__(description)
         self.code, self.description = code, description
         self.bucket, self.channel = bucket, channel
+        self.reason = reason or "refused"  # REFUSAL_REASON's words, "bad_url", "auth", ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +83,13 @@ async def admit(
             app, stream_name, tc_url, domain=config.domain, default_bucket=config.default_bucket
         )
     except publish.PublishUrlError as e:
-        raise Refusal(BAD_NAME, str(e)) from None
+        raise Refusal(BAD_NAME, str(e), reason="bad_url") from None
     bucket_name, channel_name = target.bucket, target.channel
     try:
         bucket = await store.get_bucket(bucket_name)
         storage = storages.get(bucket_name)
         if bucket is None or storage is None:
-            raise Refusal(BAD_NAME, "no such bucket", bucket_name, channel_name)
+            raise Refusal(BAD_NAME, "no such bucket", bucket_name, channel_name, "no_bucket")
         if bucket.acl != Acl.PUBLIC_READ_WRITE:
             signing.check_rtmp_publish(
                 target.params, bucket_name, channel_name, credentials, now_ms // 1000
@@ -91,5 +103,6 @@ async def admit(
     except OssError as e:
         text = REFUSAL_TEXT.get(type(e), e.message)
         code = BAD_NAME if isinstance(e, NoSuchLiveChannel | InvalidArgument) else REJECTED
-        raise Refusal(code, text, bucket_name, channel_name) from None
+        reason = REFUSAL_REASON.get(type(e), "auth")  # the rest: signature, expiry, ACL
+        raise Refusal(code, text, bucket_name, channel_name, reason) from None
     return Admission(push, storage, channel.config, playlist)

@@ -22,6 +22,8 @@ from livechannel.hls.snapshot import JobSlots, SnapshotPlan
 from livechannel.hls.upload_budget import UploadBudget
 from livechannel.ingest.admission import REJECTED, Refusal, admit
 from livechannel.ingest.gate import ConnectionGate
+from livechannel.ops import metrics
+from livechannel.ops.metrics import ChannelFigures, LiveFigures, channel_figures
 from livechannel.rtmp.connection import ConnectionState, ServerConnection
 from livechannel.rtmp.errors import RtmpError
 from livechannel.rtmp.events import (
@@ -83,6 +85,34 @@ class IngestServer:
         self.snapshot_slots = JobSlots(limits.max_snapshot_jobs)
         self.upload_budget = UploadBudget(limits.max_upload_queue_bytes)
         self._ids = itertools.count(1)
+        self.closed_received_bytes = 0  # RTMP bytes of the connections already closed
+
+    def live_figures(self, max_channels: int) -> LiveFigures:
+        """For the metrics scrape (livechannel.ops.metrics): read now, nothing kept per chunk.
+        `max_channels` > 0 adds per-channel figures for that many live channels."""
+        conns = list(self.connections)
+        figures = LiveFigures(
+            publishers=sum(1 for c in conns if c.pipeline is not None),
+            rtmp_connections=len(conns),
+            rtmp_received_bytes=self.closed_received_bytes
+            + sum(c.conn.bytes_received for c in conns),
+            upload_queue_bytes=self.upload_budget.queued_bytes,
+            heartbeat_lag_s=self.deps.registry.lag_s,
+        )
+        if max_channels > 0:
+            live = [
+                ChannelFigures(
+                    c.bucket,
+                    c.channel,
+                    c.conn.bytes_received,
+                    p.stats.segments,
+                    p.stats.bitrate_bps(),
+                )
+                for c in conns
+                if (p := c.pipeline) is not None
+            ]
+            figures.channels, figures.channels_omitted = channel_figures(live, max_channels)
+        return figures
 
     def protocol(self) -> RtmpProtocol:
         return RtmpProtocol(self, next(self._ids))
@@ -166,7 +196,9 @@ class RtmpProtocol(asyncio.Protocol):
         if self._admitted:
             self._admitted = False
             self.server.gate.release(self.ip)
-        self.server.connections.discard(self)
+        if self in self.server.connections:
+            self.server.connections.discard(self)
+            self.server.closed_received_bytes += self.conn.bytes_received
         if self.pipeline is not None:
             self._spawn(self._end_push("connection closed"))
         elif not self._ending and not self.finished.done():
@@ -252,7 +284,7 @@ class RtmpProtocol(asyncio.Protocol):
             log.exception("publish of %s/%s failed", self.bucket, self.channel)
             if self.push_id and self.pipeline is None:
                 await self.deps.store.end_push(self.push_id, self.deps.now_ms())
-            self._refuse("NetStream.Publish.Rejected", "internal error")
+            self._refuse("NetStream.Publish.Rejected", "internal error", "internal")
 
     async def _try_publish(self, event: PublishRequested) -> None:
         deps = self.deps
@@ -260,7 +292,7 @@ class RtmpProtocol(asyncio.Protocol):
         lag_s, max_lag_s = deps.registry.lag_s, deps.config.limits.max_heartbeat_lag_s
         if lag_s > max_lag_s:
             busy = f"server busy (running {lag_s:.1f} s behind); publish elsewhere or retry"
-            return self._refuse(REJECTED, busy)
+            return self._refuse(REJECTED, busy, "busy")
         try:
             admission = await admit(
                 event.app, event.name, self.tc_url, peer=self.peer, config=deps.config,
@@ -269,7 +301,7 @@ class RtmpProtocol(asyncio.Protocol):
             )  # fmt: skip
         except Refusal as r:
             self.bucket, self.channel = r.bucket, r.channel
-            return self._refuse(r.code, r.description)
+            return self._refuse(r.code, r.description, r.reason)
         push, channel = admission.push, admission.config
         self.bucket, self.channel, self.push_id = push.bucket, push.channel, push.push_id
         limits = deps.config.limits
@@ -296,6 +328,7 @@ class RtmpProtocol(asyncio.Protocol):
             return
         self._cancel_timers()
         self.conn.accept_publish(event.stream_id)
+        metrics.accepted()
         self._log("publishing (playlist %s)", admission.playlist_name)
         self._waiting = False
         self._resume()
@@ -319,7 +352,9 @@ class RtmpProtocol(asyncio.Protocol):
             return None
         return SnapshotPlan(snapshot.interval_s, storage, self.server.snapshot_slots)
 
-    def _refuse(self, code: str, description: str) -> None:
+    def _refuse(self, code: str, description: str, reason: str) -> None:
+        """`reason`: a short fixed word for the metrics label (never client text)."""
+        metrics.refused(reason)
         self._log("publish refused: %s", description, reason=description)
         self.conn.reject_publish(self.stream_id, code, description)
         self._flush()
