@@ -19,11 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from livechannel.config import Limits, Listen
 from samples.make_sample import SampleSpec, make_sample
-from tests.e2e.conftest import create_channel
-from tests.robustness.conftest import session_for, url_parts
-from tests.robustness.rtmp_session import RtmpSession, flv_tags
+from tests.robustness.rtmp_session import RtmpSession, flv_tags, session_for, url_parts
 from tests.robustness.serve_process import ServeProcess
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 WAIT_S = 10.0
