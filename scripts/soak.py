@@ -12,7 +12,9 @@ What runs:
 - a separate attacker process (so its work does not steal this process's GIL) that opens 1,000
   half-open handshakes at once on both ports and, for `--attack-s` seconds, random and mutated
   RTMP sessions and malformed HTTP requests (tests/robustness/garbage.py), from many loopback
-  source addresses (127.0.2.x), as a fleet of hosts would.
+  source addresses (127.0.2.x), as a fleet of hosts would; and per round, SLOW_CLIENTS HTTP
+  clients that stop reading a large object and as many that trickle a request body
+  (tests/robustness/slow_clients.py): each must be cut off by the service's deadlines.
 
 Pass criteria (exit status 0 only if all hold): every publisher's segments are contiguous
 (sequence numbers, no discontinuity), no segment arrived later than one segment past the
@@ -52,7 +54,7 @@ from livechannel.config import BucketConfig, Config, Limits, Listen  # noqa: E40
 from livechannel.server import Running, serve  # noqa: E402
 from livechannel.store.base import Acl  # noqa: E402
 from samples.make_sample import SampleSpec, make_sample  # noqa: E402
-from tests.robustness import garbage  # noqa: E402
+from tests.robustness import garbage, slow_clients  # noqa: E402
 from tests.robustness.rtmp_session import flv_tags  # noqa: E402
 from tests.support import publishers  # noqa: E402
 from tests.support.hls_validator import validate_media_playlist  # noqa: E402
@@ -74,6 +76,12 @@ ROUND_GROWTH_BYTES = 4 * 1024 * 1024  # a second round may not add more: that wo
 FD_SLACK = 2  # a descriptor or two may be mid-close (sqlite journal, a TIME_WAIT accept)
 TASK_SLACK = 2  # a heartbeat / end-timer task may be in flight at the instant of counting
 MEDIA_SLACK_S = 3.0  # encoder start-up plus the partial segment at the end
+SLOW_CLIENTS = 16  # per round and kind: non-readers of a large object, body tricklers
+BIG_OBJECT_BYTES = 8 * 1024 * 1024  # far more than both sides' socket buffers hold
+BIG_OBJECT_KEY = "big/segment.ts"  # in the public bucket: readable without a signature
+# Longer than the service's send stall deadline (Limits.http_send_stall_timeout_s)
+SLOW_READ_HOLD_S = Limits().http_send_stall_timeout_s + 10.0
+TRICKLE_DEADLINE_S = Limits().http_body_timeout_s + 10.0
 
 
 # --- the service, in this process -------------------------------------------------------------
@@ -188,11 +196,12 @@ class ReasonCounter(logging.Handler):
 
 
 def attacker(ports: dict[str, int], attack_s: float, recording: bytes, seed: int,
-             results: Any) -> None:  # fmt: skip
+             slow_clients_n: int, results: Any) -> None:  # fmt: skip
     """Half-open handshakes plus a stream of hostile sessions; reports Counters as JSON."""
     rng = random.Random(seed)
     factory = garbage.AttackFactory(recording, rng, xml_bucket=OPEN_BUCKET)
     sources = [f"127.0.2.{i}" for i in range(1, SOURCE_ADDRESSES + 1)]
+    slow_sources = [f"127.0.3.{i}" for i in range(1, slow_clients_n + 1)]  # a slot each
 
     async def main() -> dict[str, Any]:
         tried: Counter[str] = Counter()
@@ -211,6 +220,25 @@ def attacker(ports: dict[str, int], attack_s: float, recording: bytes, seed: int
 
         half_open = [asyncio.create_task(one(factory.half_open(), sources[i % len(sources)]))
                      for i in range(HALF_OPEN)]  # fmt: skip
+
+        async def slow(kind: str, source: str) -> None:
+            tried[kind] += 1
+            if kind == "non-reader":
+                outcome = await slow_clients.stop_reading(
+                    ports["http"], source, f"/{OPEN_BUCKET}/{BIG_OBJECT_KEY}",
+                    BIG_OBJECT_BYTES, SLOW_READ_HOLD_S)  # fmt: skip
+                failed = outcome != "cut off by server"
+            else:
+                outcome = await slow_clients.trickle_body(
+                    ports["http"], source, f"/{OPEN_BUCKET}/trickle?live", TRICKLE_DEADLINE_S
+                )
+                failed = outcome != "400 RequestTimeout"
+            ended[f"{kind}: {outcome}"] += 1
+            if failed:
+                unclosed[f"{kind}: {outcome}"] += 1
+
+        kinds = ("non-reader", "body trickler")
+        half_open += [asyncio.create_task(slow(k, s)) for k in kinds for s in slow_sources]
         deadline = time.monotonic() + attack_s
         running: set[asyncio.Task[None]] = set()
         n = 0
@@ -267,6 +295,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2, help="RSS must level off between rounds")
     p.add_argument("--size", default="320x180", help="publishers' picture size")
     p.add_argument("--seed", type=int, default=6)
+    p.add_argument("--slow-clients", type=int, default=SLOW_CLIENTS,
+                   help="per round: non-readers of a big object, as many tricklers")  # fmt: skip
     args = p.parse_args()
 
     counter = ReasonCounter()
@@ -285,6 +315,9 @@ def main() -> int:
             svc.bucket().create_live_channel(channel, oss2.models.LiveChannelInfo(target=target))
         svc.bucket().create_live_channel("fuzz", oss2.models.LiveChannelInfo(
             target=oss2.models.LiveChannelInfoTarget(frag_count=3, frag_duration=1)))  # fmt: skip
+        big = svc.config.data_dir / "buckets" / OPEN_BUCKET / BIG_OBJECT_KEY
+        big.parent.mkdir(parents=True, exist_ok=True)
+        big.write_bytes(os.urandom(BIG_OBJECT_BYTES))
         sample = make_sample(tmp / "fuzz.flv", SampleSpec(duration_s=3, width=320, height=180,
                                                          gop_s=1, bframes=0))  # fmt: skip
         url = svc.bucket().sign_rtmp_url("fuzz", "playlist.m3u8", 3600)
@@ -323,8 +356,8 @@ def main() -> int:
         for number in range(1, args.rounds + 1):
             print(f"round {number}: {round_s:.0f} s, {HALF_OPEN} half-open handshakes, "
                   f"{ATTACK_CONCURRENCY} hostile sessions in flight")  # fmt: skip
-            attack = mp.Process(target=attacker, args=(svc.ports, round_s, recording,
-                                                       args.seed + number, results))  # fmt: skip
+            attack_args = (svc.ports, round_s, recording, args.seed + number, args.slow_clients)
+            attack = mp.Process(target=attacker, args=(*attack_args, results))
             attack.start()
             while attack.is_alive() and results.empty():
                 peak_rss = max(peak_rss, rss_bytes())
@@ -392,7 +425,7 @@ def main() -> int:
         if len(rounds_rss) > 1 and rounds_rss[-1] > rounds_rss[0] + ROUND_GROWTH_BYTES:
             problems.append(f"RSS still growing: {rounds_rss[0]} -> {rounds_rss[-1]} bytes")
         for detail, n in unclosed.items():
-            problems.append(f"{n} half-open handshake(s) not closed by the server: {detail}")
+            problems.append(f"{n} session(s) not closed by the server in time: {detail}")
         if counter.errors:
             problems.append("the service logged errors")
     finally:

@@ -49,7 +49,11 @@ from livechannel.storage.base import Body, ListResult, ObjectInfo, content_type_
 from livechannel.storage.keys import TEMP_PREFIX, check_file_name, key_segments
 from livechannel.storage.listing import ListState, collect
 
-CHUNK_BYTES = 256 * 1024  # bounds memory per reader while keeping thread hops per MB low
+# Reads go out in pieces this big. Not larger: blocks of 128 KiB and more make glibc's malloc
+# raise its mmap threshold and then keep them in its heap after a burst (16 viewers that
+# stopped reading left the process ~35 MiB above its baseline at 256 KiB, ~20 at 64 KiB: the
+# soak, docs/robustness.md); at the cost of a thread hop per 64 KiB read.
+CHUNK_BYTES = 64 * 1024
 MKDIR_RACE_RETRIES = 5  # a concurrent delete may remove the (empty) directory we just made
 PLAYLIST_SUFFIX = ".m3u8"  # rewritten with every segment, read by every player: cached
 # Objects of a private bucket are readable by the service's user only (other local users
