@@ -56,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--http-listen", help="HOST:PORT for the API, also accepts RTMP (default 0.0.0.0:8080)"
     )
+    s.add_argument("--rtmps-listen", help="HOST:PORT for RTMPS, RTMP in TLS (default: off)")
+    s.add_argument("--tls-cert", help="PEM certificate (chain) for RTMPS; re-read on SIGHUP")
+    s.add_argument("--tls-key", help="PEM private key for RTMPS; re-read on SIGHUP")
     s.add_argument("--domain", help="host name clients use, for URLs (default 127.0.0.1)")
     s.add_argument("--bucket", help="name of the default bucket (default live)")
     s.add_argument("--bucket-acl", choices=[a.value for a in Acl], help="ACL of the default bucket")
@@ -96,6 +99,9 @@ def config_flags(args: argparse.Namespace) -> dict[str, object]:
         "data_dir": args.data_dir,
         "rtmp_listen": args.rtmp_listen,
         "http_listen": args.http_listen,
+        "rtmps_listen": args.rtmps_listen,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
         "domain": args.domain,
         "bucket": args.bucket,
         "bucket_acl": args.bucket_acl,
@@ -245,8 +251,14 @@ def _supervise(cfg: Config, intro: Intro) -> int:
             if w.pid is not None and w.is_alive():
                 os.kill(w.pid, signum)
 
+    def pass_on(signum: int, _frame: object) -> None:
+        for w in workers:
+            if w.pid is not None and w.is_alive():
+                os.kill(w.pid, signum)
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, pass_on)  # each worker re-reads the RTMPS certificate
     running = {w.sentinel: w for w in workers}
     while running:
         for sentinel in multiprocessing.connection.wait(list(running)):
@@ -269,9 +281,11 @@ async def _serve(cfg: Config, index: int, intro: Intro) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.set)
+    reload_tls = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, reload_tls.set)
 
     def ready(running: Running) -> None:
         if index == 0:
             print(intro(running), flush=True)
 
-    await serve(cfg, shutdown, ready, worker_index=index)
+    await serve(cfg, shutdown, ready, worker_index=index, reload_tls=reload_tls)

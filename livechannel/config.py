@@ -155,6 +155,11 @@ class Config:
     data_dir: Path = Path("./data")
     rtmp_listen: Listen = Listen("0.0.0.0", DEFAULT_RTMP_PORT)
     http_listen: Listen = Listen("0.0.0.0", DEFAULT_HTTP_PORT)
+    # RTMPS (RTMP in TLS 1.2+): a listener of its own, off unless set; needs tls_cert and
+    # tls_key (PEM files, re-read on SIGHUP: livechannel/ingest/tls.py).
+    rtmps_listen: Listen | None = None
+    tls_cert: str = ""
+    tls_key: str = ""
     # Host name users reach us by; an IP or "localhost" gives path-style URLs (as oss2 does).
     domain: str = "127.0.0.1"
     # Whether `domain` was configured; if not, `livechannel serve` listening on all addresses
@@ -220,6 +225,9 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         "LIVECHANNEL_DATA_DIR": "data_dir",
         "LIVECHANNEL_RTMP_LISTEN": "rtmp_listen",
         "LIVECHANNEL_HTTP_LISTEN": "http_listen",
+        "LIVECHANNEL_RTMPS_LISTEN": "rtmps_listen",
+        "LIVECHANNEL_TLS_CERT": "tls_cert",
+        "LIVECHANNEL_TLS_KEY": "tls_key",
         "LIVECHANNEL_DOMAIN": "domain",
         "LIVECHANNEL_WORKERS": "workers",
         "LIVECHANNEL_NODE_ID": "node_id",
@@ -283,9 +291,12 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
     cfg = base
     if "data_dir" in raw:
         cfg = replace(cfg, data_dir=Path(str(raw["data_dir"])))
-    for key in ("rtmp_listen", "http_listen"):
+    for key in ("rtmp_listen", "http_listen", "rtmps_listen"):
         if key in raw:
             cfg = replace(cfg, **{key: Listen.parse(str(raw[key]), key)})  # type: ignore[arg-type]
+    for key in ("tls_cert", "tls_key"):
+        if key in raw:
+            cfg = replace(cfg, **{key: str(raw[key])})  # type: ignore[arg-type]
     if "domain" in raw:
         cfg = replace(cfg, domain=str(raw["domain"]), domain_configured=True)
     if "workers" in raw:
@@ -384,6 +395,8 @@ def load(config_file: str | None, env: Mapping[str, str], flags: Mapping[str, An
             raise ConfigError(f"config file {config_file}: {e}") from None
     cfg = _from_mapping(_env_overrides(env), cfg)
     cfg = _from_mapping({k: v for k, v in flags.items() if v is not None}, cfg)
+    if cfg.rtmps_listen is not None and not (cfg.tls_cert and cfg.tls_key):
+        raise ConfigError("rtmps_listen needs tls_cert and tls_key (PEM files)")
     return cfg
 
 

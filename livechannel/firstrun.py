@@ -101,6 +101,12 @@ def banner(
     url = running.urls.publish_url(bucket, channel)
     if acl != Acl.PUBLIC_READ_WRITE:
         url = urls.signed_publish_url(running.urls, bucket, channel, key_id, secret, expires)
+    tls_url = ""
+    if running.urls.rtmps_port is not None:
+        tls_url = running.urls.publish_url(bucket, channel, tls=True)
+        if acl != Acl.PUBLIC_READ_WRITE:
+            tls_url = urls.signed_publish_url(running.urls, bucket, channel, key_id, secret,
+                                              expires, tls=True)  # fmt: skip
     play = running.urls.play_url(bucket, channel, "playlist.m3u8")
     if acl == Acl.PRIVATE:
         key = f"{channel}/playlist.m3u8"
@@ -124,6 +130,7 @@ def banner(
         "OBS: Settings → Stream → Service 'Custom…'",
         f"  Server      {server_part}",
         f"  Stream Key  {key_part}",
+        *([f"Over TLS (RTMPS): {shlex.quote(tls_url)}"] if tls_url else []),
         "Play (HLS)" + (", signed for 7 days:" if acl == Acl.PRIVATE else ":"),
         f"  ffplay {shlex.quote(play)}",
     ]

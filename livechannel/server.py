@@ -33,6 +33,7 @@ from livechannel.hls.pipeline import end_playlist
 from livechannel.hls.playlist import target_duration_s
 from livechannel.ingest.edge import IngestDeps, IngestServer
 from livechannel.ingest.sniff import SniffingProtocol
+from livechannel.ingest.tls import ServerTls
 from livechannel.ops import metrics
 from livechannel.ops.faults import RepeatedFault
 from livechannel.ops.metrics import TimedStorage, TimedStore
@@ -70,6 +71,18 @@ class Running:
     store: MetadataStore
     acls: Mapping[str, Acl] = field(default_factory=dict)  # bucket -> the ACL in force
     metrics_port: int | None = None  # --metrics-listen's port; None: /-/metrics on http_port
+    rtmps_port: int | None = None  # None: no RTMPS listener
+    tls: ServerTls | None = None
+
+
+async def _reload_tls(tls: ServerTls | None, trigger: asyncio.Event | None) -> None:
+    """Re-read the RTMPS certificate each time `trigger` is set (SIGHUP), until cancelled."""
+    if tls is None or trigger is None:
+        return
+    while True:
+        await trigger.wait()
+        trigger.clear()
+        tls.reload()
 
 
 async def _sweep_stale(
@@ -122,8 +135,10 @@ async def serve(
     shutdown: asyncio.Event,
     on_ready: Callable[[Running], None] | None = None,
     worker_index: int = 0,
+    reload_tls: asyncio.Event | None = None,
 ) -> None:
-    """Run worker `worker_index` (0 unless --workers) of this node until `shutdown` is set."""
+    """Run worker `worker_index` (0 unless --workers) of this node until `shutdown` is set.
+    Setting `reload_tls` (SIGHUP) re-reads the RTMPS certificate."""
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     # Every store operation and storage put is timed for /-/metrics (livechannel.ops.metrics).
@@ -198,6 +213,21 @@ async def serve(
         backlog=LISTEN_BACKLOG,
     )
     rtmp_port = rtmp_server.sockets[0].getsockname()[1]
+    rtmps_server: asyncio.Server | None = None
+    rtmps_port: int | None = None
+    tls: ServerTls | None = None
+    if config.rtmps_listen is not None:
+        tls = ServerTls(config.tls_cert, config.tls_key)
+        rtmps_server = await loop.create_server(
+            ingest.protocol,
+            config.rtmps_listen.host,
+            config.rtmps_listen.port,
+            ssl=tls.context,
+            ssl_handshake_timeout=config.limits.handshake_timeout_s,
+            reuse_port=config.workers > 1 or None,
+            backlog=LISTEN_BACKLOG,
+        )
+        rtmps_port = rtmps_server.sockets[0].getsockname()[1]
     http_port_cfg = config.http_listen.port
     # The HTTP port must be known before the app renders URLs; bind first, then build the app.
     http_sock = socket.create_server(
@@ -211,7 +241,7 @@ async def serve(
         for b in config.buckets
         if (policy := bucket_policy(b)).public_base_url
     }
-    urls = ServiceUrls(config.domain, rtmp_port, http_port, public_base_urls)
+    urls = ServiceUrls(config.domain, rtmp_port, http_port, public_base_urls, rtmps_port)
     api_context = ApiContext(
         store=store,
         storages=storages,
@@ -291,13 +321,21 @@ async def serve(
         config.http_listen.host,
         http_port,
     )
+    if rtmps_port is not None:
+        log.info(
+            "RTMPS on %s:%d", config.rtmps_listen.host if config.rtmps_listen else "", rtmps_port
+        )
     if on_ready is not None:
-        on_ready(Running(rtmp_port, http_port, urls, store, acls, metrics_port))
+        on_ready(Running(rtmp_port, http_port, urls, store, acls, metrics_port, rtmps_port, tls))
+    tls_reloads = asyncio.create_task(_reload_tls(tls, reload_tls), name="TLS reloads")
     try:
         await shutdown.wait()
     finally:
         log.info("shutting down")
+        tls_reloads.cancel()
         rtmp_server.close()
+        if rtmps_server is not None:
+            rtmps_server.close()
         http_server.close()
         try:
             await asyncio.wait_for(ingest.close_all("server shutting down"), SHUTDOWN_TIMEOUT_S)

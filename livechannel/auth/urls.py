@@ -33,6 +33,7 @@ class ServiceUrls:
     # bucket -> where players fetch its objects instead of from us (a CDN, the store's own
     # public URL): "https://cdn.example.com/live", no trailing "/" (storage/factory.py).
     public_base_urls: Mapping[str, str] = field(default_factory=dict)
+    rtmps_port: int | None = None  # the RTMPS listener's, if there is one
 
     def _host(self, bucket: str, port: int, default_port: int) -> tuple[str, str]:
         """(authority, path prefix) for a bucket."""
@@ -42,7 +43,14 @@ class ServiceUrls:
             return f"{host}{suffix}", f"/{bucket}"
         return f"{bucket}.{self.domain}{suffix}", ""
 
-    def publish_url(self, bucket: str, channel: str) -> str:
+    def publish_url(self, bucket: str, channel: str, *, tls: bool = False) -> str:
+        """The RTMP publish URL, or with `tls` the RTMPS one (rtmps://, default port 443);
+        both carry the same signature (it signs the bucket and channel, not the scheme)."""
+        if tls and self.rtmps_port is None:
+            raise ValueError("no RTMPS listener is configured")
+        if tls:
+            authority, prefix = self._host(bucket, self.rtmps_port or 443, 443)
+            return f"rtmps://{authority}{prefix}/live/{quote(channel, safe='')}"
         authority, prefix = self._host(bucket, self.rtmp_port, 1935)
         return f"rtmp://{authority}{prefix}/live/{quote(channel, safe='')}"
 
@@ -60,12 +68,20 @@ class ServiceUrls:
 
 
 def signed_publish_url(
-    urls: ServiceUrls, bucket: str, channel: str, key_id: str, secret: str, expires_s: int
+    urls: ServiceUrls,
+    bucket: str,
+    channel: str,
+    key_id: str,
+    secret: str,
+    expires_s: int,
+    *,
+    tls: bool = False,
 ) -> str:
     """A publish URL signed as `oss2.Bucket.sign_rtmp_url` signs it (OSS API reference,
-    LiveChannel, "Signing RTMP publish URLs"), without a playlistName parameter."""
-    return sign_publish_url(urls.publish_url(bucket, channel), bucket, channel, key_id, secret,
-                            expires_s)  # fmt: skip
+    LiveChannel, "Signing RTMP publish URLs"), without a playlistName parameter; with `tls`
+    the rtmps:// one."""
+    url = urls.publish_url(bucket, channel, tls=tls)
+    return sign_publish_url(url, bucket, channel, key_id, secret, expires_s)
 
 
 def sign_publish_url(
