@@ -71,6 +71,11 @@ class Limits:
     # storage stall at 400 publishers of 2.6 Mbit/s. Past it, publishers holding queued
     # segments are paused too (hls/upload_budget.py), so a stall cannot take the box's memory.
     max_upload_queue_bytes: int = 512 * 1024 * 1024
+    # Segment-index rows one push holds while the metadata store is unreachable (they are
+    # written when it is back; segments and playlists go on meanwhile): 256 rows are 8.5 min
+    # of 2 s segments at ~300 bytes each, ~75 KB per push. Past it the push waits (its
+    # publisher is paused) instead of growing memory.
+    max_pending_index_segments: int = 256
     # A segment over this is cut early (a 50 Mbit/s stream makes ~31 MB per 5 s).
     max_segment_bytes: int = 64 * 1024 * 1024
     # The floor of the forced cut when keyframes never come (max(2·FD, 60 s): OSS API

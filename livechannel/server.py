@@ -50,6 +50,9 @@ log = logging.getLogger("livechannel.server")
 
 SHUTDOWN_TIMEOUT_S = 10.0  # flushing open segments takes one storage put each
 STALE_SWEEP_INTERVAL_S = 2.0
+# Beyond STALE_PUSH_MS of working store, the heartbeat interval and a round trip: time for
+# every live worker to have written a heartbeat again after an outage.
+SWEEP_WARMUP_MARGIN_MS = 2_000
 # Connections the kernel may hold before we accept them. asyncio's default (100) overflows in
 # a reconnect storm or a scan; the kernel then drops handshakes silently, and a client that
 # has not sent anything yet never learns. The kernel caps it at net.core.somaxconn.
@@ -96,17 +99,28 @@ async def _sweep_stale(
     A failed sweep is retried: this loop must outlive store hiccups. `may_run`: on PostgreSQL
     only the leader sweeps (one query every interval for the cluster, not one per worker)."""
     fault = RepeatedFault(log, "the stale push sweep")
+    # When this sweeper could not see the store (an outage, or it just became the leader),
+    # nobody's heartbeats may have reached it meanwhile: judge staleness only once they have
+    # had STALE_PUSH_MS of working store again, or every push would look dead at once.
+    watching_since_ms: int | None = None
     while True:
         if not may_run():
+            watching_since_ms = None
             await asyncio.sleep(STALE_SWEEP_INTERVAL_S)
             continue
         try:
             now = now_ms()
-            dead = dead_workers(await store.running_workers(), worker, now)
-            for push in await store.close_stale_pushes(now - STALE_PUSH_MS, dead):
-                log.warning("closed push of %s/%s left by a dead worker", push.bucket, push.channel)
-                await on_closed(push)
+            latest = await store.running_workers()
+            if watching_since_ms is None:
+                watching_since_ms = now
+            if now - watching_since_ms >= STALE_PUSH_MS + SWEEP_WARMUP_MARGIN_MS:
+                dead = dead_workers(latest, worker, now)
+                for push in await store.close_stale_pushes(now - STALE_PUSH_MS, dead):
+                    log.warning("closed push of %s/%s left by a dead worker", push.bucket,
+                                push.channel)  # fmt: skip
+                    await on_closed(push)
         except Exception:
+            watching_since_ms = None
             fault.failed()
         else:
             fault.succeeded()

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from livechannel.errors import StorageError
 from livechannel.ops.faults import RepeatedFault
 from livechannel.store.base import MetadataStore
 
@@ -32,6 +33,7 @@ KICK_POLL_INTERVAL_S = 0.25  # a disable through another worker kicks within 1 s
 # Live figures (GetLiveChannelStat) are at most this old; 5 beats fit in the 5 s stale limit.
 # Writing every push's figures on every kick poll instead cost ~5 % of a worker's CPU.
 HEARTBEAT_INTERVAL_S = 1.0
+END_RETRY_S = 1.0  # an #EXT-X-ENDLIST that could not be written is tried again this often
 POLLS_PER_HEARTBEAT = round(HEARTBEAT_INTERVAL_S / KICK_POLL_INTERVAL_S)
 # A push of ours that the store no longer has running was ended by a stale-push sweep: this
 # process's heartbeats came too late (overloaded, or paused) and the channel was freed.
@@ -123,10 +125,18 @@ class Registry:
 
         async def fire() -> None:
             await asyncio.sleep(self.end_grace_s if delay_s is None else delay_s)
-            if key in self.sessions or await self.store.live_push(bucket, channel) is not None:
-                return  # republished here or elsewhere; that push owns the playlist now
             try:
-                await end()
+                for attempt in itertools.count():
+                    try:
+                        if key in self.sessions or await self.store.live_push(bucket, channel):
+                            return  # republished here or elsewhere; that push owns it now
+                        await end()
+                        return
+                    except StorageError as e:  # the store or storage is down: try again
+                        if attempt == 0:
+                            log.warning("ending the playlist of %s/%s waits: %s", bucket,
+                                        channel, e)  # fmt: skip
+                        await asyncio.sleep(END_RETRY_S)
             except Exception:
                 log.exception("could not end the playlist of %s/%s", bucket, channel)
             finally:

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 
 from livechannel.errors import StorageError
+from livechannel.hls.index_writer import IndexWriter
 from livechannel.hls.playlist import render, target_duration_s
 from livechannel.hls.segmenter import MuxerFactory, Segmenter, SegmentReady
 from livechannel.hls.snapshot import SnapshotPlan, Snapshotter
@@ -68,6 +69,7 @@ class PushPipeline:
         queue_segments: int,
         upload_budget: UploadBudget,
         now_ms: Callable[[], int],
+        max_pending_index_segments: int,
         snapshot: SnapshotPlan | None = None,
         segment_format: SegmentFormat = SegmentFormat.TS,
     ) -> None:
@@ -112,6 +114,10 @@ class PushPipeline:
         self._closing = False
         self._uploader: asyncio.Task[None] | None = None
         self._last_media_ms = push.start_ms
+        self.index = IndexWriter(store, max_pending_index_segments, self._on_index_fault)
+
+    def _on_index_fault(self, error: str) -> None:
+        self.stats.storage_error = error
 
     async def open(self) -> None:
         self._window = await LiveWindow.load(
@@ -120,6 +126,7 @@ class PushPipeline:
         if self._window.segments:
             self._last_key_ms = _key_ms(self._window.segments[-1].key)
         self._uploader = asyncio.create_task(self._upload_loop(), name=f"upload {self.channel}")
+        self.index.start()
 
     # --- media in (synchronous, called by the ingest edge) ---------------------------------
 
@@ -282,8 +289,10 @@ class PushPipeline:
         try:
             if self._uploader is not None:
                 await self._uploader
+            await self.index.flush()  # before the push ends: see index_writer.py
         finally:
             self._drop_queue()  # what a failed upload task left (or the flush queued after)
+            await self.index.stop()
         if self.snapshotter is not None:
             await self.snapshotter.close()
 
@@ -346,14 +355,11 @@ class PushPipeline:
         await self._retry(lambda: self.storage.put(key, ready.chunks, ctype), key)
         self._window.add(segment)
         self.stats.segments += 1
-
-        async def playlist() -> None:
-            await self.write_playlist(ended=False)
-            metrics.PLAYLIST_SECONDS.observe(time.perf_counter() - closed_at)
-
-        await asyncio.gather(
-            self._retry(lambda: self.store.add_segment(segment), f"index {key}"), playlist()
-        )
+        # The row waits in the index writer if the metadata store is down; the playlist
+        # does not wait for it.
+        await self.index.add(segment)
+        await self.write_playlist(ended=False)
+        metrics.PLAYLIST_SECONDS.observe(time.perf_counter() - closed_at)
         metrics.SEGMENTS.inc()
         metrics.SEGMENT_SECONDS.observe(ready.duration_ms / 1000)
 

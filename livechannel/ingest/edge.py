@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from livechannel.config import Config
+from livechannel.errors import StorageError
 from livechannel.fleet.registry import Registry
 from livechannel.hls.pipeline import PublishRefused, PushPipeline, end_playlist
 from livechannel.hls.snapshot import JobSlots, SnapshotPlan
@@ -47,6 +48,10 @@ UNPUBLISHED_LINGER_S = 5.0  # after unpublish, the client closes; we close if it
 # it and close: closing with its media unread would send a TCP reset, which can destroy the
 # status before the publisher reads it.
 KICK_LINGER_S = 2.0
+# What a publisher reads when the metadata store cannot be reached (a database restart).
+STORE_UNAVAILABLE = "service unavailable: the metadata store cannot be reached; retry shortly"
+END_RETRY_FIRST_DELAY_S = 0.2
+END_RETRY_MAX_DELAY_S = 1.0  # a store that is back learns of the end within a second
 HANDSHAKE_STATES = frozenset({ConnectionState.AWAIT_C0C1, ConnectionState.AWAIT_C2})
 
 
@@ -280,11 +285,31 @@ class RtmpProtocol(asyncio.Protocol):
     async def _decide(self, event: PublishRequested) -> None:
         try:
             await self._try_publish(event)
+        except StorageError as e:
+            # The metadata store is unreachable (a database restart): running pushes go on,
+            # new ones are refused until it is back; encoders retry.
+            self._log("publish refused: metadata store unavailable: %s", e)
+            if self.push_id and self.pipeline is None:
+                self._spawn(self._record_end(self.push_id, self.deps.now_ms()))
+            self._refuse(REJECTED, STORE_UNAVAILABLE)
         except Exception:
             log.exception("publish of %s/%s failed", self.bucket, self.channel)
             if self.push_id and self.pipeline is None:
                 await self.deps.store.end_push(self.push_id, self.deps.now_ms())
             self._refuse("NetStream.Publish.Rejected", "internal error", "internal")
+
+    async def _record_end(self, push_id: int, end_ms: int) -> None:
+        """End the push's record, retrying while the metadata store is unreachable: a push
+        left running in the store would keep its channel "live" for good."""
+        delay_s = END_RETRY_FIRST_DELAY_S
+        while True:
+            try:
+                await self.deps.store.end_push(push_id, end_ms)
+                return
+            except StorageError as e:
+                self._log("push end not recorded yet (%s); retrying in %.1f s", e, delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, END_RETRY_MAX_DELAY_S)
 
     async def _try_publish(self, event: PublishRequested) -> None:
         deps = self.deps
@@ -315,6 +340,7 @@ class RtmpProtocol(asyncio.Protocol):
             max_segment_s=limits.forced_cut_s(channel.frag_duration_s),
             max_segment_bytes=limits.max_segment_bytes,
             queue_segments=limits.upload_queue_segments,
+            max_pending_index_segments=limits.max_pending_index_segments,
             upload_budget=self.server.upload_budget,
             now_ms=deps.now_ms,
             snapshot=self._snapshot_plan(channel, push.bucket),
@@ -405,7 +431,7 @@ class RtmpProtocol(asyncio.Protocol):
             await deps.store.heartbeat(self.push_id, now, pipeline.stats.to_json(now))
         except Exception:
             log.exception("final figures of %s/%s not recorded", self.bucket, self.channel)
-        await deps.store.end_push(self.push_id, deps.now_ms())
+        await self._record_end(self.push_id, deps.now_ms())
         stats = pipeline.stats
         self._log(
             "push ended (%s): %d segments, keyframe interval %s ms, %.2f fps, %d kbit/s",

@@ -53,7 +53,7 @@ NOTICE_CHANNEL = "livechannel"  # the LISTEN/NOTIFY channel every node listens o
 # Connections per process: the heartbeat, kick poll, uploads' index writes and API requests
 # overlap; more would only queue inside PostgreSQL (each connection is a server process).
 POOL_MAX_SIZE = 8
-POOL_MIN_SIZE = 1
+POOL_MIN_SIZE = 0  # none kept open by force: asyncpg would log every failed refill in an outage
 # A connect that takes longer than this is a database that is down or unreachable; the
 # caller learns at once (503, a refused publish) instead of hanging.
 CONNECT_TIMEOUT_S = 3.0
