@@ -12,10 +12,9 @@ from pathlib import Path
 import oss2
 import pytest
 
-from tests.e2e.conftest import create_channel
 from tests.support import publishers
 from tests.support.postgres import PostgresServer, available, start_postgres
-from tests.support.service import BUCKET, ServiceThread
+from tests.support.service import BUCKET, ServiceThread, create_channel
 
 pytestmark = pytest.mark.slow
 OUTAGE_S = 10.0  # two stale-push timeouts (the multi-node test stops it for 20 s)
