@@ -291,7 +291,7 @@ class RtmpProtocol(asyncio.Protocol):
             self._log("publish refused: metadata store unavailable: %s", e)
             if self.push_id and self.pipeline is None:
                 self._spawn(self._record_end(self.push_id, self.deps.now_ms()))
-            self._refuse(REJECTED, STORE_UNAVAILABLE)
+            self._refuse(REJECTED, STORE_UNAVAILABLE, "store_unavailable")
         except Exception:
             log.exception("publish of %s/%s failed", self.bucket, self.channel)
             if self.push_id and self.pipeline is None:
