@@ -14,7 +14,11 @@ What runs:
   RTMP sessions and malformed HTTP requests (tests/robustness/garbage.py), from many loopback
   source addresses (127.0.2.x), as a fleet of hosts would; and per round, SLOW_CLIENTS HTTP
   clients that stop reading a large object and as many that trickle a request body
-  (tests/robustness/slow_clients.py): each must be cut off by the service's deadlines.
+  (tests/robustness/slow_clients.py): each must be cut off by the service's deadlines;
+- then the buffer-pinning attack (tests/robustness/pinning.py): 16 unauthenticated
+  connections, each sending 250 chunks of 4 KiB of one partial message among ~62 MB of other
+  traffic; RSS while they are open must stay within what the partial-message limit counts,
+  and return once they leave without a gc.collect().
 
 Pass criteria (exit status 0 only if all hold): every publisher's segments are contiguous
 (sequence numbers, no discontinuity), no segment arrived later than one segment past the
@@ -54,7 +58,7 @@ from livechannel.config import BucketConfig, Config, Limits, Listen  # noqa: E40
 from livechannel.server import Running, serve  # noqa: E402
 from livechannel.store.base import Acl  # noqa: E402
 from samples.make_sample import SampleSpec, make_sample  # noqa: E402
-from tests.robustness import garbage, slow_clients  # noqa: E402
+from tests.robustness import garbage, pinning, slow_clients  # noqa: E402
 from tests.robustness.rtmp_session import flv_tags  # noqa: E402
 from tests.support import publishers  # noqa: E402
 from tests.support.hls_validator import validate_media_playlist  # noqa: E402
@@ -82,6 +86,9 @@ BIG_OBJECT_KEY = "big/segment.ts"  # in the public bucket: readable without a si
 # Longer than the service's send stall deadline (Limits.http_send_stall_timeout_s)
 SLOW_READ_HOLD_S = Limits().http_send_stall_timeout_s + 10.0
 TRICKLE_DEADLINE_S = Limits().http_body_timeout_s + 10.0
+PIN_CONNECTIONS = 16  # the buffer-pinning attack (tests/robustness/pinning.py): connections ...
+PIN_ROUNDS = 250  # ... each sending this many 4 KiB chunks, each with ~250 KiB of other traffic
+PIN_GROWTH_SLACK = 1.125  # the allocator's rounding of what is counted (test_pinning.py)
 
 
 # --- the service, in this process -------------------------------------------------------------
@@ -256,6 +263,42 @@ def attacker(ports: dict[str, int], attack_s: float, recording: bytes, seed: int
     results.put(json.dumps(asyncio.run(main())))
 
 
+def pinner(port: int, results: Any, release: Any) -> None:
+    """The buffer-pinning attack: PIN_CONNECTIONS connections that never authenticate, each
+    holding PIN_ROUNDS chunks of a partial message; reports when all is sent, closes them when
+    `release` is set."""
+    socks = [pinning.attack(port, PIN_ROUNDS) for _ in range(PIN_CONNECTIONS)]
+    results.put("sent")
+    release.wait(60)
+    for sock in socks:
+        sock.close()
+
+
+def pin_round(svc: Service, mp: Any, results: Any) -> tuple[int, int, list[str]]:
+    """(RSS while the pinning connections are open, RSS after they left with no gc.collect(),
+    problems). The service holds what the partial-message limit counts, and frees it by
+    reference counting when the connections go."""
+    before = rss_bytes()
+    release = mp.Event()
+    proc = mp.Process(target=pinner, args=(svc.ports["rtmp"], results, release))
+    proc.start()
+    results.get(timeout=120)
+    time.sleep(2.0)  # the service has read what was sent
+    during = rss_bytes()
+    release.set()
+    proc.join(30)
+    proc.close()
+    time.sleep(3.0)
+    after = rss_bytes()  # no gc.collect(): reference counting alone must have freed it
+    counted = PIN_CONNECTIONS * PIN_ROUNDS * pinning.CHUNK_BYTES
+    problems: list[str] = []
+    if during - before > counted * PIN_GROWTH_SLACK + RSS_BAND_BYTES:
+        problems.append(f"pinning attack: RSS grew {during - before} bytes for {counted} counted")
+    if after - before > RSS_BAND_BYTES:
+        problems.append(f"pinning attack: RSS {after - before} bytes above where it was, after")
+    return during, after, problems
+
+
 # --- checks -----------------------------------------------------------------------------------
 
 
@@ -374,6 +417,14 @@ def main() -> int:
             rounds_rss.append(rss_bytes())
             print(f"  after round {number}: RSS {rounds_rss[-1] / 2**20:.1f} MiB, "
                   f"{open_fds()} fds, {svc.tasks()} tasks")  # fmt: skip
+        print(f"pinning: {PIN_CONNECTIONS} connections x {PIN_ROUNDS} chunks of 4 KiB among "
+              f"~{PIN_ROUNDS // 4} MB of other traffic each")  # fmt: skip
+        pin_before = rss_bytes()
+        pin_during, pin_after, pin_problems = pin_round(svc, mp, results)
+        problems += pin_problems
+        print(f"  RSS {pin_before / 2**20:.1f} MiB -> {pin_during / 2**20:.1f} MiB while held "
+              f"-> {pin_after / 2**20:.1f} MiB after (no gc.collect)")  # fmt: skip
+        peak_rss = max(peak_rss, pin_during)
         after = {"rss": rss_bytes(), "fds": open_fds(), "tasks": svc.tasks()}
 
         for proc in procs:

@@ -198,6 +198,10 @@ class RtmpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        # The sink is a bound method of this protocol held by its own connection: a cycle
+        # that would keep both (and what they hold) until a full GC pass.
+        self._sink_on = False
+        self.conn.set_media_sink(None)
         if self._admitted:
             self._admitted = False
             self.server.gate.release(self.ip)

@@ -12,9 +12,19 @@ libavformat do, so each decodes what the other encodes:
   type 3 chunk on that chunk stream repeats them until the next type 0/1/2 header;
 - timestamps are 32-bit and wrap: absolute = (previous + delta) mod 2**32.
 
-The reader consumes chunk payloads as they arrive (it never waits for a whole chunk), keeps
-message pieces as memoryview slices of the immutable input and joins them once, so a large
-message costs a single copy and leftover input between feeds is at most one partial header.
+The reader consumes chunk payloads as they arrive (it never waits for a whole chunk) and keeps
+no reference to the input once `next_message` has returned None: a message that fits one
+chunk of the input is copied out once; the pieces of one that spans chunks or reads are
+copied as they come and joined at its end, each counted against `max_partial_bytes` with its
+object's overhead, so what a connection holds is what the limit counts (a slice of the input
+would pin the whole input buffer while counting only itself, which a peer could use to hold
+far more memory than the limit says). Leftover input between feeds is
+at most one partial chunk header, copied.
+
+Consecutive continuation chunks of one message (type 3 headers of the same chunk stream, one
+after the other in the input: a large frame in small chunks) are taken in one step: the
+header bytes are checked with one strided slice and cut out with one strided delete, so a
+128-byte chunk costs C work instead of a pass through the Python header parser.
 """
 
 from __future__ import annotations
@@ -32,6 +42,10 @@ _HALF_RANGE = 1 << 31  # a wrapped delta at or above this means "backwards": use
 MIN_CSID = 2  # 0 and 1 select the 2- and 3-byte basic header forms
 MAX_CSID = 65599  # 3-byte form: 64 + 0xFFFF
 _MESSAGE_HEADER_SIZE = (11, 7, 3, 0)  # by header type (fmt)
+_CONTINUATION = 3 << 6  # fmt 3 in the top bits of a basic header
+# What one held piece of a partial message costs beyond its bytes (object header, list slot):
+# counted, so that a peer sending tiny chunks cannot hold more than the limit says.
+_PIECE_OVERHEAD = 64
 
 
 class RawMessage(NamedTuple):
@@ -48,8 +62,10 @@ class _ReadStream:
     """Reader state of one chunk stream."""
 
     __slots__ = (
+        "cost",
         "delta_ms",
         "extended",
+        "fast",
         "length",
         "parts",
         "received",
@@ -58,26 +74,30 @@ class _ReadStream:
         "type_id",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, csid: int) -> None:
         self.timestamp_ms = 0
         self.delta_ms = 0  # the last timestamp field, reused by a type 3 new message
         self.extended = False  # the last type 0/1/2 header carried an extended timestamp
         self.length = 0
         self.type_id = 0
         self.stream_id = 0
-        self.parts: list[memoryview] = []
+        self.parts: list[bytes | bytearray] = []  # the open message's pieces (copies)
+        self.cost = 0  # what they count against max_partial_bytes
         self.received = -1  # bytes of the current message so far; -1 = no message open
+        # The one-byte type 3 header of a continuation chunk on this stream, for the fast path
+        # (-1: none, because the csid needs a longer basic header or timestamps are extended).
+        self.fast = _CONTINUATION | csid if csid < 64 else -1
 
 
 class ChunkReader:
     """Feed bytes, pull messages. The caller applies Set Chunk Size / Abort between messages
-    (they take effect for the very next chunk)."""
+    (they take effect for the very next chunk). Once `next_message` has returned None the
+    reader holds no reference to what it was fed, so the caller may reuse that buffer."""
 
     def __init__(self, limits: RtmpLimits = DEFAULT_LIMITS) -> None:
         self._limits = limits
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self._buf = b""
-        self._view = memoryview(self._buf)
         self._pos = 0
         self._streams: dict[int, _ReadStream] = {}
         self._current: _ReadStream | None = None  # stream whose chunk payload is being read
@@ -90,13 +110,17 @@ class ChunkReader:
         """Unparsed input bytes (at most one partial chunk header between feeds)."""
         return len(self._buf) - self._pos
 
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of partial messages held, as counted against `max_partial_bytes`."""
+        return self._partial_bytes
+
     def feed(self, data: bytes) -> None:
         if not isinstance(data, bytes):
-            data = bytes(data)
+            data = bytes(data)  # slices of the input must be copies
         if self._pos < len(self._buf):
             data = self._buf[self._pos :] + data
         self._buf = data
-        self._view = memoryview(data)
         self._pos = 0
 
     def set_chunk_size(self, size: int) -> None:
@@ -107,9 +131,15 @@ class ChunkReader:
         """Abort Message (§5.4.2): drop the partial message of that chunk stream."""
         stream = self._streams.get(csid)
         if stream is not None and stream.received >= 0 and stream is not self._current:
-            self._partial_bytes -= stream.received
+            self._partial_bytes -= stream.cost
             stream.parts = []
+            stream.cost = 0
             stream.received = -1
+
+    def _rest(self, pos: int) -> None:
+        """Input is exhausted at `pos`: keep a copy of the partial header, not the input."""
+        self._buf = self._buf[pos:]
+        self._pos = 0
 
     def next_message(self) -> RawMessage | None:
         """The next complete message, or None when more input is needed."""
@@ -121,7 +151,7 @@ class ChunkReader:
             if stream is None:
                 header_end = self._parse_header(buf, pos, end)
                 if header_end < 0:
-                    self._pos = pos
+                    self._rest(pos)
                     return None
                 pos = header_end
                 stream = self._current
@@ -139,36 +169,85 @@ class ChunkReader:
                     )
             avail = end - pos
             if avail <= 0:
-                self._pos = pos
+                self._rest(pos)
                 return None
             left = self._chunk_left
             take = left if left <= avail else avail
-            if stream.received == 0 and take == stream.length:
-                payload = buf[pos : pos + take]  # the whole message is contiguous: one copy
-            else:
-                stream.parts.append(self._view[pos : pos + take])
-                payload = None
-            pos += take
-            self._chunk_left = left - take
-            if take == left:
+            received = stream.received
+            length = stream.length
+            if received == 0 and take == length:
+                payload = buf[pos : pos + take]  # the whole message in one chunk: one copy
+                pos += take
+                self._chunk_left = 0
                 self._current = None
-            if payload is None:
-                stream.received += take
-                self._partial_bytes += take
+            else:
+                parts = stream.parts
+                parts.append(buf[pos : pos + take])
+                cost = take + _PIECE_OVERHEAD
+                pos += take
+                received += take
+                if take < left:
+                    self._chunk_left = left - take
+                else:
+                    self._chunk_left = 0
+                    self._current = None
+                    if received < length and pos < end and buf[pos] == stream.fast:
+                        start = received
+                        pos, received = self._continuations(stream, buf, pos, end, received)
+                        cost += received - start + _PIECE_OVERHEAD
+                stream.cost += cost
+                self._partial_bytes += cost
                 if self._partial_bytes > self._limits.max_partial_bytes:
                     raise MessageTooLarge(
                         f"more than {self._limits.max_partial_bytes} bytes of partial messages"
                     )
-                if stream.received < stream.length:
+                if received < length:
+                    stream.received = received
                     continue
-                payload = b"".join(stream.parts)
+                payload = b"".join(parts)
+                self._partial_bytes -= stream.cost
                 stream.parts = []
-                self._partial_bytes -= stream.length
+                stream.cost = 0
             stream.received = -1
             self._pos = pos
             return RawMessage(
                 self._current_csid, stream.timestamp_ms, stream.type_id, stream.stream_id, payload
             )
+
+    def _continuations(
+        self,
+        stream: _ReadStream,
+        buf: bytes,
+        pos: int,
+        end: int,
+        received: int,
+    ) -> tuple[int, int]:
+        """Take the run of one-byte type 3 continuation chunks of `stream` starting at `pos`
+        (a chunk just ended there and its header byte is the stream's): copy the run as one piece
+        and cut the header bytes out of it, both in C. Returns (pos, received)."""
+        size = self.chunk_size
+        step = size + 1
+        rest = stream.length - received
+        span = rest + -(-rest // size)  # the rest of the message with its headers
+        if span > end - pos:
+            span = end - pos
+        heads = buf[pos : pos + span : step]
+        count = len(heads)
+        good = count - len(heads.lstrip(heads[:1]))
+        if good < count:  # another chunk stream's chunk comes between: stop before it
+            span = good * step
+            count = good
+        piece = bytearray(memoryview(buf)[pos : pos + span])
+        del piece[::step]
+        stream.parts.append(piece)
+        taken = span - count
+        # Where the last chunk of the run stopped: at its end, or mid-payload (input ran out).
+        last_full = min(size, rest - (count - 1) * size)
+        last_taken = span - (count - 1) * step - 1
+        if last_taken < last_full:
+            self._current = stream
+            self._chunk_left = last_full - last_taken
+        return pos + span, received + taken
 
     def _parse_header(self, buf: bytes, pos: int, end: int) -> int:
         """Parse one chunk header at `pos`; return the offset after it, or -1 if incomplete."""
@@ -199,7 +278,7 @@ class ChunkReader:
                 raise ProtocolError(f"chunk stream {csid} starts with a type {fmt} header")
             if len(self._streams) >= self._limits.max_chunk_streams:
                 raise ProtocolError(f"more than {self._limits.max_chunk_streams} chunk streams")
-            stream = _ReadStream()
+            stream = _ReadStream(csid)
             self._streams[csid] = stream
         opening = stream.received < 0
         if fmt == 3:
@@ -235,7 +314,10 @@ class ChunkReader:
                 stream.type_id = buf[p + 6]
                 if fmt == 0:
                     stream.stream_id = int.from_bytes(buf[p + 7 : p + 11], "little")
-            stream.extended = extended
+            if extended != stream.extended:
+                stream.extended = extended
+                # the fast path knows only the one-byte header without the 4 repeated bytes
+                stream.fast = -1 if extended or csid >= 64 else _CONTINUATION | csid
             stream.delta_ms = field
             if fmt == 0:
                 stream.timestamp_ms = field

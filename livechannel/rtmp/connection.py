@@ -114,23 +114,6 @@ class ServerConnection:
         self._publish_name = ""
         self._unpublished = False
         self._media_sink: MediaSink | None = None
-        self._commands: dict[str, Callable[[Command, RawMessage], None]] = {
-            "connect": self._on_connect,
-            "releaseStream": self._on_fc_call,
-            "FCPublish": self._on_fc_call,
-            "createStream": self._on_create_stream,
-            "publish": self._on_publish,
-            "play": self._on_play,
-            "play2": self._on_play,
-            "FCUnpublish": self._on_fc_unpublish,
-            "deleteStream": self._on_delete_stream,
-            "closeStream": self._on_close_stream,
-            # Replies and notifications from the peer need no answer.
-            "_result": self._ignore,
-            "_error": self._ignore,
-            "onStatus": self._ignore,
-            "onBWDone": self._ignore,
-        }
 
     # ------------------------------------------------------------------ public API
 
@@ -303,9 +286,9 @@ class ServerConnection:
         )
         if self._state is ConnectionState.AWAIT_CONNECT and command.name != "connect":
             raise ProtocolError(f"command {command.name!r} before connect")
-        handler = self._commands.get(command.name)
+        handler = _COMMANDS.get(command.name)
         if handler is not None:
-            handler(command, message)
+            handler(self, command, message)
         elif command.transaction_id != 0:
             self._reply(
                 "_error",
@@ -432,3 +415,26 @@ def enhanced_capabilities(properties: dict[str, Any]) -> dict[str, Any]:
         "audioFourCcInfoMap": {f: float(FOURCC_CAN_DECODE) for f in ENHANCED_AUDIO_FOURCCS},
         "capsEx": float(CAPS_EX_MOD_EX),
     }
+
+
+# The command table is the class's, not each connection's: bound methods stored on the
+# instance would make every connection a reference cycle that only a full GC pass frees (and
+# with it whatever the connection still held).
+_Handler = Callable[[ServerConnection, Command, RawMessage], None]
+_COMMANDS: Final[dict[str, _Handler]] = {
+    "connect": ServerConnection._on_connect,
+    "releaseStream": ServerConnection._on_fc_call,
+    "FCPublish": ServerConnection._on_fc_call,
+    "createStream": ServerConnection._on_create_stream,
+    "publish": ServerConnection._on_publish,
+    "play": ServerConnection._on_play,
+    "play2": ServerConnection._on_play,
+    "FCUnpublish": ServerConnection._on_fc_unpublish,
+    "deleteStream": ServerConnection._on_delete_stream,
+    "closeStream": ServerConnection._on_close_stream,
+    # Replies and notifications from the peer need no answer.
+    "_result": ServerConnection._ignore,
+    "_error": ServerConnection._ignore,
+    "onStatus": ServerConnection._ignore,
+    "onBWDone": ServerConnection._ignore,
+}

@@ -13,6 +13,7 @@ MAX_PEER_CHUNK_SIZE = 0xFFFFFF
 # Real publishers use 2..8 chunk streams; each one may hold a partial message.
 MAX_CHUNK_STREAMS = 64
 # Sum of all partially received messages: a few interleaved maximum-size messages at once.
+# The reader copies their pieces (it keeps no input buffer), so this is what they hold.
 MAX_PARTIAL_BYTES = 2 * MAX_MESSAGE_BYTES
 # onMetaData is one level deep in practice; 32 stops stack exhaustion from nested garbage.
 MAX_AMF_DEPTH = 32

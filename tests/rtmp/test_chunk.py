@@ -299,3 +299,69 @@ def test_arbitrary_bytes_raise_only_rtmp_errors(data: bytes, chunk_size: int) ->
     reader.feed(data)
     with contextlib.suppress(RtmpError):
         _read_all(reader)
+
+
+def _chunks_of(wire: bytes, length: int, chunk_size: int) -> list[bytes]:
+    """Split one encoded message (1-byte csid, no extended timestamp) into its chunks."""
+    count = max(1, -(-length // chunk_size))
+    first = len(wire) - length - (count - 1)  # the first chunk's header
+    chunks = [wire[: first + min(length, chunk_size)]]
+    pos = len(chunks[0])
+    while pos < len(wire):
+        chunks.append(wire[pos : pos + 1 + chunk_size])
+        pos += 1 + chunk_size
+    return chunks
+
+
+@settings(max_examples=150)
+@given(
+    st.lists(st.binary(min_size=1, max_size=700), min_size=1, max_size=6),
+    st.integers(1, 150),
+    st.data(),
+)
+def test_interleaved_continuations_with_any_split(
+    payloads: list[bytes], chunk_size: int, data: st.DataObject
+) -> None:
+    """Messages on two chunk streams with their chunks interleaved at random, fed in random
+    pieces: the run of continuation chunks taken in one step stops at the other stream's
+    chunk and at the end of the input, and resumes where it stopped."""
+    writer = ChunkWriter(chunk_size)
+    queues: list[list[bytes]] = [[], []]
+    for i, payload in enumerate(payloads):
+        csid = 4 + i % 2
+        wire = writer.encode(csid, i * 10, 9, 1, payload)
+        queues[i % 2] += _chunks_of(wire, len(payload), chunk_size)
+    order = data.draw(st.permutations([0] * len(queues[0]) + [1] * len(queues[1])))
+    taken = [0, 0]
+    pieces = []
+    for q in order:
+        pieces.append(queues[q][taken[q]])
+        taken[q] += 1
+    stream = b"".join(pieces)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    reader = ChunkReader()
+    reader.set_chunk_size(chunk_size)
+    got: list[RawMessage] = []
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        reader.feed(bytearray(stream[start:end]))
+        got += _read_all(reader)
+    assert sorted(m.payload for m in got) == sorted(payloads)
+    for csid in (4, 5):  # each chunk stream's messages in order
+        mine = [p for i, p in enumerate(payloads) if 4 + i % 2 == csid]
+        assert [m.payload for m in got if m.csid == csid] == mine
+    assert reader.held_bytes == 0
+
+
+def test_reader_keeps_no_reference_to_its_input() -> None:
+    """Once next_message returns None the fed buffer may be reused: the caller's read buffer
+    is overwritten by the next read, and nothing read so far changes."""
+    writer = ChunkWriter(128)
+    wire = writer.encode(6, 0, 9, 1, bytes(range(256)) * 3) + writer.encode(6, 40, 9, 1, b"x")
+    reader = ChunkReader()
+    buffer = bytearray(wire[:300])
+    reader.feed(buffer)
+    assert _read_all(reader) == []
+    buffer[:] = bytes(len(buffer))  # the next read lands in the same buffer
+    reader.feed(wire[300:])
+    assert [m.payload for m in _read_all(reader)] == [bytes(range(256)) * 3, b"x"]
+    assert reader.held_bytes == 0 and reader.buffered == 0
