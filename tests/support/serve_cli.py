@@ -33,13 +33,17 @@ def start_service(
     show_urls: bool = True,
     command: Sequence[str] = (sys.executable, "-m", "livechannel"),
     listen: Sequence[str] = LOOPBACK_ANY_PORT,
+    inherit_env: bool = True,
+    cwd: Path | None = None,
 ) -> tuple[subprocess.Popen[str], str]:
-    """Start `serve` and return it with its banner (everything printed up to its end)."""
+    """Start `serve` and return it with its banner (everything printed up to its end).
+    `inherit_env` False: only `env` (an installed copy must not see this tree's PYTHONPATH)."""
     cmd = [*command, "serve", "--data-dir", str(data_dir), *listen,
            *(["--show-urls"] if show_urls else []), *extra]  # fmt: skip
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}
-    )
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+        env={**os.environ, **env} if inherit_env else env,
+    )  # fmt: skip
     lines: list[str] = []
     deadline = time.monotonic() + BANNER_TIMEOUT_S
     assert proc.stdout is not None
