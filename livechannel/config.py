@@ -18,6 +18,7 @@ from typing import Any
 
 from livechannel.auth.signing_v4 import DEFAULT_REGION
 from livechannel.fleet.node import NodeIdError, check_node_id
+from livechannel.ops.webhook_config import WebhookConfig, webhook_config
 from livechannel.store.base import Acl, SegmentFormat
 
 DEFAULT_RTMP_PORT = 1935
@@ -103,6 +104,10 @@ class Limits:
     # channels keep a scrape under ~150 KB and a Prometheus server's load per node modest.
     # Channels beyond it are left out (and counted), never an unbounded label set.
     max_metric_channels: int = 500
+    # Webhook notifications waiting to be sent, per process: ~a minute of every event of 200
+    # publishers with 5 s segments (3 events each per segment) when the receiver is down for
+    # less than retry_for_s. Past it new ones are dropped (counted, logged): never memory.
+    max_webhook_queue: int = 10_000
     # Concurrent HTTP requests in flight; beyond this we answer 503 at once instead of queueing.
     max_http_requests: int = 1024
     # In flight from one client address: an eighth of the slots, so a few hosts that stop
@@ -153,6 +158,7 @@ class BucketConfig:
     # put in force at every start, over whatever PutBucketAcl stored; otherwise `acl` only
     # seeds a new bucket and the stored ACL stands (server.settle_acl).
     acl_configured: bool = False
+    webhooks: WebhookConfig | None = None  # [buckets.webhooks] (livechannel.ops.webhooks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +293,13 @@ def _hls(raw: Any) -> HlsConfig:
     return HlsConfig(segment_format, float(part))
 
 
+def _webhooks(raw: Any, what: str) -> WebhookConfig | None:
+    try:
+        return webhook_config(raw, what)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
     """Apply one layer (TOML table, env, or flags) on top of `base`."""
     known = {f.name for f in fields(Config)} - {"domain_configured"} | {"bucket", "bucket_acl"}
@@ -353,6 +366,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
                 dict(b.get("storage", {})),
                 _hls(b.get("hls", {})),
                 acl_configured="acl" in b,
+                webhooks=_webhooks(b.get("webhooks"), f"buckets.{b['name']}.webhooks"),
             )
             for b in raw["buckets"]
         )

@@ -39,6 +39,7 @@ from livechannel.ops.faults import RepeatedFault
 from livechannel.ops.metrics import TimedStorage, TimedStore
 from livechannel.ops.metrics_workers import WorkerMetrics, metrics_handler, serve_metrics_only
 from livechannel.ops.redact import http_server_logger
+from livechannel.ops.webhooks import Webhooks
 from livechannel.storage.base import ObjectStorage
 from livechannel.storage.factory import bucket_policy, make_storage
 from livechannel.store.base import Acl, ChannelConfig, MetadataStore, Push
@@ -181,6 +182,9 @@ async def serve(
         idle_timeout_s=config.limits.idle_timeout_s,
         end_grace_s=config.end_grace_s,
     )
+    hooks = {b.name: b.webhooks for b in config.buckets if b.webhooks is not None}
+    webhooks = Webhooks(hooks, worker, config.limits.max_webhook_queue)
+    await webhooks.start()
     ingest = IngestServer(
         IngestDeps(
             config=config,
@@ -190,6 +194,7 @@ async def serve(
             registry=registry,
             worker=worker,
             now_ms=now_ms,
+            webhooks=webhooks if hooks else None,
         )
     )
 
@@ -199,7 +204,9 @@ async def serve(
     per_channel = config.limits.max_metric_channels if config.metrics_per_channel else 0
 
     def live_figures() -> metrics.LiveFigures:
-        return ingest.live_figures(per_channel)
+        figures = ingest.live_figures(per_channel)
+        figures.webhook_queue = webhooks.queued
+        return figures
 
     metrics.LIVE.sources.append(live_figures)
     lag_probe = asyncio.create_task(metrics.lag_probe(), name="event loop lag probe")
@@ -355,6 +362,7 @@ async def serve(
             await asyncio.wait_for(ingest.close_all("server shutting down"), SHUTDOWN_TIMEOUT_S)
         except TimeoutError:
             log.error("shutdown: publishers not flushed within %.0f s", SHUTDOWN_TIMEOUT_S)
+        await webhooks.close()  # after the pushes ended: their on_publish_done get a chance
         sweeper.cancel()
         for task in retention:
             task.cancel()

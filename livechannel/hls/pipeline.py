@@ -17,7 +17,8 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from livechannel.errors import StorageError
 from livechannel.hls.index_writer import IndexWriter
@@ -37,6 +38,13 @@ from livechannel.storage.base import ObjectStorage, content_type_for
 from livechannel.store.base import MetadataStore, Push, Segment, SegmentFormat
 
 log = logging.getLogger("livechannel.pipeline")
+
+Notify = Callable[[str, Mapping[str, Any]], None]  # (event, fields): see ops.webhooks
+
+
+def ignore_events(event: str, fields: Mapping[str, Any]) -> None:
+    """The `notify` of a push without webhooks."""
+
 
 _MUXERS: dict[SegmentFormat, MuxerFactory] = {
     SegmentFormat.TS: TsMuxer,
@@ -72,7 +80,12 @@ class PushPipeline:
         max_pending_index_segments: int,
         snapshot: SnapshotPlan | None = None,
         segment_format: SegmentFormat = SegmentFormat.TS,
+        notify: Notify = ignore_events,
     ) -> None:
+        """`notify(event, fields)`: what this push tells the operator's webhooks (never
+        blocks: livechannel.ops.webhooks queues it)."""
+        self.notify = notify
+        self._health: list[str] = []
         self.store = store
         self.storage = storage
         self.push = push
@@ -88,7 +101,9 @@ class PushPipeline:
         self.upload_budget = upload_budget
         self.now_ms = now_ms
         self.stats = PushStats()
-        self.snapshotter = Snapshotter(snapshot, push.channel, self.stats) if snapshot else None
+        self.snapshotter = (
+            Snapshotter(snapshot, push.channel, self.stats, notify) if snapshot else None
+        )
         self._demuxer = Demuxer()
         self._video_clock = Unwrapper()
         self._audio_clock = Unwrapper()
@@ -362,6 +377,25 @@ class PushPipeline:
         metrics.PLAYLIST_SECONDS.observe(time.perf_counter() - closed_at)
         metrics.SEGMENTS.inc()
         metrics.SEGMENT_SECONDS.observe(ready.duration_ms / 1000)
+        push_id = self.push.push_id
+        seq, duration_s = segment.seq, ready.duration_ms / 1000
+        self.notify(
+            "on_segment",
+            {"push_id": push_id, "key": key, "sequence": seq, "duration_s": duration_s,
+             "size": ready.size},
+        )  # fmt: skip
+        self.notify(
+            "on_playlist",
+            {"push_id": push_id, "key": self.playlist_key, "sequence": seq, "ended": False},
+        )
+
+    def report_health(self) -> None:
+        """Tell the webhooks when the push's warnings change (called once per heartbeat):
+        stats' own (no_keyframe, storage_error) and a keyframe interval over FragDuration."""
+        warnings = self.stats.warnings() + (["long_gop"] if self._gop_warned else [])
+        if warnings != self._health:
+            self._health = warnings
+            self.notify("on_stream_health", {"push_id": self.push.push_id, "warnings": warnings})
 
     async def write_playlist(self, *, ended: bool) -> None:
         assert self._window is not None

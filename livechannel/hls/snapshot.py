@@ -28,8 +28,10 @@ import fractions
 import logging
 import os
 import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import av
 
@@ -120,7 +122,14 @@ class SnapshotPlan:
 class Snapshotter:
     """One push's snapshots: fed every keyframe, writes the due ones to storage."""
 
-    def __init__(self, plan: SnapshotPlan, channel: str, stats: PushStats) -> None:
+    def __init__(
+        self,
+        plan: SnapshotPlan,
+        channel: str,
+        stats: PushStats,
+        notify: Callable[[str, Mapping[str, Any]], None] | None = None,
+    ) -> None:
+        self.notify = notify  # webhooks: on_snapshot
         self.schedule = SnapshotSchedule(plan.interval_s * 1000)
         self.storage = plan.storage
         self.slots = plan.slots
@@ -153,6 +162,8 @@ class Snapshotter:
             await self.storage.put(key, jpeg, "image/jpeg")
             self.stats.snapshots += 1
             metrics.SNAPSHOTS.labels("stored").inc()
+            if self.notify is not None:
+                self.notify("on_snapshot", {"key": key})
         except StorageError as e:  # the next one comes an Interval later; no retry queue
             self.stats.snapshots_skipped += 1
             metrics.SNAPSHOTS.labels("skipped").inc()

@@ -148,11 +148,7 @@ class PushStats:
                 "codec": self.audio.codec,
                 "codecs": audio_codec_string(self.audio),
             }
-        warnings = []
-        if self.frames and not self.keyframes:
-            warnings.append("no_keyframe")  # frames arrive, but nothing can be segmented yet
-        if self.storage_error:
-            warnings.append("storage_error")
+        warnings = self.warnings()
         return {
             "video": video,
             "audio": audio,
@@ -175,6 +171,14 @@ class PushStats:
                 "snapshots_skipped": self.snapshots_skipped,
             },
         }
+
+    def warnings(self) -> list[str]:
+        warnings = []
+        if self.frames and not self.keyframes:
+            warnings.append("no_keyframe")  # frames arrive, but nothing can be segmented yet
+        if self.storage_error:
+            warnings.append("storage_error")
+        return warnings
 
     def to_json(self, now_ms: int) -> str:
         return json.dumps(self.to_dict(now_ms), separators=(",", ":"))

@@ -10,7 +10,7 @@ reads.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from livechannel.api.channel_config import check_playlist_name
@@ -46,6 +46,10 @@ REFUSAL_REASON: dict[type[OssError], str] = {
 }
 
 
+# (bucket, channel, URL parameters) -> None to allow, else the refusal's description.
+Ask = Callable[[str, str, Mapping[str, str]], Awaitable[str | None]]
+
+
 class Refusal(Exception):
     def __init__(
         self, code: str, description: str, bucket: str = "", channel: str = "", reason: str = ""
@@ -76,8 +80,11 @@ async def admit(
     credentials: Mapping[str, str],
     worker: str,
     now_ms: int,
+    ask: Ask | None = None,
 ) -> Admission:
-    """Start the push or raise Refusal (store failures propagate: an internal error)."""
+    """Start the push or raise Refusal (store failures propagate: an internal error).
+    `ask` (the operator's on_publish hook) has the last word, before the channel is claimed:
+    it returns None to allow, or the description of its refusal."""
     try:
         target = publish.resolve(
             app, stream_name, tc_url, domain=config.domain, default_bucket=config.default_bucket
@@ -99,6 +106,10 @@ async def admit(
             raise NoSuchLiveChannel("no such channel")
         playlist = target.playlist_name or channel.config.playlist_name
         check_playlist_name(playlist, "playlistName")  # the same rules as PutLiveChannel
+        if ask is not None:
+            denied = await ask(bucket_name, channel_name, target.params)
+            if denied is not None:
+                raise Refusal(REJECTED, denied, bucket_name, channel_name, "webhook")
         push = await store.start_push(bucket_name, channel_name, peer, worker, now_ms)
     except OssError as e:
         text = REFUSAL_TEXT.get(type(e), e.message)

@@ -18,13 +18,20 @@ from typing import cast
 from livechannel.config import Config
 from livechannel.errors import StorageError
 from livechannel.fleet.registry import Registry
-from livechannel.hls.pipeline import PublishRefused, PushPipeline, end_playlist
+from livechannel.hls.pipeline import (
+    Notify,
+    PublishRefused,
+    PushPipeline,
+    end_playlist,
+    ignore_events,
+)
 from livechannel.hls.snapshot import JobSlots, SnapshotPlan
 from livechannel.hls.upload_budget import UploadBudget
 from livechannel.ingest.admission import REJECTED, Refusal, admit
 from livechannel.ingest.gate import ConnectionGate
 from livechannel.ops import metrics
 from livechannel.ops.metrics import ChannelFigures, LiveFigures, channel_figures
+from livechannel.ops.webhooks import Webhooks
 from livechannel.rtmp.connection import ConnectionState, ServerConnection
 from livechannel.rtmp.errors import RtmpError
 from livechannel.rtmp.events import (
@@ -75,6 +82,7 @@ class IngestDeps:
     registry: Registry
     worker: str  # "host:pid", owner of the pushes this process runs
     now_ms: Callable[[], int]
+    webhooks: Webhooks | None = None  # the operator's hooks (livechannel.ops.webhooks)
 
 
 class IngestServer:
@@ -327,6 +335,7 @@ class RtmpProtocol(asyncio.Protocol):
                 event.app, event.name, self.tc_url, peer=self.peer, config=deps.config,
                 store=deps.store, storages=deps.storages, credentials=deps.credentials,
                 worker=deps.worker, now_ms=deps.now_ms(),
+                ask=self._ask_hook if deps.webhooks is not None else None,
             )  # fmt: skip
         except Refusal as r:
             self.bucket, self.channel = r.bucket, r.channel
@@ -349,6 +358,7 @@ class RtmpProtocol(asyncio.Protocol):
             now_ms=deps.now_ms,
             snapshot=self._snapshot_plan(channel, push.bucket),
             segment_format=self._segment_format(channel, push.bucket),
+            notify=self._notifier(push.bucket, push.channel),
         )
         await pipeline.open()
         self.pipeline = pipeline
@@ -435,8 +445,15 @@ class RtmpProtocol(asyncio.Protocol):
             await deps.store.heartbeat(self.push_id, now, pipeline.stats.to_json(now))
         except Exception:
             log.exception("final figures of %s/%s not recorded", self.bucket, self.channel)
-        await self._record_end(self.push_id, deps.now_ms())
+        end_ms = deps.now_ms()
+        await self._record_end(self.push_id, end_ms)
         stats = pipeline.stats
+        duration_s = (end_ms - pipeline.push.start_ms) / 1000
+        pipeline.notify(
+            "on_publish_done",
+            {"push_id": self.push_id, "reason": reason, "segments": stats.segments,
+             "duration_s": duration_s},
+        )  # fmt: skip
         self._log(
             "push ended (%s): %d segments, keyframe interval %s ms, %.2f fps, %d kbit/s",
             reason,
@@ -459,7 +476,20 @@ class RtmpProtocol(asyncio.Protocol):
 
     def stats_json(self, now_ms: int) -> str:
         pipeline = self.pipeline
-        return pipeline.stats.to_json(now_ms) if pipeline is not None else "{}"
+        if pipeline is None:
+            return "{}"
+        pipeline.report_health()  # once a heartbeat: on_stream_health when warnings change
+        return pipeline.stats.to_json(now_ms)
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    async def _ask_hook(self, bucket: str, channel: str, params: Mapping[str, str]) -> str | None:
+        assert self.deps.webhooks is not None
+        return await self.deps.webhooks.ask_publish(bucket, channel, self.peer, params)
+
+    def _notifier(self, bucket: str, channel: str) -> Notify:
+        hooks = self.deps.webhooks
+        return hooks.notifier(bucket, channel) if hooks is not None else ignore_events
 
     def last_media_ms(self) -> int:
         pipeline = self.pipeline
