@@ -72,6 +72,14 @@ def parser() -> argparse.ArgumentParser:
         help="metadata store URL: sqlite:///PATH (default: livechannel.db in the data dir) or "
         "postgresql://USER:PASS@HOST:PORT/DB (shared by several nodes)",
     )
+    s.add_argument(
+        "--proxy-protocol",
+        nargs="?",
+        const="all",
+        metavar="LISTENERS",
+        help="connections come through a load balancer sending the PROXY protocol (v1/v2): "
+        "take client addresses from it, on both listeners or those named (rtmp,http)",
+    )
     s.add_argument("--log-level", help="DEBUG, INFO, WARNING")
     s.add_argument(
         "--metrics-listen",
@@ -109,6 +117,7 @@ def config_flags(args: argparse.Namespace) -> dict[str, object]:
         "node_id": args.node_id,
         "region": args.region,
         "store": args.store,
+        "proxy_protocol": args.proxy_protocol,
         "log_level": args.log_level,
         "log_format": args.log_format,
         "demo_channel": args.demo_channel,

@@ -194,6 +194,10 @@ class Config:
     # file (one machine); "postgresql://user:pass@host:port/db" a database shared by many
     # nodes (livechannel/store/factory.py).
     store: str = ""
+    # Listeners ("rtmp", "http") whose connections start with a PROXY protocol header (v1 or
+    # v2) from a load balancer: the client's address is taken from it. Only enable it behind
+    # a balancer that sends it; a client could otherwise claim any address.
+    proxy_protocol: frozenset[str] = frozenset()
     log_format: str = "text"  # or "json": one object per line (livechannel.ops.logs)
     # GET /-/status from a loopback address without a signature. Off: any web page open in a
     # browser on the host could otherwise read it (docs/operations.md).
@@ -230,6 +234,24 @@ def check_store_url(url: str) -> str:
     return url
 
 
+PROXY_LISTENERS = frozenset({"rtmp", "http"})
+
+
+def _proxy_listeners(value: object) -> frozenset[str]:
+    """true/"all" = both listeners, false/"" = none, or names: "rtmp,http", ["rtmp"]."""
+    if isinstance(value, bool):
+        return PROXY_LISTENERS if value else frozenset()
+    names = value if isinstance(value, list) else str(value).replace(" ", "").split(",")
+    words = {str(n).lower() for n in names if str(n)}
+    if words <= {"all", "true", "yes", "on", "1"} and words:
+        return PROXY_LISTENERS
+    if words <= {"false", "no", "off", "0", "none"}:
+        return frozenset()
+    if not words <= PROXY_LISTENERS:
+        raise ConfigError(f"proxy_protocol: expected true, false or rtmp/http, got {value!r}")
+    return frozenset(words)
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     simple = {
@@ -245,6 +267,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         "LIVECHANNEL_REGION": "region",
         "LIVECHANNEL_LOG_LEVEL": "log_level",
         "LIVECHANNEL_STORE": "store",
+        "LIVECHANNEL_PROXY_PROTOCOL": "proxy_protocol",
         "LIVECHANNEL_LOG_FORMAT": "log_format",
         "LIVECHANNEL_METRICS_LISTEN": "metrics_listen",
         "LIVECHANNEL_METRICS_TOKEN": "metrics_token",
@@ -341,6 +364,8 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
         cfg = replace(cfg, region=region)
     if "store" in raw:
         cfg = replace(cfg, store=check_store_url(str(raw["store"])))
+    if "proxy_protocol" in raw:
+        cfg = replace(cfg, proxy_protocol=_proxy_listeners(raw["proxy_protocol"]))
     if raw.get("metrics_listen"):
         cfg = replace(
             cfg, metrics_listen=Listen.parse(str(raw["metrics_listen"]), "metrics_listen")

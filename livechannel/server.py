@@ -32,6 +32,7 @@ from livechannel.fleet.retention import retention_loop
 from livechannel.hls.pipeline import end_playlist
 from livechannel.hls.playlist import target_duration_s
 from livechannel.ingest.edge import IngestDeps, IngestServer
+from livechannel.ingest.proxied import ProxyProtocolReader
 from livechannel.ingest.sniff import SniffingProtocol
 from livechannel.ingest.tls import ServerTls
 from livechannel.ops import metrics
@@ -227,7 +228,7 @@ async def serve(
             await stale_closed(push)
     loop = asyncio.get_running_loop()
     rtmp_server = await loop.create_server(
-        ingest.protocol,
+        _behind_proxy(ingest.protocol, "rtmp", config),
         config.rtmp_listen.host,
         config.rtmp_listen.port,
         reuse_port=config.workers > 1 or None,
@@ -293,8 +294,12 @@ async def serve(
     http_handler = runner.server
     assert http_handler is not None
     http_server = await loop.create_server(
-        lambda: SniffingProtocol(
-            ingest.protocol, http_handler, ingest.gate, config.limits.handshake_timeout_s
+        _behind_proxy(
+            lambda: SniffingProtocol(
+                ingest.protocol, http_handler, ingest.gate, config.limits.handshake_timeout_s
+            ),
+            "http",
+            config,
         ),
         sock=http_sock,
         backlog=LISTEN_BACKLOG,
@@ -385,6 +390,16 @@ async def serve(
             await storage.close()
         await store.close()
         log.info("stopped")
+
+
+def _behind_proxy(
+    factory: Callable[[], asyncio.Protocol], listener: str, config: Config
+) -> Callable[[], asyncio.Protocol]:
+    """`factory`, behind a PROXY protocol header when the listener is configured for one."""
+    if listener not in config.proxy_protocol:
+        return factory
+    timeout_s = config.limits.handshake_timeout_s
+    return lambda: ProxyProtocolReader(factory, timeout_s)
 
 
 def _schedule_endlist(config, store, storages, registry, bucket, ch, end_ms) -> None:  # type: ignore[no-untyped-def]

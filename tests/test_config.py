@@ -122,3 +122,18 @@ def test_region_for_v4_signatures_from_toml_env_and_flag(tmp_path: Path) -> None
     assert load(str(toml), {"LIVECHANNEL_REGION": "x"}, flags).region == "ap-southeast-1"
     with pytest.raises(ConfigError, match="region"):
         load(None, {"LIVECHANNEL_REGION": "oss cn/hangzhou"}, {})
+
+
+def test_proxy_protocol_listeners(tmp_path: Path) -> None:
+    assert load(None, {}, {}).proxy_protocol == frozenset()
+    both = frozenset({"rtmp", "http"})
+    assert load(None, {}, {"proxy_protocol": "all"}).proxy_protocol == both  # bare flag
+    assert load(None, {"LIVECHANNEL_PROXY_PROTOCOL": "rtmp"}, {}).proxy_protocol == {"rtmp"}
+    toml = tmp_path / "c.toml"
+    toml.write_text("proxy_protocol = true\n")
+    assert load(str(toml), {}, {}).proxy_protocol == both
+    toml.write_text('proxy_protocol = ["http"]\n')
+    assert load(str(toml), {}, {}).proxy_protocol == {"http"}
+    assert load(str(toml), {}, {"proxy_protocol": "false"}).proxy_protocol == frozenset()
+    with pytest.raises(ConfigError, match="proxy_protocol"):
+        load(None, {}, {"proxy_protocol": "rtmp,ftp"})
