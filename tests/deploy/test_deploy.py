@@ -238,7 +238,15 @@ def test_compose_has_the_cluster_topology() -> None:
     targets = {
         t for job in scrape["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
     }
-    assert targets == {f"{name}:{DEFAULT_HTTP_PORT}" for name in nodes}
+    # Each node's own metrics port (--metrics-listen), which HAProxy does not forward.
+    metrics = {
+        name: load(None, {}, cli.config_flags(cli.parser().parse_args(svc["command"])))
+        for name, svc in nodes.items()
+    }
+    assert targets == {
+        f"{name}:{cfg.metrics_listen.port}" for name, cfg in metrics.items() if cfg.metrics_listen
+    }
+    assert len(targets) == len(nodes)
     haproxy = (DEPLOY / "compose" / "haproxy.cfg").read_text()
     assert haproxy.count(f"option httpchk GET {READYZ_PATH}") == 2
     for name in nodes:
