@@ -28,7 +28,8 @@ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v ip >/dev/null || need+=(iproute2)
 # tests/deploy: the systemd unit (systemd-analyze verify), Prometheus's config (promtool)
 command -v systemd-analyze >/dev/null || need+=(systemd)
-command -v promtool >/dev/null || need+=(prometheus)
+# tests/ops: a Prometheus server scraping the service; promtool comes in the same package
+{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || need+=(prometheus)
 # tests/install: a new virtual environment (Debian splits venv out of python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
