@@ -8,6 +8,7 @@ the in-process tests compare a scrape before with one after.
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +32,15 @@ WAIT_S = 10.0
 def small_flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("metrics-samples") / "small.flv"
     return make_sample(out, SampleSpec(duration_s=4, width=160, height=96, gop_s=1, bframes=0))
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "livechannel.json"
+
+
+def families(url: str) -> set[str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {f.name for f in text_string_to_metric_families(text)}
 
 
 def scrape(url: str, headers: dict[str, str] | None = None) -> Samples:
@@ -70,6 +80,7 @@ def test_a_push_and_a_refusal_in_the_figures(tmp_path: Path, small_flv: Path) ->
         svc.wait_idle("cam")
         svc.wait_idle("other")
         after = scrape(url)
+        exported = families(url)
         segments = svc.call(svc.store.segments_between(BUCKET, "cam", 0, 2**62))
 
     assert value(during, "livechannel_publishers_live") == 2
@@ -105,6 +116,12 @@ def test_a_push_and_a_refusal_in_the_figures(tmp_path: Path, small_flv: Path) ->
     assert value(after, "livechannel_http_requests_total", operation="PutLiveChannel", status="200")
     assert value(after, "livechannel_http_requests_total", operation="Metrics", status="200") >= 2
     assert value(after, "process_cpu_seconds_total") > 0
+    # The Grafana dashboard (deploy/grafana) is built on families we export.
+    used = set(re.findall(r"\b((?:livechannel|process)_[a-z_]+)", DASHBOARD.read_text()))
+    assert len(used) > 15
+    for name in used:
+        base = re.sub(r"_(bucket|sum|count|total)$", "", name)
+        assert base in exported, name
 
 
 def test_bearer_token_and_a_listener_of_its_own(tmp_path: Path) -> None:

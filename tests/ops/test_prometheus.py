@@ -27,6 +27,7 @@ SCRAPE_INTERVAL_S = 1
 START_TIMEOUT_S = 20.0
 WAIT_S = 20.0
 CHANNELS = ("a", "b", "c")
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "livechannel.json"
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +105,11 @@ def wait_for(api: str, promql: str, expected: float) -> None:
         time.sleep(0.3)
 
 
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+
+
 def test_prometheus_sees_the_whole_service(
     service: ServeProcess, prometheus: str, paced_flv: Path
 ) -> None:
@@ -141,4 +147,9 @@ def test_prometheus_sees_the_whole_service(
     wait_for(prometheus, "livechannel_segments_written_total", segments)
     accepted = 'livechannel_publishes_total{result="accepted"}'
     wait_for(prometheus, accepted, len(CHANNELS))
-    assert query(prometheus, "sum(livechannel_storage_put_duration_seconds_count)") >= segments  # type: ignore[operator]
+    puts = query(prometheus, "sum(livechannel_storage_put_duration_seconds_count)")
+    assert puts is not None and puts >= segments
+    # The Grafana dashboard's queries are valid PromQL against these series.
+    for expr in dashboard_queries():
+        query(prometheus, expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
+              .replace("$job", ".*"))  # fmt: skip
