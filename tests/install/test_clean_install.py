@@ -20,9 +20,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from livechannel.firstrun import own_address
 from tests.support.serve_cli import start_service, stop_service
 
 pytestmark = pytest.mark.slow
@@ -113,6 +115,8 @@ def test_the_wheel_installs_serves_and_streams(tmp_path: Path) -> None:
         push = shlex.split(next(ln for ln in lines if ln.strip().startswith("ffmpeg -re -f lavfi")))
         url = push[-1]
         assert url.startswith("rtmp://") and f":{rtmp_port}/live/live/demo?" in url, url
+        # Listening on all addresses: the URL carries this machine's own address.
+        assert urlsplit(url).hostname == (own_address() or "127.0.0.1"), url
         # The printed command, as printed, bounded to 4 s of a small picture.
         i = push.index("testsrc2=size=1280x720:rate=30")
         push[i] = "testsrc2=size=320x180:rate=30:duration=4"
