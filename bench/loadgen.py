@@ -8,7 +8,8 @@ The FLV is parsed once and encoded once into an RTMP chunk stream (bench/chunkpl
 publisher sends slices of those same bytes. The RTMP session itself (handshake, connect,
 createStream, publish) is the sans-IO `ClientConnection`, so this speaks to any RTMP server.
 
-Pacing: one timer for all publishers; every TICK_S each publisher writes the messages whose
+Pacing: one timer for all publishers; every `--write-interval-ms` (20 by default) each
+publisher writes the messages whose
 media time has come (speed times wall time since its Publish.Start). `--speed 0` writes as fast
 as the server reads (transport flow control). Publishers start staggered over `--ramp` s.
 The JSON report holds the loadgen's own CPU, its pacing lateness, and per publisher the wall
@@ -37,7 +38,9 @@ from bench.chunkplan import ChunkPlan, FlvInput, PlanBuilder, build_plan, load_f
 from livechannel.rtmp.client import ClientConnection, PublishStarted, StatusReceived
 from livechannel.rtmp.errors import RtmpError
 
-TICK_S = 0.02  # pacing granularity: under one 33 ms frame interval, so frames leave in order
+# Pacing granularity: under one 33 ms frame interval, so frames leave in order. Encoders write
+# each frame as it comes (33 ms at 30 fps); other load generators write every 10 ms.
+WRITE_INTERVAL_MS = 20.0
 HANDSHAKE_TIMEOUT_S = 15.0  # connect → Publish.Start; a loaded server may take a while
 WRITE_HIGH_WATER_BYTES = 4 * 1024 * 1024  # above this, stop writing until the server reads
 UNPACED_WRITE_BYTES = 1024 * 1024  # one write while unpaced: big enough to keep TCP busy
@@ -176,6 +179,7 @@ class Pacer:
     plan: ChunkPlan
     speed: float
     duration_ms: int
+    interval_s: float = WRITE_INTERVAL_MS / 1000
     lateness_ms: list[float] = field(default_factory=list)
     finishing: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -186,7 +190,7 @@ class Pacer:
         active = True
         while active:
             tick += 1
-            target = start + tick * TICK_S
+            target = start + tick * self.interval_s
             await asyncio.sleep(max(0.0, target - time.monotonic()))
             self.lateness_ms.append((time.monotonic() - target) * 1000)
             now = time.time()
@@ -262,7 +266,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
     step = args.ramp / max(1, args.n)
     starts = [asyncio.create_task(start_one(p, i * step)) for i, p in enumerate(publishers)]
-    pacer = Pacer(plan, args.speed, duration_ms) if plan is not None else None
+    interval_s = args.write_interval_ms / 1000
+    pacer = Pacer(plan, args.speed, duration_ms, interval_s) if plan is not None else None
     if pacer is not None:
         await pacer.run(publishers, stop_s)
     await asyncio.gather(*starts)
@@ -276,6 +281,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "speed": args.speed,
         "duration_s": args.duration,
         "chunk_size": args.chunk_size,
+        "write_interval_ms": args.write_interval_ms,
         "input": {
             "path": str(flv.path),
             "period_ms": flv.period_ms,
@@ -319,6 +325,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ramp", type=float, default=5.0, help="seconds over which publishers start")
     p.add_argument("--grace", type=float, default=15.0, help="extra seconds before giving up")
     p.add_argument("--chunk-size", type=int, default=4096, help="our RTMP chunk size")
+    p.add_argument(
+        "--write-interval-ms",
+        type=float,
+        default=WRITE_INTERVAL_MS,
+        help="paced: each publisher writes what is due this often",
+    )
     p.add_argument("--json", help="write the full report here")
     args = p.parse_args(argv)
     try:

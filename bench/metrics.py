@@ -56,6 +56,12 @@ class TrialResult:
     bytes_sent: int = 0
     send_s: float = 0.0  # longest publish, Publish.Start to unpublish
     snapshots: int = 0  # JPEGs stored (server `snap`: ours with a Snapshot on every channel)
+    cpu_user_s: float = 0.0  # cpu_s split: user time ...
+    cpu_sys_s: float = 0.0  # ... and system time (the kernel's work billed to the server)
+    chunk_size: int = 0  # the publishers' RTMP chunk size
+    write_interval_ms: float = 0.0  # how often each publisher wrote
+    regime: str = ""  # the page-cache regime (bench/page_cache.py)
+    regime_figures: dict[str, float] = field(default_factory=dict)  # what preparing it did
 
     @property
     def mb_per_s(self) -> float:
@@ -108,6 +114,12 @@ class TrialResult:
             "loadgen_cpu_s": round(self.loadgen_cpu_s, 2),
             "loadgen_max_lag_ms": round(self.max_loadgen_lag_ms, 1),
             "errors": self.errors[:3],
+            "cpu_user_s": round(self.cpu_user_s, 2),
+            "cpu_sys_s": round(self.cpu_sys_s, 2),
+            "chunk_size": self.chunk_size,
+            "write_interval_ms": self.write_interval_ms,
+            "regime": self.regime,
+            "regime_figures": self.regime_figures,
         }
 
 

@@ -136,6 +136,7 @@ def markdown(
     elapsed_s: float,
     command: str = "python bench/run_bench.py --update-docs",
     trials: str = "",
+    matrix: bool = False,
 ) -> str:
     gop = (flv.keyframes_ms[1] - flv.keyframes_ms[0]) / 1000 if len(flv.keyframes_ms) > 1 else 0
     lines = [
@@ -158,6 +159,10 @@ def markdown(
         *_snapshot_lines(paced, gop),
         "",
         *_section(
+            "Side by side, per page-cache regime and publisher behaviour:",
+            matrix_lines(paced) if matrix else [],
+        ),
+        *_section(
             "Unpaced (one publisher sending as fast as the server reads):",
             [_unpaced_line(t) for t in unpaced],
         ),
@@ -168,6 +173,74 @@ def markdown(
         *_section("Against the issue's targets:", _checks(paced, unpaced)),
     ]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _cell_key(t: TrialResult) -> tuple[str, int, float, int]:
+    return (t.regime, t.chunk_size, t.write_interval_ms, t.n)
+
+
+def matrix_lines(paced: list[TrialResult]) -> list[str]:
+    """Ours and nginx-rtmp side by side per (page cache, chunk size, write interval, N): the
+    CPU split into user and system time (the kernel's work billed to each server)."""
+    cells = {_cell_key(t) for t in paced}
+    lines = [
+        "| page cache | chunk bytes | write every ms | publishers | livechannel CPU-s per "
+        "stream-min (user + sys) | nginx-rtmp | ours / nginx | RSS per publisher MiB, ours "
+        "/ nginx | playlist p99 ms, ours / nginx | on time, ours / nginx |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for key in sorted(cells, key=lambda k: (k[0], k[1], k[2], k[3])):
+        rows = [t for t in paced if _cell_key(t) == key]
+        ours = next((t for t in rows if t.server == OURS), None)
+        nginx = next((t for t in rows if t.server.startswith("nginx")), None)
+
+        def cpu(t: TrialResult | None) -> str:
+            if t is None or not t.window_s:
+                return "-"
+            per = t.n * t.window_s / 60
+            return (
+                f"{t.cpu_per_stream_min:.3f} ({t.cpu_user_s / per:.3f} + {t.cpu_sys_s / per:.3f})"
+            )
+
+        def pair(f: str, a: float | None, b: float | None) -> str:
+            show = ["-" if x is None or math.isnan(x) else format(x, f) for x in (a, b)]
+            return " / ".join(show)
+
+        ratio = (
+            ours.cpu_per_stream_min / nginx.cpu_per_stream_min
+            if ours and nginx and ours.window_s and nginx.window_s
+            else math.nan
+        )
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    key[0] or "asis",
+                    str(key[1]),
+                    f"{key[2]:g}",
+                    str(key[3]),
+                    cpu(ours),
+                    cpu(nginx),
+                    _fmt(ratio, 2) + "x",
+                    pair(
+                        ".2f",
+                        ours and ours.rss_per_publisher / 2**20,
+                        nginx and nginx.rss_per_publisher / 2**20,
+                    ),
+                    pair(
+                        ".1f",
+                        ours and percentile(ours.latencies_ms, 0.99),
+                        nginx and percentile(nginx.latencies_ms, 0.99),
+                    ),
+                    " / ".join(
+                        "-" if t is None else ("yes" if t.on_time else "**no**")
+                        for t in (ours, nginx)
+                    ),
+                ]
+            )
+            + " |"
+        )
+    return lines
 
 
 def _section(title: str, lines: list[str]) -> list[str]:

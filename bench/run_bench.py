@@ -27,15 +27,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import cpu_cap
+from bench import cpu_cap, loadgen, page_cache
 from bench.chunkplan import load_flv
 from bench.metrics import TrialResult, analyse_publishers
 from bench.report import CAPACITY_STEP, capacity_lines, markdown, update_docs
-from bench.servers import NginxServer, OursServer, Server, cpu_seconds, rss_bytes, version_of
+from bench.servers import NginxServer, OursServer, Server, cpu_times, rss_bytes, version_of
 from bench.watch import PlaylistWatcher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,14 +77,42 @@ def input_path(args: argparse.Namespace) -> Path:
     return path
 
 
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """How the publishers send and what state the page cache is in (one cell of the matrix)."""
+
+    chunk_size: int = 0  # 0: the size the server announces (what libavformat then sends)
+    write_interval_ms: float = loadgen.WRITE_INTERVAL_MS
+    regime: str = "asis"
+
+
+def cells(args: argparse.Namespace) -> list[Cell]:
+    sizes = [0 if s == "server" else int(s) for s in args.chunk_size.split(",")]
+    intervals = [float(x) for x in args.write_interval_ms.split(",")]
+    regimes = args.page_cache.split(",")
+    for regime in regimes:
+        if regime not in page_cache.REGIMES:
+            sys.exit(f"--page-cache: {regime!r} is not one of {', '.join(page_cache.REGIMES)}")
+    return [Cell(c, w, r) for r in regimes for c in sizes for w in intervals]
+
+
 def run_trial(
-    make: Callable[[Path], Server], n: int, args: argparse.Namespace, flv: Path, speed: float = 1
+    make: Callable[[Path], Server],
+    n: int,
+    args: argparse.Namespace,
+    flv: Path,
+    speed: float = 1,
+    cell: Cell = Cell(),
 ) -> TrialResult:
     workdir = Path(tempfile.mkdtemp(prefix="lcbench-", dir=args.workdir))
     server = make(workdir)
     result = TrialResult(server.name, n, cores=os.cpu_count() or 1)
+    result.chunk_size = cell.chunk_size or server.chunk_size
+    result.write_interval_ms = cell.write_interval_ms
+    result.regime = cell.regime
     cap = None
     try:
+        result.regime_figures = page_cache.prepare(cell.regime, fill_dir(args))
         server.start()
         if args.cpu_per_worker:
             cap = cpu_cap.CpuCap(f"lcbench-{os.getpid()}", server.workers * args.cpu_per_worker)
@@ -102,8 +131,8 @@ def run_trial(
         cmd = [
             sys.executable, str(ROOT / "bench" / "loadgen.py"), "--input", str(flv),
             "--url", server.url(f"b{n}c") + "{i}", "-n", str(n), "--duration", str(duration),
-            "--speed", str(speed), "--ramp", str(ramp), "--chunk-size", str(server.chunk_size),
-            "--json", str(report_path),
+            "--speed", str(speed), "--ramp", str(ramp), "--chunk-size", str(result.chunk_size),
+            "--write-interval-ms", str(cell.write_interval_ms), "--json", str(report_path),
         ]  # fmt: skip
         start = time.time()
         loadgen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -119,9 +148,9 @@ def run_trial(
         while time.time() < deadline:
             now = time.time()
             if cpu0 is None and now >= window[0]:
-                cpu0 = cpu_seconds(pids)
+                cpu0 = cpu_times(pids)
             if cpu1 is None and now >= window[1]:
-                cpu1 = cpu_seconds(pids)
+                cpu1 = cpu_times(pids)
                 result.window_s = now - window[0]
             result.peak_rss = max(result.peak_rss, rss_bytes(pids))
             if loadgen.poll() is not None and cpu1 is not None:
@@ -133,7 +162,9 @@ def run_trial(
         _, err = loadgen.communicate()
         time.sleep(FLUSH_WAIT_S)
         if cpu0 is not None and cpu1 is not None:
-            result.cpu_s = cpu1 - cpu0
+            result.cpu_user_s = cpu1[0] - cpu0[0]
+            result.cpu_sys_s = cpu1[1] - cpu0[1]
+            result.cpu_s = result.cpu_user_s + result.cpu_sys_s
         result.peak_rss = max(result.peak_rss, rss_bytes(pids))
         watcher.stop()
         if not report_path.exists():
@@ -157,6 +188,11 @@ def run_trial(
         if cap is not None:
             cap.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def fill_dir(args: argparse.Namespace) -> Path:
+    """Where the "full" regime's sparse file lives: a disk filesystem, not tmpfs."""
+    return Path(args.workdir or tempfile.gettempdir())
 
 
 def capacity(
@@ -239,6 +275,21 @@ def main() -> None:
         default=0,
         help="hold each server to this many cores per worker (a cgroup quota; root)",
     )
+    p.add_argument(
+        "--chunk-size",
+        default="server",
+        help="publishers' RTMP chunk sizes, e.g. 128,4096,server (server: what it announces)",
+    )
+    p.add_argument(
+        "--write-interval-ms",
+        default=str(loadgen.WRITE_INTERVAL_MS),
+        help="how often each paced publisher writes, e.g. 10,20,33",
+    )
+    p.add_argument(
+        "--page-cache",
+        default="asis",
+        help="page-cache regimes before each trial: asis, cold, full (bench/page_cache.py; root)",
+    )
     p.add_argument("--no-unpaced", action="store_true")
     p.add_argument("--no-capacity", action="store_true")
     p.add_argument("--budget-s", type=float, default=3300.0, help="capacity search stops here")
@@ -297,14 +348,22 @@ def run(args: argparse.Namespace) -> None:
         "snap": lambda workers: lambda d: OursServer(d, workers, args.snapshot_interval),
         "buffered": lambda workers: lambda d: OursServer(d, workers, direct_io=False),
     }
+    matrix = cells(args)
+    if any(c.regime != "asis" for c in matrix) and not page_cache.available():
+        sys.exit("--page-cache cold/full writes /proc/sys/vm/drop_caches: run as root")
     paced: list[TrialResult] = []
     on_time: dict[str, dict[int, bool]] = {name: {} for name in servers}  # by server, by N
-    for n in (int(x) for x in args.ns.split(",")):
-        for name in servers:
-            trial = run_trial(makers[name](1), n, args, flv)
-            paced.append(trial)
-            on_time[name][n] = trial.on_time
-            print(json.dumps(trial.summary()), file=sys.stderr)
+    try:
+        for cell in matrix:
+            for n in (int(x) for x in args.ns.split(",")):
+                for name in servers:
+                    trial = run_trial(makers[name](1), n, args, flv, cell=cell)
+                    paced.append(trial)
+                    if cell == matrix[0]:
+                        on_time[name][n] = trial.on_time
+                    print(json.dumps(trial.summary()), file=sys.stderr)
+    finally:
+        page_cache.release(fill_dir(args))
     unpaced = []
     if not args.no_unpaced:
         for name in servers:
@@ -334,6 +393,12 @@ def run(args: argparse.Namespace) -> None:
             f" Each server's processes were held to {args.cpu_per_worker:g} cores per worker "
             "(one cgroup CPU quota per server, `--cpu-per-worker`); the load generator was not."
         )
+    show_matrix = len(matrix) > 1 or matrix[0] != Cell()
+    if show_matrix:
+        trials += (
+            " Publishers' chunk sizes, write intervals and page-cache regimes as in each row"
+            " (`--chunk-size`, `--write-interval-ms`, `--page-cache`; bench/page_cache.py)."
+        )
     text = markdown(
         machine(),
         info,
@@ -343,6 +408,7 @@ def run(args: argparse.Namespace) -> None:
         time.time() - t0,
         command,
         trials,
+        matrix=show_matrix,
     )
     print(text)
     if args.json:

@@ -73,14 +73,20 @@ def process_tree(root_pid: int) -> list[int]:
 
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU of these processes (all their threads)."""
-    total = 0
+    return sum(cpu_times(pids))
+
+
+def cpu_times(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of these processes (all their threads)."""
+    user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5) fields 14, 15)
-    return total / CLK_TCK
+        user += int(fields[11])  # utime (proc(5) field 14)
+        system += int(fields[12])  # stime (field 15)
+    return user / CLK_TCK, system / CLK_TCK
 
 
 def rss_bytes(pids: list[int], field: str = "VmRSS") -> int:

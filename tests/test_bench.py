@@ -31,7 +31,7 @@ def test_a_short_run_measures_both_servers(tmp_path: Path) -> None:
         sys.executable, "bench/run_bench.py", "--ns", "3", "--duration", "7", "--ramp", "1",
         "--warmup-s", "0", "--no-unpaced", "--no-capacity", "--json", str(out),
         "--servers", ",".join(servers), "--input", str(tmp_path / "input.flv"),
-        "--workdir", str(tmp_path),
+        "--workdir", str(tmp_path), "--chunk-size", "128", "--write-interval-ms", "10",
     ]  # fmt: skip
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -42,7 +42,11 @@ def test_a_short_run_measures_both_servers(tmp_path: Path) -> None:
         written, expected = map(int, row["segments"].split("/"))
         assert expected >= 3 and written >= expected, row  # a segment per publisher or more
         assert row["cpu_s_per_stream_min"] > 0, row
+        assert row["cpu_user_s"] > 0, row
+        assert (row["chunk_size"], row["write_interval_ms"]) == (128, 10.0), row
         assert f"| 3 | {name} |" in r.stdout
+    # the side-by-side table names the cell: regime, chunk size, write interval, N
+    assert "| asis | 128 | 10 | 3 |" in r.stdout
 
 
 def test_capacity_lines_give_each_servers_scaling() -> None:
