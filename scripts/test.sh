@@ -20,6 +20,8 @@ fi
 command -v obs >/dev/null || need+=(obs-studio)
 command -v Xvfb >/dev/null || need+=(xvfb)
 command -v chromium >/dev/null || need+=(chromium)
+# tests/console: the console in Firefox too (WebDriver BiDi)
+command -v firefox-esr >/dev/null || command -v firefox >/dev/null || need+=(firefox-esr)
 command -v npm >/dev/null || need+=(npm)
 # the PostgreSQL metadata store's tests start their own server; the multi-node test puts
 # HAProxy in front of its nodes

@@ -214,6 +214,7 @@ async function openChannel(bucket, name) {
   $("#history tbody").replaceChildren();
   $("#vod-result").hidden = true;
   $("#vod-error").textContent = "";
+  for (const id of ["publish-url", "obs-server", "obs-key", "play-url"]) $("#" + id).value = "";
   const now = new Date();
   setLocal($("#vod-end"), now);
   setLocal($("#vod-start"), new Date(now.getTime() - 60_000));
@@ -230,6 +231,7 @@ function setLocal(input, date) {
 async function loadUrls() {
   const { bucket, name } = state.channel;
   const urls = await api("GET", "/urls?" + q({ bucket, name, expires_s: $("#expiry").value }));
+  if (!state.channel || state.channel.bucket !== bucket || state.channel.name !== name) return;
   state.urls = urls;
   $("#publish-url").value = urls.publish_url;
   $("#obs-server").value = urls.obs_server;
