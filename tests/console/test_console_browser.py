@@ -154,7 +154,8 @@ def run_console(
     browser.evaluate("document.querySelector('#channels tr[data-name=\"studio-a\"] a').click()")
     browser.wait_for("!document.querySelector('#view-channel').hidden", 10, "the channel page")
     assert browser.evaluate("Hls.version") == HLSJS_VERSION
-    assert "playlist.m3u8" in browser.evaluate("document.querySelector('#play-url').value")
+    play_url = browser.wait_for("document.querySelector('#play-url').value", 10, "URLs")
+    assert "/studio-a/playlist.m3u8?x-oss-process=hls%2Fsign&" in play_url, play_url
     video = "document.querySelector('#preview')"
     browser.wait_for(f"{video}.currentTime > 0.5", PREVIEW_START_TIMEOUT_S, "the preview")
     start = browser.evaluate(f"{video}.currentTime")
