@@ -4,12 +4,14 @@ with plausible figures; a channel's page plays its preview (hls.js, private buck
 hls/sign) for 10 s, shows its snapshot, refuses a delete while live and cuts a VOD clip that
 plays; disabling it from the page kicks the publisher within 1 s and the page says so; a
 channel created from the page takes a publisher on the URL the page shows; an expired
-session is refused. Takes docs/console-channels.png and docs/console-channel.png on the way.
+session is refused. Takes the screenshots docs/console-channels.png and docs/console-channel.png
+(written there with LIVECHANNEL_UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -31,6 +33,9 @@ from tests.support.service import ACCESS_KEY_ID, ACCESS_KEY_SECRET, BUCKET, Serv
 pytestmark = pytest.mark.browser
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+# The screenshots go to docs/ only when asked (a test run must not change tracked files):
+#   LIVECHANNEL_UPDATE_SCREENSHOTS=1 python3 -m pytest -m browser tests/console
+UPDATE_SCREENSHOTS = os.environ.get("LIVECHANNEL_UPDATE_SCREENSHOTS") == "1"
 PUSH_S = 120  # longer than the test: publishers are stopped at its end
 # (channel, size, fps): two different encoders, so the figures can be told apart.
 CAMERAS = (("studio-a", "640x360", 30), ("studio-b", "426x240", 25))
@@ -89,15 +94,18 @@ def test_console_in_chromium(service: ServiceThread, tmp_path: Path) -> None:
             url = service.signed_publish_url(name)
             cmd = publishers.ffmpeg_live(url, duration_s=PUSH_S, size=size, fps=fps, gop_s=1)
             procs.append(publishers.start(cmd))
+        shots = DOCS if UPDATE_SCREENSHOTS else tmp_path
         with Chromium(tmp_path / "chromium") as browser:
-            run_console(service, browser, procs)
+            run_console(service, browser, procs, shots)
+        for name in ("console-channels.png", "console-channel.png"):
+            assert (shots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     finally:
         for proc in procs:
             publishers.stop(proc)
 
 
 def run_console(
-    service: ServiceThread, browser: Chromium, procs: list[subprocess.Popen[str]]
+    service: ServiceThread, browser: Chromium, procs: list[subprocess.Popen[str]], shots: Path
 ) -> None:
     console = f"{service.endpoint}/-/console/"
     browser.navigate(console)
@@ -140,7 +148,7 @@ def run_console(
         assert re.fullmatch(r"127\.0\.0\.1:\d+", cells[8]), cells
         assert cells[10] == "", cells  # healthy: no warnings
     assert table["lobby"][2] == "idle"
-    browser.screenshot(DOCS / "console-channels.png")
+    browser.screenshot(shots / "console-channels.png")
 
     # The table at a phone's width: the page itself never scrolls sideways.
     browser.call("Emulation.setDeviceMetricsOverride", width=PHONE_WIDTH, height=800,
@@ -191,7 +199,7 @@ def run_console(
     browser.call("Emulation.setEmulatedMedia",
                  features=[{"name": "prefers-color-scheme", "value": "dark"}])  # fmt: skip
     time.sleep(0.5)
-    browser.screenshot(DOCS / "console-channel.png")
+    browser.screenshot(shots / "console-channel.png")
     browser.call("Emulation.setEmulatedMedia", features=[])
 
     # Disable from the page: the publisher is kicked within a second, and the page says so.
