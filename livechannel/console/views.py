@@ -157,8 +157,15 @@ async def urls(request: web.Request, console: Console, session: Session) -> Repl
     record = await api.store.get_bucket(bucket)
     if (record.acl if record else Acl.PRIVATE) == Acl.PRIVATE:
         play += "?" + signed_object_query(bucket, key, session.key_id, secret, expires, "hls/sign")
+    rtmps = None
+    if api.urls.rtmps_port is not None:  # RTMP in TLS is served too: its URL beside
+        url = signed_publish_url(api.urls, bucket, ch.name, session.key_id, secret, expires,
+                                 tls=True)  # fmt: skip
+        rtmps = {"publish_url": url, "obs_server": url.rpartition("/")[0],
+                 "obs_stream_key": url.rpartition("/")[2]}  # fmt: skip
     return {
         "expires_ms": expires * 1000,
+        "rtmps": rtmps,
         "publish_url": publish,
         "obs_server": server,
         "obs_stream_key": stream_key,

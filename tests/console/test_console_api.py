@@ -5,10 +5,17 @@ warnings a channel's figures give."""
 from __future__ import annotations
 
 import json
+import subprocess
+import time
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
+import pytest
 import requests
 
+from livechannel.auth.signing import check_rtmp_publish
+from livechannel.config import Listen
 from livechannel.console import figures
 from livechannel.console.routes import COOKIE, CSRF_HEADER
 from livechannel.store.base import Channel, ChannelConfig, ChannelStatus, Push
@@ -203,3 +210,53 @@ def test_health_warnings() -> None:
     row = figures.row(channel, _push(healthy), 10_500)
     assert (row["width"], row["frame_rate"], row["live"]) == (640, 30.0, True)
     assert figures.row(channel, None, 0)["status"] == ChannelStatus.ENABLED.value
+
+
+def test_urls_sign_rtmp_and_rtmps(tmp_path: Path) -> None:
+    """The publish URLs the page shows pass the ingest edge's own signature check; with an
+    RTMPS listener the rtmps:// URL is offered too, with the same stream key."""
+    cert, key = tmp_path / "c.crt", tmp_path / "c.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    service = ServiceThread(tmp_path / "data")
+    service.config = replace(
+        service.config, rtmps_listen=Listen("127.0.0.1", 0), tls_cert=str(cert), tls_key=str(key)
+    )
+    with service.start():
+        service.call(service.store.put_channel(BUCKET, "cam", ChannelConfig(), 0))
+        urls = Browser(service).get("/urls", bucket=BUCKET, name="cam", expires_s=600).json()
+        rtmps = urls["rtmps"]
+        assert rtmps["publish_url"].startswith("rtmps://127.0.0.1:")
+        assert rtmps["obs_stream_key"] == urls["obs_stream_key"]
+        for url in (urls["publish_url"], rtmps["publish_url"]):
+            parts = urlsplit(url)
+            assert parts.path == f"/{BUCKET}/live/cam"
+            params = dict(parse_qsl(parts.query))
+            check_rtmp_publish(
+                params, BUCKET, "cam", {ACCESS_KEY_ID: ACCESS_KEY_SECRET}, int(time.time())
+            )
+            assert int(params["Expires"]) - time.time() == pytest.approx(600, abs=5)
+    with ServiceThread(tmp_path / "plain").start() as plain:
+        plain.call(plain.store.put_channel(BUCKET, "cam", ChannelConfig(), 0))
+        assert Browser(plain).get("/urls", bucket=BUCKET, name="cam").json()["rtmps"] is None

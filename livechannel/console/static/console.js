@@ -237,6 +237,10 @@ async function loadUrls() {
   $("#obs-server").value = urls.obs_server;
   $("#obs-key").value = urls.obs_stream_key;
   $("#play-url").value = urls.play_url;
+  // RTMP in TLS, when the service listens for it (the stream key is the same).
+  $(".rtmps").hidden = !urls.rtmps;
+  $("#rtmps-url").value = urls.rtmps ? urls.rtmps.publish_url : "";
+  $("#rtmps-server").value = urls.rtmps ? urls.rtmps.obs_server : "";
   $("#urls-expire").textContent = "until " + clock(urls.expires_ms);
 }
 $("#expiry").addEventListener("change", loadUrls);
