@@ -29,7 +29,7 @@ from livechannel.console.routes import (
     static_handler,
     who,
 )
-from livechannel.console.session import Sessions
+from livechannel.console.session import Sessions, SignInThrottle
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -50,7 +50,7 @@ DATA_ROUTES: tuple[tuple[str, str, DataHandler, bool], ...] = (
 
 def mounter(api: ApiContext, session_idle_s: float) -> Callable[[web.Application, Handler], None]:
     """What `create_app` calls to add the console's routes before the OSS catch-all."""
-    console = Console(api, Sessions(api.credentials, session_idle_s))
+    console = Console(api, Sessions(api.credentials, session_idle_s), SignInThrottle())
 
     def mount(app: web.Application, oss: Handler) -> None:
         def only_at_service_host(handler: Handler) -> Handler:

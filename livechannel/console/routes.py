@@ -20,7 +20,13 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from livechannel.api.context import ApiContext
-from livechannel.console.session import Session, Sessions, check_secret
+from livechannel.console.session import (
+    SIGN_IN_WINDOW_S,
+    Session,
+    Sessions,
+    SignInThrottle,
+    check_secret,
+)
 from livechannel.errors import (
     AccessDenied,
     InvalidArgument,
@@ -64,10 +70,15 @@ class InvalidCredentials(OssError):
     status, code = 403, "InvalidAccessKeyIdOrSecret"
 
 
+class TooManySignIns(OssError):
+    status, code = 429, "TooManySignInAttempts"
+
+
 @dataclass(frozen=True, slots=True)
 class Console:
     api: ApiContext
     sessions: Sessions
+    throttle: SignInThrottle
 
 
 Reply = dict[str, Any] | web.StreamResponse
@@ -167,10 +178,18 @@ async def sign_in(request: web.Request, console: Console) -> web.StreamResponse:
         key_id, secret = body.get("access_key_id"), body.get("secret")
         if not isinstance(key_id, str) or not isinstance(secret, str):
             raise InvalidArgument("access_key_id and secret are required")
-        if len(key_id) > MAX_KEY_ID_CHARS or len(secret) > MAX_SECRET_CHARS:
-            raise InvalidCredentials("the access key id or secret is wrong")
-        if not check_secret(console.api.credentials, key_id, secret):
-            log.info("console sign-in refused for access key %r from %s", key_id, request.remote)
+        address, now = request.remote or "", console.api.now_ms()
+        if not console.throttle.allowed(address, now):
+            raise TooManySignIns(
+                f"too many wrong sign-ins from your address; try again in {SIGN_IN_WINDOW_S} s"
+            )
+        if (
+            len(key_id) > MAX_KEY_ID_CHARS
+            or len(secret) > MAX_SECRET_CHARS
+            or not check_secret(console.api.credentials, key_id, secret)
+        ):
+            console.throttle.failed(address, now)
+            log.info("console sign-in refused for access key %r from %s", key_id, address)
             raise InvalidCredentials("the access key id or secret is wrong")
     except OssError as e:
         return error_reply(e)

@@ -27,6 +27,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -141,3 +142,36 @@ class Sessions:
             del self._revoked[min(self._revoked, key=self._revoked.__getitem__)]
         latest = session.issued_ms + MAX_SESSION_AGE_S * 1000
         self._revoked[session.nonce] = latest
+
+
+# Wrong sign-ins one address may make in SIGN_IN_WINDOW_S before it must wait: a person
+# mistyping needs a few; a script guessing secrets is slowed to a crawl.
+MAX_SIGN_IN_FAILURES = 10
+SIGN_IN_WINDOW_S = 300
+# Addresses remembered at once (a few hundred bytes each); past it the oldest is forgotten.
+MAX_TRACKED_ADDRESSES = 10_000
+
+
+class SignInThrottle:
+    """Per client address, at most MAX_SIGN_IN_FAILURES failed sign-ins per window (in this
+    process; each worker counts its own)."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, deque[int]] = {}
+
+    def _recent(self, address: str, now_ms: int) -> deque[int]:
+        times = self._failures.get(address, deque())
+        while times and times[0] <= now_ms - SIGN_IN_WINDOW_S * 1000:
+            times.popleft()
+        return times
+
+    def allowed(self, address: str, now_ms: int) -> bool:
+        return len(self._recent(address, now_ms)) < MAX_SIGN_IN_FAILURES
+
+    def failed(self, address: str, now_ms: int) -> None:
+        times = self._recent(address, now_ms)
+        times.append(now_ms)
+        self._failures.pop(address, None)
+        self._failures[address] = times  # most recent last: the oldest go first when full
+        while len(self._failures) > MAX_TRACKED_ADDRESSES:
+            del self._failures[next(iter(self._failures))]

@@ -16,7 +16,13 @@ import requests
 from livechannel.config import Limits
 from livechannel.console import DATA_ROUTES
 from livechannel.console.routes import COOKIE, CSRF_HEADER, STATIC_FILES
-from livechannel.console.session import Session, Sessions
+from livechannel.console.session import (
+    MAX_SIGN_IN_FAILURES,
+    SIGN_IN_WINDOW_S,
+    Session,
+    Sessions,
+    SignInThrottle,
+)
 from livechannel.store.base import ChannelStatus
 from tests.support.service import (
     ACCESS_KEY_ID,
@@ -146,6 +152,24 @@ def test_wrong_secret_gets_no_session(service: ServiceThread) -> None:
         timeout=TIMEOUT_S,
     )
     assert r.status_code == 403 and COOKIE not in r.cookies
+    # Four wrong so far; the right secret still works. Ten wrong in the window, and this
+    # address must wait, right secret or not.
+    assert sign_in(service).status_code == 200
+    for _ in range(MAX_SIGN_IN_FAILURES - 4):
+        assert sign_in(service, "guess").status_code == 403
+    r = sign_in(service)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "TooManySignInAttempts"
+    assert COOKIE not in r.cookies
+
+
+def test_sign_in_throttle_window() -> None:
+    throttle = SignInThrottle()
+    for i in range(MAX_SIGN_IN_FAILURES):
+        assert throttle.allowed("10.0.0.1", i)
+        throttle.failed("10.0.0.1", i)
+    assert not throttle.allowed("10.0.0.1", 100)
+    assert throttle.allowed("10.0.0.2", 100)  # per address
+    assert throttle.allowed("10.0.0.1", SIGN_IN_WINDOW_S * 1000 + 1)  # the window moved on
 
 
 def test_session_cookie_and_csrf(service: ServiceThread) -> None:
