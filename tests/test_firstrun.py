@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from livechannel import cli
 from livechannel.auth.urls import ServiceUrls
 from livechannel.config import Config, ConfigError, Listen, load
 from livechannel.firstrun import banner, host_note, own_address, with_reachable_domain
@@ -68,3 +69,12 @@ def test_signed_urls_reach_a_terminal_only(acl: Acl) -> None:
         assert "livechannel url demo" in to_log and "ffmpeg -re" not in to_log
         assert "rtmp://127.0.0.1/live/live/demo?OSSAccessKeyId=KEYID&Expires=" in to_terminal
     assert ("hls%2Fsign" in to_terminal) == (acl == Acl.PRIVATE)
+
+
+def test_demo_channel_off_by_flag() -> None:
+    args = cli.parser().parse_args(["serve", "--demo-channel", ""])
+    cfg = replace(load(None, {}, cli.config_flags(args)), access_keys={"KEYID": "the-secret"})
+    assert cfg.demo_channel == ""
+    text = banner(cfg, running(Acl.PRIVATE), show_urls=True, secret_at="X")
+    assert "livechannel channel create NAME" in text and "'demo'" not in text
+    assert "ffmpeg" not in text

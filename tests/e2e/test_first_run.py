@@ -1,7 +1,7 @@
 """The first run and the operator's commands, as a user meets them through the CLI:
 
 - signed URLs (credentials) reach stdout only on a terminal or with --show-urls, so a journal
-  never keeps them; the demo channel can be turned off;
+  never keeps them (tests/test_firstrun.py: per ACL, and --demo-channel '');
 - the admin commands create a channel, mint a URL ffmpeg publishes to, and list it live;
 - a configured bucket ACL is in force after a restart even if PutBucketAcl changed it, an
   unconfigured one leaves the stored ACL standing, and the banner prints the ACL in force.
@@ -23,12 +23,13 @@ from pathlib import Path
 import oss2
 import pytest
 
+from livechannel.store.base import Acl
 from tests.support import publishers
 from tests.support.serve_cli import SHUTDOWN_BOUND_S, banner_ended, start_service, stop_service
+from tests.support.service import ServiceThread
 
 ADMIN_TIMEOUT_S = 20
 LIVE_WAIT_S = 15
-KEYS = {"LIVECHANNEL_ACCESS_KEY_ID": "FIRSTRUNKEY", "LIVECHANNEL_ACCESS_KEY_SECRET": "s3cr3t-x"}
 
 
 def admin_hint(banner: str) -> list[str]:
@@ -64,7 +65,7 @@ def test_signed_urls_stay_out_of_logs_and_admin_commands_work(tmp_path: Path) ->
         expires = int(re.search(r"Expires=(\d+)", minted["publish"]).group(1))  # type: ignore[union-attr]
         assert abs(expires - (time.time() + 7200)) < 60
         publisher = publishers.start(
-            publishers.ffmpeg_live(minted["publish"], duration_s=5, size="320x180", gop_s=1)
+            publishers.ffmpeg_live(minted["publish"], duration_s=3, size="320x180", gop_s=1)
         )
         try:
             deadline = time.monotonic() + LIVE_WAIT_S
@@ -76,7 +77,7 @@ def test_signed_urls_stay_out_of_logs_and_admin_commands_work(tmp_path: Path) ->
             assert re.search(r"^demo\tenabled\tIdle\t", listed, re.M), listed
             shown = admin("channel", "show", "cam", *hint).stdout
             assert re.search(r"^live\s+Live$", shown, re.M) and "video      H264 320x180" in shown
-            _, err = publisher.communicate(timeout=30)  # it ends after its 5 s
+            _, err = publisher.communicate(timeout=30)  # it ends after its 3 s
         finally:
             publishers.stop(publisher)
         assert publisher.returncode == 0, err
@@ -136,52 +137,34 @@ def test_a_terminal_gets_the_signed_urls(tmp_path: Path) -> None:
     assert re.search(r"ffplay 'http://127\.0\.0\.1:\d+/live/demo/playlist\.m3u8\?", text), text
 
 
-def test_the_demo_channel_can_be_turned_off(tmp_path: Path) -> None:
-    proc, banner = start_service(tmp_path / "data", KEYS, "--demo-channel", "")
-    try:
-        assert "'demo'" not in banner and "livechannel channel create NAME" in banner
-        port = int(re.search(r"API\s+http://127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
-        bucket = oss2.Bucket(oss2.Auth(*KEYS.values()), f"http://127.0.0.1:{port}", "live")
-        assert [c.name for c in bucket.list_live_channel().channels] == []
-    finally:
-        stop_service(proc)
+def anonymous(svc: ServiceThread) -> oss2.Bucket:
+    return svc.bucket(anonymous=True)
 
 
-def bucket_of(banner: str) -> oss2.Bucket:
-    port = int(re.search(r"API\s+http://127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
-    return oss2.Bucket(oss2.Auth(*KEYS.values()), f"http://127.0.0.1:{port}", "live")
-
-
-def anonymous(bucket: oss2.Bucket) -> oss2.Bucket:
-    return oss2.Bucket(oss2.AnonymousAuth(), bucket.endpoint, bucket.bucket_name)
-
-
-def test_a_configured_acl_is_in_force_after_restart(tmp_path: Path) -> None:
+def test_a_configured_acl_is_in_force_after_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = tmp_path / "data"
     info = oss2.models.LiveChannelInfo(target=oss2.models.LiveChannelInfoTarget())
     # Opened once, by configuration...
-    proc, banner = start_service(data, KEYS, "--bucket-acl", "public-read-write")
-    try:
-        assert "(ACL public-read-write)" in banner
-        anonymous(bucket_of(banner)).create_live_channel("open", info)
-    finally:
-        stop_service(proc)
-    # ...then restarted closed: anonymous writes are refused again.
-    proc, banner = start_service(data, KEYS, "--bucket-acl", "private")
-    try:
-        assert "(ACL private)" in banner and "replacing public-read-write" in banner
+    with ServiceThread(data, acl=Acl.PUBLIC_READ_WRITE).start() as svc:
+        # (demo_channel = "", as --demo-channel '' sets it: no channel is made at start)
+        assert list(oss2.LiveChannelIterator(svc.bucket())) == []
+        anonymous(svc).create_live_channel("open", info)
+    # ...then restarted closed: anonymous writes are refused again, and the ACL in force (what
+    # the banner prints) is the configured one.
+    with ServiceThread(data, acl=Acl.PRIVATE).start() as svc:
+        assert svc.running is not None and svc.running.acls == {"live": Acl.PRIVATE}
         with pytest.raises(oss2.exceptions.AccessDenied):
-            anonymous(bucket_of(banner)).create_live_channel("sneaky", info)
-        assert bucket_of(banner).get_bucket_acl().acl == "private"
-        # PutBucketAcl opens it for reading...
-        bucket_of(banner).put_bucket_acl("public-read")
-    finally:
-        stop_service(proc)
+            anonymous(svc).create_live_channel("sneaky", info)
+        assert svc.bucket().get_bucket_acl().acl == "private"
+        svc.bucket().put_bucket_acl("public-read")  # PutBucketAcl opens it for reading...
+    assert "ACL private as configured, replacing public-read-write" in caplog.text
     # ...and with no ACL configured, that stands across a restart, said at start.
-    proc, banner = start_service(data, KEYS)
-    try:
-        assert "(ACL public-read)" in banner
-        assert "ACL public-read, as last set through PutBucketAcl" in banner
-        assert bucket_of(banner).get_bucket_acl().acl == "public-read"
-    finally:
-        stop_service(proc)
+    with ServiceThread(data, acl=Acl.PRIVATE, acl_configured=False).start() as svc:
+        assert svc.running is not None and svc.running.acls == {"live": Acl.PUBLIC_READ}
+        assert svc.bucket().get_bucket_acl().acl == "public-read"
+        assert svc.bucket().get_live_channel("open").status == "enabled"
+        with pytest.raises(oss2.exceptions.AccessDenied):  # public-read: reads only
+            anonymous(svc).create_live_channel("sneaky", info)
+    assert "ACL public-read, as last set through PutBucketAcl" in caplog.text

@@ -42,17 +42,18 @@ class ServiceThread:
         **overrides: Any,
     ) -> None:
         """`storage`: the bucket's `[buckets.storage]` table (None = local under data_dir);
-        `extra_buckets` are served beside it."""
+        `extra_buckets` are served beside it. `acl` is in force at start, as a configured
+        ACL is; `acl_configured=False` lets a stored one stand."""
         limits = overrides.pop("limits", Limits())
+        acl_configured = overrides.pop("acl_configured", True)
         self.config = replace(
             Config(),
             data_dir=data_dir,
             rtmp_listen=Listen("127.0.0.1", 0),
             http_listen=Listen("127.0.0.1", 0),
             domain=overrides.pop("domain", "127.0.0.1"),
-            # The test sets the ACL: in force at start, as a configured one is.
             buckets=(
-                BucketConfig(BUCKET, acl, dict(storage or {}), acl_configured=True),
+                BucketConfig(BUCKET, acl, dict(storage or {}), acl_configured=acl_configured),
                 *extra_buckets,
             ),
             access_keys={ACCESS_KEY_ID: ACCESS_KEY_SECRET},
