@@ -142,7 +142,8 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.sleep(0)
             while not transport.reading:
                 await asyncio.sleep(0.001)
-    await proto._end_push("bench over")
+    assert proto.push is not None
+    await proto.push.end("bench over")
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     if profiler is not None:
         profiler.stop()

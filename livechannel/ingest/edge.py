@@ -13,22 +13,18 @@ import itertools
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import cast
 
 from livechannel.config import Config
 from livechannel.errors import StorageError
 from livechannel.fleet.registry import Registry
-from livechannel.hls.pipeline import (
-    Notify,
-    PublishRefused,
-    PushPipeline,
-    end_playlist,
-    ignore_events,
-)
-from livechannel.hls.snapshot import JobSlots, SnapshotPlan
+from livechannel.hls.pipeline import PublishRefused, PushPipeline
+from livechannel.hls.snapshot import JobSlots
 from livechannel.hls.upload_budget import UploadBudget
 from livechannel.ingest.admission import REJECTED, Refusal, admit
 from livechannel.ingest.gate import ConnectionGate
+from livechannel.ingest.push import LivePush, record_end
 from livechannel.ops import metrics
 from livechannel.ops.metrics import ChannelFigures, LiveFigures, channel_figures
 from livechannel.ops.webhooks import Webhooks
@@ -46,7 +42,7 @@ from livechannel.rtmp.events import (
 from livechannel.rtmp.limits import RtmpLimits
 from livechannel.rtmp.messages import MessageType
 from livechannel.storage.base import ObjectStorage
-from livechannel.store.base import ChannelConfig, MetadataStore, SegmentFormat
+from livechannel.store.base import MetadataStore
 
 log = logging.getLogger("livechannel.ingest.edge")
 
@@ -57,8 +53,6 @@ UNPUBLISHED_LINGER_S = 5.0  # after unpublish, the client closes; we close if it
 KICK_LINGER_S = 2.0
 # What a publisher reads when the metadata store cannot be reached (a database restart).
 STORE_UNAVAILABLE = "service unavailable: the metadata store cannot be reached; retry shortly"
-END_RETRY_FIRST_DELAY_S = 0.2
-END_RETRY_MAX_DELAY_S = 1.0  # a store that is back learns of the end within a second
 HANDSHAKE_STATES = frozenset({ConnectionState.AWAIT_C0C1, ConnectionState.AWAIT_C2})
 
 
@@ -141,36 +135,65 @@ class IngestServer:
         self.snapshot_slots.executor.shutdown(wait=False)  # every push's snapshots are done
 
 
+class EdgeState(Enum):
+    """Where one RTMP connection is. Transitions (all in RtmpProtocol):
+
+    HANDSHAKE ─▶ SESSION ─▶ DECIDING ─▶ PUBLISHING ⇄ HELD
+    PUBLISHING/HELD ─kick─▶ ENDING ─▶ LINGERING;  PUBLISHING ─unpublish─▶ UNPUBLISHED
+    any ─▶ CLOSED (we close, the peer closes, or the RTMP core refused and closes)
+    """
+
+    HANDSHAKE = "handshake"  # C0/C1/C2 not done; the handshake deadline runs
+    SESSION = "session"  # connect/createStream: no publish yet; the publish deadline runs
+    DECIDING = "deciding"  # the publish decision is awaited; reading paused
+    PUBLISHING = "publishing"  # media go to the push (through the core's media sink)
+    HELD = "held"  # publishing, reading paused until the push's upload queue has room
+    ENDING = "ending"  # kicked: status sent, the push is being ended; media ignored
+    LINGERING = "lingering"  # FIN sent after a kick: input discarded until the peer closes
+    UNPUBLISHED = "unpublished"  # the publisher unpublished: push ended, socket left to it
+    CLOSED = "closed"  # transport closed or closing: nothing is read or written any more
+
+
+TAKING_MEDIA = frozenset({EdgeState.PUBLISHING, EdgeState.HELD})
+# Before a push exists: the deadlines close the connection, a kick just closes it.
+NO_PUSH_YET = frozenset({EdgeState.HANDSHAKE, EdgeState.SESSION, EdgeState.DECIDING})
+
+
 class RtmpProtocol(asyncio.Protocol):
+    """One RTMP connection: the asyncio edge around a sans-IO `ServerConnection`."""
+
     def __init__(self, server: IngestServer, conn_id: int) -> None:
         self.server = server
         self.deps = server.deps
         limits = self.deps.config.limits
         self.conn = ServerConnection(limits=server.rtmp_limits)
         self.conn_id = conn_id
+        self.state = EdgeState.HANDSHAKE
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.ip = "?"
         self.tc_url = ""
         self.app = ""
-        self.pipeline: PushPipeline | None = None
+        self.push: LivePush | None = None
         self.stream_id = 0
         self.bucket = self.channel = ""
         self.push_id = 0
-        self._waiting = False  # a publish decision or storage room is awaited: don't pump
         self._max_access_unit = limits.max_access_unit_bytes
-        self._handshaking = True
-        self._sink_on = False  # media arrive through the ServerConnection's media sink
-        self._ending = False
-        self._admitted = False  # counted by the gate: release on connection_lost
         self._timers: list[asyncio.TimerHandle] = []
         loop = asyncio.get_running_loop()
+        # Resolved once this connection has no push left to flush (shutdown waits on it).
         self.finished: asyncio.Future[None] = loop.create_future()
         self._handshake_timer = loop.call_later(
             limits.handshake_timeout_s, self._deadline, "handshake"
         )
         self._timers.append(self._handshake_timer)
         self._timers.append(loop.call_later(limits.publish_timeout_s, self._deadline, "publish"))
+
+    @property
+    def pipeline(self) -> PushPipeline | None:
+        """The running push's pipeline (None before a publish is accepted and once it ended)."""
+        push = self.push
+        return push.pipeline if push is not None and not push.ending else None
 
     # --- asyncio callbacks ----------------------------------------------------------------
 
@@ -185,47 +208,46 @@ class RtmpProtocol(asyncio.Protocol):
         if refusal is not None:
             self._log("refused: %s", refusal)
             self._cancel_timers()
+            self.state = EdgeState.CLOSED
             transport.abort()
             return
-        self._admitted = True
-        self.server.connections.add(self)
+        self.server.connections.add(self)  # admitted: the gate is released on connection_lost
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.closing or not self._admitted:
-            return
+        if self.state is EdgeState.CLOSED or self.state is EdgeState.LINGERING:
+            return  # closing, or our FIN is out: what the publisher still sends is dropped
         try:
             self.conn.receive_data(data)
         except RtmpError as e:
             self._log("protocol error: %s", e)
             self._close()
             return
-        if self._handshaking and self.conn.state not in HANDSHAKE_STATES:
-            self._handshaking = False
+        if self.state is EdgeState.HANDSHAKE and self.conn.state not in HANDSHAKE_STATES:
+            self.state = EdgeState.SESSION
             self._handshake_timer.cancel()
         self._pump()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        self.state = EdgeState.CLOSED
         # The sink is a bound method of this protocol held by its own connection: a cycle
         # that would keep both (and what they hold) until a full GC pass.
-        self._sink_on = False
         self.conn.set_media_sink(None)
-        if self._admitted:
-            self._admitted = False
-            self.server.gate.release(self.ip)
         if self in self.server.connections:
             self.server.connections.discard(self)
             self.server.closed_received_bytes += self.conn.bytes_received
-        if self.pipeline is not None:
-            self._spawn(self._end_push("connection closed"))
-        elif not self._ending and not self.finished.done():
+            self.server.gate.release(self.ip)
+        push = self.push
+        if push is not None and not push.ending:
+            self._spawn(self._end_push(push, "connection closed"))
+        elif push is None and not self.finished.done():
             self.finished.set_result(None)  # no push: nothing to flush
 
     # --- event pump -------------------------------------------------------------------------
 
     def _pump(self) -> None:
         conn = self.conn
-        while not self._waiting and not conn.closing:
+        while self.state not in (EdgeState.DECIDING, EdgeState.HELD, EdgeState.CLOSED):
             event = conn.next_event()
             if event is None:
                 break
@@ -237,41 +259,32 @@ class RtmpProtocol(asyncio.Protocol):
             elif isinstance(event, ConnectRequested):
                 self.app, self.tc_url = event.app, event.tc_url
             elif isinstance(event, PublishRequested):
-                self._waiting = True
+                self.state = EdgeState.DECIDING
                 self._pause()
                 self._spawn(self._decide(event))
             elif isinstance(event, Unpublished):
-                if self.pipeline is not None and event.stream_id == self.stream_id:
-                    # Keep the socket: clients send more commands after FCUnpublish and treat
-                    # a close from our side as an error (GStreamer rtmp2sink); they close it.
-                    self._spawn(self._end_push("unpublished", close=False))
-                    loop = asyncio.get_running_loop()
-                    self._timers.append(loop.call_later(UNPUBLISHED_LINGER_S, self._close))
+                if self.state is EdgeState.PUBLISHING and event.stream_id == self.stream_id:
+                    self._unpublished()
             elif isinstance(event, PlayRefused):
                 self._log("refused play of %r: playing over RTMP is not supported", event.name)
-                self._flush()
-                self._close()
         # Publishing and taking media: from the next read on, audio/video go straight to the
-        # pipeline (no event per message); anything else still comes as events.
-        if not (self._sink_on or self._waiting or self._ending) and self.pipeline is not None:
-            self._sink_on = True
-            conn.set_media_sink(self._media)
+        # push (no event per message); anything else still comes as events.
+        conn.set_media_sink(self._media if self.state is EdgeState.PUBLISHING else None)
         self._flush()
+        if conn.closing:
+            self._close()  # the core refused (a play, a second publish) and said why: close
 
     def _media(self, type_id: int, timestamp_ms: int, payload: bytes) -> None:
         """One audio/video message (the ServerConnection's media sink, or from an event)."""
-        pipeline = self.pipeline
-        if pipeline is None or self._ending:
+        push = self.push
+        if push is None or self.state not in TAKING_MEDIA:
             return
         if len(payload) > self._max_access_unit:
             limit = self._max_access_unit
             self.kick(f"a frame of {len(payload)} bytes is over the {limit}-byte limit")
             return
         try:
-            if type_id == MessageType.VIDEO:
-                pipeline.video(timestamp_ms, payload)
-            else:
-                pipeline.audio(timestamp_ms, payload)
+            push.media(type_id, timestamp_ms, payload)
         except PublishRefused as e:
             self.kick(str(e))
             return
@@ -279,18 +292,19 @@ class RtmpProtocol(asyncio.Protocol):
             self._log("bad media, closing: %s: %s", type(e).__name__, e)
             self.kick(f"malformed media: {e}")
             return
-        if pipeline.backlog_full:
-            self._waiting = True
-            self._sink_on = False
+        if push.backlog_full:
+            self.state = EdgeState.HELD
             self.conn.set_media_sink(None)  # the rest of this read waits in the event queue
             self._pause()
-            self._spawn(self._wait_for_room(pipeline))
+            self._spawn(self._wait_for_room(push))
 
-    async def _wait_for_room(self, pipeline: PushPipeline) -> None:
-        await pipeline.wait_for_room()
-        self._waiting = False
-        self._resume()
-        self._pump()
+    async def _wait_for_room(self, push: LivePush) -> None:
+        await push.wait_for_room()
+        if self.state is EdgeState.HELD:
+            self.state = EdgeState.PUBLISHING
+        if self.state is not EdgeState.CLOSED:
+            self._resume()  # also when ending: the publisher's close must still be seen
+            self._pump()
 
     # --- publish policy ---------------------------------------------------------------------
 
@@ -301,27 +315,14 @@ class RtmpProtocol(asyncio.Protocol):
             # The metadata store is unreachable (a database restart): running pushes go on,
             # new ones are refused until it is back; encoders retry.
             self._log("publish refused: metadata store unavailable: %s", e)
-            if self.push_id and self.pipeline is None:
-                self._spawn(self._record_end(self.push_id, self.deps.now_ms()))
+            if self.push_id and self.push is None:
+                self._spawn(record_end(self.deps, self.push_id, self.deps.now_ms(), self._log))
             self._refuse(REJECTED, STORE_UNAVAILABLE, "store_unavailable")
         except Exception:
             log.exception("publish of %s/%s failed", self.bucket, self.channel)
-            if self.push_id and self.pipeline is None:
+            if self.push_id and self.push is None:
                 await self.deps.store.end_push(self.push_id, self.deps.now_ms())
             self._refuse("NetStream.Publish.Rejected", "internal error", "internal")
-
-    async def _record_end(self, push_id: int, end_ms: int) -> None:
-        """End the push's record, retrying while the metadata store is unreachable: a push
-        left running in the store would keep its channel "live" for good."""
-        delay_s = END_RETRY_FIRST_DELAY_S
-        while True:
-            try:
-                await self.deps.store.end_push(push_id, end_ms)
-                return
-            except StorageError as e:
-                self._log("push end not recorded yet (%s); retrying in %.1f s", e, delay_s)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, END_RETRY_MAX_DELAY_S)
 
     async def _try_publish(self, event: PublishRequested) -> None:
         deps = self.deps
@@ -340,57 +341,26 @@ class RtmpProtocol(asyncio.Protocol):
         except Refusal as r:
             self.bucket, self.channel = r.bucket, r.channel
             return self._refuse(r.code, r.description, r.reason)
-        push, channel = admission.push, admission.config
+        push = admission.push
         self.bucket, self.channel, self.push_id = push.bucket, push.channel, push.push_id
-        limits = deps.config.limits
-        pipeline = PushPipeline(
-            store=deps.store,
-            storage=admission.storage,
-            push=push,
-            frag_duration_s=channel.frag_duration_s,
-            frag_count=channel.frag_count,
-            playlist_name=admission.playlist_name,
-            max_segment_s=limits.forced_cut_s(channel.frag_duration_s),
-            max_segment_bytes=limits.max_segment_bytes,
-            queue_segments=limits.upload_queue_segments,
-            max_pending_index_segments=limits.max_pending_index_segments,
+        self.push = live = await LivePush.open(
+            deps,
+            admission,
             upload_budget=self.server.upload_budget,
-            now_ms=deps.now_ms,
-            snapshot=self._snapshot_plan(channel, push.bucket),
-            segment_format=self._segment_format(channel, push.bucket),
-            notify=self._notifier(push.bucket, push.channel),
+            snapshot_slots=self.server.snapshot_slots,
+            on_kick=self.kick,
+            log_line=self._log,
         )
-        await pipeline.open()
-        self.pipeline = pipeline
-        deps.registry.add(self)
-        if self.transport is None or self.transport.is_closing():
-            await self._end_push("connection closed while deciding")  # peer left meanwhile
+        if self.state is not EdgeState.DECIDING:  # the peer left (or we were kicked) meanwhile
+            await self._end_push(live, "connection closed while deciding")
             return
         self._cancel_timers()
         self.conn.accept_publish(event.stream_id)
         metrics.accepted()
         self._log("publishing (playlist %s)", admission.playlist_name)
-        self._waiting = False
+        self.state = EdgeState.PUBLISHING
         self._resume()
         self._pump()
-
-    def _segment_format(self, channel: ChannelConfig, bucket: str) -> SegmentFormat:
-        """The channel's SegmentFormat element wins over its bucket's [hls] table."""
-        if channel.segment_format is not None:
-            return channel.segment_format
-        bucket_config = self.deps.config.bucket(bucket)
-        return bucket_config.hls.segment_format if bucket_config else SegmentFormat.TS
-
-    def _snapshot_plan(self, channel: ChannelConfig, bucket: str) -> SnapshotPlan | None:
-        snapshot = channel.snapshot
-        if snapshot is None:
-            return None
-        dest = snapshot.dest_bucket or bucket
-        storage = self.deps.storages.get(dest)
-        if storage is None:  # PutLiveChannel checks; the bucket left the config since
-            self._log("no snapshots: DestBucket %r is not served here", dest)
-            return None
-        return SnapshotPlan(snapshot.interval_s, storage, self.server.snapshot_slots)
 
     def _refuse(self, code: str, description: str, reason: str) -> None:
         """`reason`: a short fixed word for the metrics label (never client text)."""
@@ -404,96 +374,52 @@ class RtmpProtocol(asyncio.Protocol):
 
     def kick(self, reason: str) -> None:
         """Disconnect the publisher with a readable status (disable, idle, bad stream, shutdown)."""
-        if self._ending:
-            return
-        self._log("disconnecting publisher: %s", reason, reason=reason)
-        if self.pipeline is not None:
-            self._sink_on = False
+        push = self.push
+        if self.state in TAKING_MEDIA and push is not None:
+            self._log("disconnecting publisher: %s", reason, reason=reason)
             self.conn.set_media_sink(None)
             self.conn.send_status(self.stream_id, "error", "NetStream.Publish.Rejected", reason)
             self._flush()
-            self._ending = True
-            self._spawn(self._end_push(reason))
-        else:
+            self.state = EdgeState.ENDING
+            self._spawn(self._end_push(push, reason, close=True))
+        elif self.state in NO_PUSH_YET:
+            self._log("disconnecting publisher: %s", reason, reason=reason)
             self._close()
 
-    async def _end_push(self, reason: str, *, close: bool = True) -> None:
-        pipeline, self.pipeline = self.pipeline, None
-        self._ending = True
-        if pipeline is None:
-            return  # another call is ending it and will resolve `finished`
+    def _unpublished(self) -> None:
+        """The publisher unpublished (FCUnpublish / deleteStream): end the push but keep the
+        socket. Clients send more commands after FCUnpublish and treat a close from our side
+        as an error (GStreamer rtmp2sink); they close it, or we do after UNPUBLISHED_LINGER_S."""
+        assert self.push is not None
+        self.state = EdgeState.UNPUBLISHED
+        self._spawn(self._end_push(self.push, "unpublished"))
+        self._later(UNPUBLISHED_LINGER_S, self._close)
+
+    async def _end_push(self, push: LivePush, reason: str, *, close: bool = False) -> None:
         try:
-            await self._finish_push(pipeline, reason, close=close)
+            if close:
+                self._close_after_status()
+            await push.end(reason)
         finally:
             # Only now: shutdown waits on `finished` for the flush, not for the socket.
             if not self.finished.done():
                 self.finished.set_result(None)
 
-    async def _finish_push(self, pipeline: PushPipeline, reason: str, *, close: bool) -> None:
-        deps = self.deps
-        if close:
-            self._close_after_status()
-        try:
-            await pipeline.close()
-        except Exception:
-            log.exception("flushing the last segment of %s/%s failed", self.bucket, self.channel)
-        deps.registry.remove(self)
-        # A last heartbeat: the final figures outlive the push (history, GET /-/status), even
-        # for a push shorter than one heartbeat interval.
-        now = deps.now_ms()
-        try:
-            await deps.store.heartbeat(self.push_id, now, pipeline.stats.to_json(now))
-        except Exception:
-            log.exception("final figures of %s/%s not recorded", self.bucket, self.channel)
-        end_ms = deps.now_ms()
-        await self._record_end(self.push_id, end_ms)
-        stats = pipeline.stats
-        duration_s = (end_ms - pipeline.push.start_ms) / 1000
-        pipeline.notify(
-            "on_publish_done",
-            {"push_id": self.push_id, "reason": reason, "segments": stats.segments,
-             "duration_s": duration_s},
-        )  # fmt: skip
-        self._log(
-            "push ended (%s): %d segments, keyframe interval %s ms, %.2f fps, %d kbit/s",
-            reason,
-            stats.segments,
-            stats.keyframe_interval_ms(),
-            stats.frame_rate(),
-            stats.bitrate_bps() // 1000,
-        )
-        store, storage = deps.store, pipeline.storage
-        bucket, channel = self.bucket, self.channel
-        name = pipeline.playlist_key.rsplit("/", 1)[-1]
-        frag_count, target_s = pipeline.frag_count, pipeline.target_s
-        deps.registry.schedule_end(
-            bucket,
-            channel,
-            lambda: end_playlist(store, storage, bucket, channel, name, frag_count, target_s),
-        )
-
-    # --- LiveSession protocol (registry) ---------------------------------------------------
+    # --- LiveSession protocol (registry): the push answers; kept for the edge's callers ------
 
     def stats_json(self, now_ms: int) -> str:
-        pipeline = self.pipeline
-        if pipeline is None:
-            return "{}"
-        pipeline.report_health()  # once a heartbeat: on_stream_health when warnings change
-        return pipeline.stats.to_json(now_ms)
+        push = self.push
+        return push.stats_json(now_ms) if push is not None else "{}"
+
+    def last_media_ms(self) -> int:
+        push = self.push
+        return push.last_media_ms() if push is not None else self.deps.now_ms()
 
     # --- webhooks ---------------------------------------------------------------------------
 
     async def _ask_hook(self, bucket: str, channel: str, params: Mapping[str, str]) -> str | None:
         assert self.deps.webhooks is not None
         return await self.deps.webhooks.ask_publish(bucket, channel, self.peer, params)
-
-    def _notifier(self, bucket: str, channel: str) -> Notify:
-        hooks = self.deps.webhooks
-        return hooks.notifier(bucket, channel) if hooks is not None else ignore_events
-
-    def last_media_ms(self) -> int:
-        pipeline = self.pipeline
-        return pipeline.last_media_ms if pipeline is not None else self.deps.now_ms()
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -504,37 +430,46 @@ class RtmpProtocol(asyncio.Protocol):
         self.server.tasks.add(task)
         task.add_done_callback(self.server.tasks.discard)
 
+    def _later(self, delay_s: float, callback: Callable[[], None]) -> None:
+        self._timers.append(asyncio.get_running_loop().call_later(delay_s, callback))
+
     def _cancel_timers(self) -> None:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
 
     def _deadline(self, what: str) -> None:
-        if self.pipeline is None and not self._ending:
+        if self.state in NO_PUSH_YET:
             self._log("closing: no %s within the time limit", what)
             self._close()
 
     def _flush(self) -> None:
+        """Write what the core queued, unless the socket can no longer take it (closed, or
+        our FIN is out: asyncio refuses a write after write_eof())."""
         data = self.conn.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        transport = self.transport
+        if not data or transport is None or self.state in (EdgeState.LINGERING, EdgeState.CLOSED):
+            return
+        if not transport.is_closing():
+            transport.write(data)
 
     def _close(self) -> None:
+        self.state = EdgeState.CLOSED
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
     def _close_after_status(self) -> None:
         """Send what is queued, then FIN; close for good when the publisher does or after
-        KICK_LINGER_S (media still arriving meanwhile is ignored: no pipeline)."""
+        KICK_LINGER_S (media still arriving meanwhile is dropped unread)."""
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if self.state is EdgeState.CLOSED or transport is None or transport.is_closing():
             return
         if not transport.can_write_eof():
-            transport.close()
+            self._close()
             return
         transport.write_eof()
-        loop = asyncio.get_running_loop()
-        self._timers.append(loop.call_later(KICK_LINGER_S, self._close))
+        self.state = EdgeState.LINGERING
+        self._later(KICK_LINGER_S, self._close)
 
     def _pause(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
