@@ -101,8 +101,7 @@ class IngestServer:
         figures = LiveFigures(
             publishers=sum(1 for c in conns if c.pipeline is not None),
             rtmp_connections=len(conns),
-            rtmp_received_bytes=self.closed_received_bytes
-            + sum(c.conn.bytes_received for c in conns),
+            rtmp_received_bytes=self.closed_received_bytes + sum(c.received_bytes for c in conns),
             upload_queue_bytes=self.upload_budget.queued_bytes,
             heartbeat_lag_s=self.deps.registry.lag_s,
         )
@@ -111,7 +110,7 @@ class IngestServer:
                 ChannelFigures(
                     c.bucket,
                     c.channel,
-                    c.conn.bytes_received,
+                    c.received_bytes,
                     p.stats.segments,
                     p.stats.bitrate_bps(),
                 )
@@ -179,6 +178,7 @@ class RtmpProtocol(asyncio.Protocol):
         self.bucket = self.channel = ""
         self.push_id = 0
         self._max_access_unit = limits.max_access_unit_bytes
+        self._dropped_bytes = 0  # received after our FIN, dropped unread
         self._timers: list[asyncio.TimerHandle] = []
         loop = asyncio.get_running_loop()
         # Resolved once this connection has no push left to flush (shutdown waits on it).
@@ -188,6 +188,11 @@ class RtmpProtocol(asyncio.Protocol):
         )
         self._timers.append(self._handshake_timer)
         self._timers.append(loop.call_later(limits.publish_timeout_s, self._deadline, "publish"))
+
+    @property
+    def received_bytes(self) -> int:
+        """Every byte the peer sent us, read or dropped."""
+        return self.conn.bytes_received + self._dropped_bytes
 
     @property
     def pipeline(self) -> PushPipeline | None:
@@ -215,7 +220,8 @@ class RtmpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.state is EdgeState.CLOSED or self.state is EdgeState.LINGERING:
-            return  # closing, or our FIN is out: what the publisher still sends is dropped
+            self._dropped_bytes += len(data)  # our FIN is out: what still comes is dropped
+            return
         try:
             self.conn.receive_data(data)
         except RtmpError as e:
@@ -235,7 +241,7 @@ class RtmpProtocol(asyncio.Protocol):
         self.conn.set_media_sink(None)
         if self in self.server.connections:
             self.server.connections.discard(self)
-            self.server.closed_received_bytes += self.conn.bytes_received
+            self.server.closed_received_bytes += self.received_bytes
             self.server.gate.release(self.ip)
         push = self.push
         if push is not None and not push.ending:
