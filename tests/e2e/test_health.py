@@ -3,7 +3,6 @@ backends — a bucket whose S3 endpoint stops answering, a metadata store that i
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.error
 import urllib.request
@@ -23,12 +22,8 @@ PROBE_BOUND_S = READY_CHECK_TIMEOUT_S + 3.0
 def probe(svc: ServiceThread, path: str) -> tuple[int, dict[str, object], float]:
     """Plain GET, no signature (as a prober sends it): status, JSON body, seconds taken."""
     started = time.monotonic()
-    try:
-        with urllib.request.urlopen(svc.endpoint + path, timeout=PROBE_BOUND_S) as r:
-            status, body = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, body = e.code, e.read()
-    return status, json.loads(body), time.monotonic() - started
+    status, body = svc.probe(path, timeout_s=PROBE_BOUND_S)
+    return status, body, time.monotonic() - started
 
 
 def test_readyz_follows_a_bucket_whose_s3_endpoint_stops(tmp_path: Path, moto: MotoServer) -> None:

@@ -1,7 +1,8 @@
 """PostgreSQL down while a push runs: the push keeps writing segments and playlists, the API
-answers 503 ServiceUnavailable, a new publish is refused with a readable reason; when the
-database is back the waiting index rows are written and nothing is lost, and no running push
-is swept as stale for the heartbeats the outage swallowed."""
+answers 503 ServiceUnavailable (and /-/readyz 503 naming the store), a new publish is refused
+with a readable reason; when the database is back the waiting index rows are written and
+nothing is lost, and no running push is swept as stale for the heartbeats the outage
+swallowed."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import oss2
 import pytest
 
+from livechannel.ops.health import READY_CACHE_S
 from tests.support import publishers
 from tests.support.postgres import PostgresServer, available, start_postgres
 from tests.support.service import BUCKET, ServiceThread, create_channel
@@ -54,8 +56,14 @@ def test_postgres_outage_loses_nothing(own_postgres: PostgresServer, tmp_path: P
             playlist = objects / "cam" / "playlist.m3u8"
             _wait("first segments", lambda: len(list((objects / "cam").glob("*.ts"))) >= 2)
 
+            assert svc.probe("/-/readyz")[0] == 200
             own_postgres.stop()
             down_at = time.monotonic()
+            # Readiness names the store (a load balancer takes this node out), liveness holds.
+            time.sleep(READY_CACHE_S)
+            status, body = svc.probe("/-/readyz")
+            assert (status, body["down"]) == (503, ["store"]), body
+            assert svc.probe("/-/healthz")[0] == 200
             before = media_sequence(playlist.read_text())
             with pytest.raises(oss2.exceptions.ServerError) as e:
                 bucket.get_live_channel_stat("cam")
@@ -73,6 +81,7 @@ def test_postgres_outage_loses_nothing(own_postgres: PostgresServer, tmp_path: P
 
             own_postgres.start()
             _wait("the API is back", lambda: _stat_status(bucket) == "Live", timeout_s=20)
+            _wait("ready again", lambda: svc.probe("/-/readyz")[0] == 200)
             on_disk = sorted((objects / "cam").glob("*.ts"))
             _wait(
                 "waiting index rows written",

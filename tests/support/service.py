@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Coroutine, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -145,6 +148,15 @@ class ServiceThread:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    def probe(self, path: str, timeout_s: float = 10.0) -> tuple[int, dict[str, Any]]:
+        """An unsigned GET of a probe route (`/-/healthz`, `/-/readyz`): status, JSON body."""
+        try:
+            with urllib.request.urlopen(self.endpoint + path, timeout=timeout_s) as r:
+                status, body = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, body = e.code, e.read()
+        return status, json.loads(body)
 
     def bucket(self, name: str = BUCKET, *, anonymous: bool = False) -> oss2.Bucket:
         auth = oss2.AnonymousAuth() if anonymous else oss2.Auth(ACCESS_KEY_ID, ACCESS_KEY_SECRET)
