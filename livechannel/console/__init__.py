@@ -14,6 +14,7 @@ from aiohttp import web
 
 from livechannel.api.addressing import bucket_from_host
 from livechannel.api.context import ApiContext
+from livechannel.api.middleware import OPERATION
 from livechannel.console import actions, views
 from livechannel.console.routes import (
     API,
@@ -58,6 +59,7 @@ def mounter(api: ApiContext, session_idle_s: float) -> Callable[[web.Application
             async def handle(request: web.Request) -> web.StreamResponse:
                 if bucket_from_host(request.headers.get("Host", ""), api.urls.domain):
                     return await oss(request)
+                request[OPERATION] = "Console"  # one label in the HTTP request metrics
                 return await handler(request)
 
             return handle

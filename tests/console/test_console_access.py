@@ -131,6 +131,9 @@ def test_signed_out_browser_reads_and_changes_nothing(service: ServiceThread) ->
     )
     assert "Access-Control-Allow-Origin" not in r.headers
     assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    # They are counted under one operation label, not per path.
+    metrics = requests.get(f"{service.endpoint}/-/metrics", timeout=TIMEOUT_S).text
+    assert 'operation="Console",status="401"' in metrics
 
 
 def test_wrong_secret_gets_no_session(service: ServiceThread) -> None:
