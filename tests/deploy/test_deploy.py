@@ -21,7 +21,8 @@ import yaml
 
 from livechannel import cli
 from livechannel.config import DEFAULT_HTTP_PORT, DEFAULT_RTMP_PORT, Config, Limits, load
-from livechannel.ops.health import HEALTHZ_PATH, READYZ_PATH
+from livechannel.ops.health import HEALTHZ_PATH
+from livechannel.ops.probe import PROBE_TIMEOUT_S
 from livechannel.storage.factory import bucket_policy
 from livechannel.storage.s3_config import s3_settings
 from tests.support.service import ServiceThread
@@ -88,6 +89,8 @@ def test_containerfile_builds_in_two_stages_and_runs_unprivileged() -> None:
     cli.parser().parse_args(command)  # a real command of ours (SystemExit otherwise)
     health = next(args for word, args in final if word == "HEALTHCHECK")
     assert HEALTHZ_PATH in health and "--timeout=" in health
+    timeout_s = int(re.search(r"--timeout=(\d+)s", health).group(1))  # type: ignore[union-attr]
+    assert timeout_s > PROBE_TIMEOUT_S
 
 
 def healthcheck_command() -> list[str]:
@@ -98,19 +101,30 @@ def healthcheck_command() -> list[str]:
     return [sys.executable, *command[1:]]
 
 
-def test_the_healthcheck_command_follows_the_service(tmp_path: Path) -> None:
-    """The image's HEALTHCHECK, run as the container would, finds the port the service
-    listens on from LIVECHANNEL_HTTP_LISTEN, passes while it serves and fails once it stopped."""
+@pytest.mark.parametrize("proxied", [False, True], ids=["direct", "behind-proxy-protocol"])
+def test_the_healthcheck_command_follows_the_service(tmp_path: Path, proxied: bool) -> None:
+    """The image's HEALTHCHECK, run as the container runs it (only the environment the
+    service reads), finds the port and the PROXY protocol setting there, passes while the
+    service serves and fails once it stopped."""
     command = healthcheck_command()
-    svc = ServiceThread(tmp_path / "data").start()
-    env = {"PATH": "/usr/bin:/bin", "LIVECHANNEL_HTTP_LISTEN": f"0.0.0.0:{svc.http_port}"}
+    listeners = frozenset({"rtmp", "http"}) if proxied else frozenset()
+    svc = ServiceThread(tmp_path / "data", proxy_protocol=listeners).start()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+           "LIVECHANNEL_HTTP_LISTEN": f"0.0.0.0:{svc.http_port}"}  # fmt: skip
+    if proxied:
+        env["LIVECHANNEL_PROXY_PROTOCOL"] = "true"
     try:
         ok = subprocess.run(command, env=env, capture_output=True, timeout=CHECK_TIMEOUT_S)
+        if proxied:  # the service refuses a probe without the header it expects
+            bare = {k: v for k, v in env.items() if k != "LIVECHANNEL_PROXY_PROTOCOL"}
+            refused = subprocess.run(command, env=bare, capture_output=True,
+                                     timeout=CHECK_TIMEOUT_S)  # fmt: skip
+            assert refused.returncode == 1, refused.stderr
     finally:
         svc.stop()
     assert ok.returncode == 0, ok.stderr
     down = subprocess.run(command, env=env, capture_output=True, timeout=CHECK_TIMEOUT_S)
-    assert down.returncode != 0
+    assert down.returncode == 1, down.stderr
 
 
 # --- systemd -----------------------------------------------------------------------------------
@@ -248,9 +262,16 @@ def test_compose_has_the_cluster_topology() -> None:
     }
     assert len(targets) == len(nodes)
     haproxy = (DEPLOY / "compose" / "haproxy.cfg").read_text()
-    assert haproxy.count(f"option httpchk GET {READYZ_PATH}") == 2
-    for name in nodes:
-        assert f"{name}:{DEFAULT_RTMP_PORT}" in haproxy and f"{name}:{DEFAULT_HTTP_PORT}" in haproxy
+    assert haproxy.count(f"option httpchk GET {HEALTHZ_PATH}") == 2
+    assert "check-send-proxy" in haproxy
+    env_example = dotenv()
+    for name, svc in nodes.items():
+        # Every server line sends the PROXY header its node expects on that listener.
+        env = {k: interpolate(str(v), env_example) for k, v in svc["environment"].items()}
+        args = cli.parser().parse_args(svc["command"])
+        assert load(None, env, cli.config_flags(args)).proxy_protocol == {"rtmp", "http"}
+        for port in (DEFAULT_RTMP_PORT, DEFAULT_HTTP_PORT):
+            assert re.search(rf"server {name} {name}:{port} send-proxy", haproxy), (name, port)
 
 
 def test_compose_nodes_use_only_our_flags_and_variables() -> None:
