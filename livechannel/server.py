@@ -29,6 +29,7 @@ from livechannel.fleet.liveness import STALE_PUSH_MS, dead_workers, runs_here
 from livechannel.fleet.node import NodeIdentity, WorkerName, earlier_lives
 from livechannel.fleet.registry import Registry
 from livechannel.fleet.retention import retention_loop
+from livechannel.hls.low_latency import LowLatencyRegistry
 from livechannel.hls.pipeline import end_playlist
 from livechannel.hls.playlist import target_duration_s
 from livechannel.ingest.edge import IngestDeps, IngestServer
@@ -186,6 +187,7 @@ async def serve(
     hooks = {b.name: b.webhooks for b in config.buckets if b.webhooks is not None}
     webhooks = Webhooks(hooks, worker, config.limits.max_webhook_queue)
     await webhooks.start()
+    low_latency = LowLatencyRegistry()  # LL-HLS pushes of this process (hls/low_latency.py)
     ingest = IngestServer(
         IngestDeps(
             config=config,
@@ -196,6 +198,7 @@ async def serve(
             worker=worker,
             now_ms=now_ms,
             webhooks=webhooks if hooks else None,
+            low_latency=low_latency,
         )
     )
 
@@ -265,6 +268,7 @@ async def serve(
     }
     urls = ServiceUrls(config.domain, rtmp_port, http_port, public_base_urls, rtmps_port)
     api_context = ApiContext(
+        low_latency=low_latency,
         store=store,
         storages=storages,
         credentials=config.access_keys,

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from livechannel.auth.signing_v4 import DEFAULT_REGION
 from livechannel.auth.urls import ServiceUrls
+from livechannel.hls.low_latency import LowLatencyRegistry
 from livechannel.storage.base import ObjectStorage
 from livechannel.store.base import MetadataStore
 
@@ -33,3 +34,5 @@ class ApiContext:
     # GET /-/metrics on this port (livechannel.ops.metrics_workers); None: not here.
     metrics: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
     status_loopback_unsigned: bool = False  # GET /-/status from loopback without a signature
+    # LL-HLS pushes this process owns: their playlists and parts are answered from memory.
+    low_latency: LowLatencyRegistry | None = None

@@ -21,6 +21,7 @@ from livechannel.api.addressing import check_object_name
 from livechannel.api.call import Call
 from livechannel.api.dates import http_date
 from livechannel.api.hls_sign import sign_playlist
+from livechannel.api.live_objects import answer_live
 from livechannel.api.middleware import StreamAborted
 from livechannel.api.ranges import ByteRange, Precondition, evaluate_preconditions, parse_range
 from livechannel.api.responses import empty_response
@@ -159,6 +160,9 @@ async def get_object(call: Call) -> web.StreamResponse:
     key = call.target.key
     check_object_name(key)
     process = call.target.param("x-oss-process")
+    live = await answer_live(call, key, process)  # LL-HLS pushes of this process
+    if live is not None:
+        return live
     if process is not None:
         return await _processed(call, key, process)
     if call.request.method == "HEAD":

@@ -18,10 +18,12 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from livechannel.errors import StorageError
 from livechannel.hls.index_writer import IndexWriter
+from livechannel.hls.low_latency import LiveEndpoint, LowLatencyPlaylist, LowLatencyRegistry
 from livechannel.hls.playlist import render, target_duration_s
 from livechannel.hls.segmenter import MuxerFactory, Segmenter, SegmentReady
 from livechannel.hls.snapshot import SnapshotPlan, Snapshotter
@@ -81,6 +83,8 @@ class PushPipeline:
         snapshot: SnapshotPlan | None = None,
         segment_format: SegmentFormat = SegmentFormat.TS,
         notify: Notify = ignore_events,
+        part_duration_ms: int = 0,
+        low_latency: LowLatencyRegistry | None = None,
     ) -> None:
         """`notify(event, fields)`: what this push tells the operator's webhooks (never
         blocks: livechannel.ops.webhooks queues it)."""
@@ -113,11 +117,20 @@ class PushPipeline:
             max_segment_ms=max_segment_s * 1000,
             max_segment_bytes=max_segment_bytes,
             muxer_factory=_MUXERS[segment_format],
+            part_duration_ms=part_duration_ms,
         )
-        # fMP4: the init section last stored, and its key (a new one per configuration).
+        # fMP4: the init section last named, and its key (a new one per configuration).
         self._init: bytes | None = None
         self._init_key = ""
+        self._stored_init_key = ""
+        self._next_seq = 0
+        # LL-HLS: parts and the playlist with parts, served from memory (low_latency.py).
+        self.part_duration_ms = part_duration_ms
+        self._ll_registry = low_latency if part_duration_ms else None
+        self._ll: LiveEndpoint | None = None
+        self._open_named: _Named | None = None  # LL: named at its first part
         self._queue: deque[SegmentReady] = deque()
+        self._names: deque[_Named] = deque()
         self._closed_at: deque[float] = deque()  # per queued segment: when it was closed
         self._queue_bytes = 0
         self._queue_changed = asyncio.Event()
@@ -140,6 +153,15 @@ class PushPipeline:
         )
         if self._window.segments:
             self._last_key_ms = _key_ms(self._window.segments[-1].key)
+        self._next_seq = self._window.next_seq
+        if self._ll_registry is not None:
+            state = LowLatencyPlaylist(push_id=self.push.push_id,
+                                       part_target_ms=self.part_duration_ms,
+                                       frag_count=self.frag_count,
+                                       target_s=self._window.target_duration_s)  # fmt: skip
+            state.seed(list(self._window.segments), self._window.discontinuity_sequence)
+            self._ll = LiveEndpoint(state, self.channel, self.playlist_key.split("/", 1)[1])
+            self._ll_registry.add(self.bucket, self._ll)
         self._uploader = asyncio.create_task(self._upload_loop(), name=f"upload {self.channel}")
         self.index.start()
 
@@ -166,6 +188,8 @@ class PushPipeline:
                     self._check_first_keyframe(event.dts_ms)
                 for ready in self._segmenter.push_video(event, now):
                     self._enqueue(ready)
+                if self._ll is not None:
+                    self._take_parts()
             elif isinstance(event, UnsupportedVideo):
                 raise PublishRefused(
                     f"video codec {event.codec} is not supported; send H.264 (or HEVC, AV1, "
@@ -230,6 +254,8 @@ class PushPipeline:
             self.stats.audio = event
         for ready in self._segmenter.push(event, now):  # type: ignore[arg-type]
             self._enqueue(ready)
+        if self._ll is not None:
+            self._take_parts()
 
     def _check_first_keyframe(self, dts_ms: int) -> None:
         """A stream with no keyframe yet produces nothing (a segment starts at one). Past
@@ -266,7 +292,53 @@ class PushPipeline:
             self.frag_duration_ms // 1000,
         )
 
+    def _name(self, arrival_ms: int, init: bytes | None, discontinuity: bool) -> _Named:
+        """A segment's sequence number, name, init section and discontinuity, fixed when it
+        is closed (LL-HLS: when its first part is out, since parts and the playlist name it)."""
+        assert self._window is not None
+        key_ms = max(arrival_ms, self._last_key_ms + 1)  # names are never reused
+        self._last_key_ms = key_ms
+        if init is not None and init != self._init:
+            # Named after the first segment that needs it: never reused either.
+            self._init, self._init_key = init, f"{self.channel}/{key_ms}.mp4"
+        discontinuity = discontinuity or (self._first_of_push and bool(self._window.segments))
+        self._first_of_push = False
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        init_key = self._init_key if init is not None else ""
+        return _Named(seq, key_ms, f"{self.channel}/{key_ms}{self.segment_format.extension}",
+                      init_key, discontinuity)  # fmt: skip
+
+    def _take_parts(self) -> None:
+        """LL-HLS: hand the parts the segmenter completed to the playlist in memory."""
+        live = self._ll
+        assert live is not None
+        parts = self._segmenter.take_parts()
+        if not parts:
+            return
+        state = live.state
+        for part in parts:
+            if part.index == 0:
+                named = self._name(part.segment_arrival_ms, part.init, part.discontinuity)
+                self._open_named = named
+                map_name = named.init_key.rsplit("/", 1)[-1]
+                if part.init is not None:
+                    state.init = (map_name, part.init)
+                state.open_segment(named.seq, named.key.rsplit("/", 1)[-1], named.key_ms,
+                                   named.discontinuity, map_name)  # fmt: skip
+            state.add_part(part.duration_ms, part.independent, part.chunks, part.size)
+        live.changed()
+
     def _enqueue(self, ready: SegmentReady) -> None:
+        if self._ll is not None:
+            self._take_parts()  # the closing segment's last part comes first
+            named = self._open_named
+            assert named is not None, "an LL-HLS segment is named by its first part"
+            self._open_named = None
+            self._ll.state.close_segment(ready.duration_ms, ready.chunks)
+            self._ll.changed()
+        else:
+            named = self._name(ready.arrival_ms, ready.init, ready.discontinuity)
+        self._names.append(named)
         self._queue.append(ready)
         self._closed_at.append(time.perf_counter())  # the closing keyframe just arrived
         self._queue_bytes += ready.size
@@ -308,6 +380,11 @@ class PushPipeline:
         finally:
             self._drop_queue()  # what a failed upload task left (or the flush queued after)
             await self.index.stop()
+            if self._ll is not None and self._ll_registry is not None:
+                # Storage's playlist (classic, complete) answers from now on.
+                self._ll.state.ended = True
+                self._ll.changed()
+                self._ll_registry.remove(self.bucket, self._ll)
         if self.snapshotter is not None:
             await self.snapshotter.close()
 
@@ -323,8 +400,9 @@ class PushPipeline:
                     await self._queue_changed.wait()
                     continue
                 ready = self._queue[0]
-                await self._store_segment(ready, self._closed_at[0])
+                await self._store_segment(ready, self._names[0], self._closed_at[0])
                 self._queue.popleft()
+                self._names.popleft()
                 self._closed_at.popleft()
                 self._queue_bytes -= ready.size
                 self.upload_budget.give_back(ready.size)
@@ -338,36 +416,33 @@ class PushPipeline:
         """Forget segments that will never be stored, and give their bytes back to the
         process's budget: a failed push must not shrink it for every other push."""
         self._queue.clear()
+        self._names.clear()
         self._closed_at.clear()
         self.upload_budget.give_back(self._queue_bytes)
         self._queue_bytes = 0
 
-    async def _store_segment(self, ready: SegmentReady, closed_at: float) -> None:
+    async def _store_segment(self, ready: SegmentReady, named: _Named, closed_at: float) -> None:
         assert self._window is not None
-        key_ms = max(ready.arrival_ms, self._last_key_ms + 1)  # names are never reused
-        self._last_key_ms = key_ms
-        key = f"{self.channel}/{key_ms}{self.segment_format.extension}"
-        if ready.init is not None and ready.init != self._init:
-            # Named after the first segment that needs it: never reused either.
-            init_key, init = f"{self.channel}/{key_ms}.mp4", ready.init
+        key, init, init_key = named.key, ready.init, named.init_key
+        if init is not None and init_key != self._stored_init_key:
             await self._retry(lambda: self.storage.put(init_key, init, "video/mp4"), init_key)
-            self._init, self._init_key = init, init_key
-        discontinuity = ready.discontinuity or (self._first_of_push and bool(self._window.segments))
-        self._first_of_push = False
+            self._stored_init_key = init_key
         segment = Segment(
             bucket=self.bucket,
             channel=self.channel,
-            seq=self._window.next_seq,
+            seq=named.seq,
             key=key,
-            start_ms=key_ms,
+            start_ms=named.key_ms,
             duration_ms=ready.duration_ms,
             size=ready.size,
             push_id=self.push.push_id,
-            discontinuity=discontinuity,
-            init_key=self._init_key if ready.init is not None else "",
+            discontinuity=named.discontinuity,
+            init_key=init_key,
         )
         ctype = content_type_for(key)
         await self._retry(lambda: self.storage.put(key, ready.chunks, ctype), key)
+        if self._ll is not None:
+            self._ll.state.stored(key.rsplit("/", 1)[-1])
         self._window.add(segment)
         self.stats.segments += 1
         # The row waits in the index writer if the metadata store is down; the playlist
@@ -426,6 +501,15 @@ class PushPipeline:
                 log.info("storage recovered for %s", what, extra=self._log_context(None))
                 self.stats.storage_error = ""
             return
+
+
+@dataclass(frozen=True, slots=True)
+class _Named:
+    seq: int
+    key_ms: int
+    key: str
+    init_key: str
+    discontinuity: bool
 
 
 def _key_ms(key: str) -> int:

@@ -29,6 +29,12 @@ Rules (OSS API reference, PutLiveChannel; docs/hls.md, Segments):
 * fMP4 muxers (RFC 8216bis §3.1.2) hold a segment's samples until it is cut and need its
   decoder configuration in an init section (EXT-X-MAP): a new VideoConfig or AudioConfig
   makes a new muxer, hence a new init section, and always comes with a discontinuity.
+* LL-HLS (RFC 8216bis 4.4.4.9): with `part_duration_ms`, the open segment is also cut into
+  partial segments, each one fMP4 fragment, available as `take_parts()` as soon as it is
+  complete. A part ends before the video frame that would take it past the part target
+  (measured by the frame interval), and at every segment cut; it is INDEPENDENT when it
+  starts with a keyframe. A segment's bytes are exactly its parts' bytes, in order. (The
+  late-audio re-mux of a push's first segment is off then: its parts are already out.)
 * `duration_ms` is the next segment's first DTS minus this one's. Where that is not known or
   not meaningful (flush, end of stream, discontinuity) it is estimated as
   last DTS - first DTS + one frame interval; a stall that would push a segment past the
@@ -103,6 +109,21 @@ class SegmentReady:
         return b"".join(self.chunks)
 
 
+@dataclass(frozen=True, slots=True)
+class PartReady:
+    """A complete LL-HLS partial segment: one fragment of the open segment."""
+
+    chunks: list[bytes]  # shared with the segment's chunks, never copied
+    size: int
+    index: int  # 0 for a segment's first part
+    first_dts_ms: int
+    duration_ms: int
+    independent: bool  # starts with a keyframe (EXT-X-PART INDEPENDENT=YES)
+    segment_arrival_ms: int  # its segment's `arrival_ms` (which segment it belongs to)
+    discontinuity: bool  # its segment's
+    init: bytes | None  # its segment's init section
+
+
 @dataclass(slots=True)
 class SegmenterStats:
     frames: int = 0  # video frames received
@@ -160,6 +181,12 @@ class _OpenSegment:
     audio_config: AudioConfig | None  # None: the PMT has no audio track
     chunks: list[bytes] = field(default_factory=list)
     size: int = 0
+    # LL-HLS: where the open part starts (in chunks, and in media time), and its number.
+    part_chunk: int = 0
+    part_size: int = 0
+    part_first_dts_ms: int = 0
+    part_independent: bool = True
+    parts: int = 0
 
     def write(self, data: bytes) -> None:
         if data:  # fMP4 muxers hold samples until the cut: nothing to keep per frame
@@ -175,11 +202,16 @@ class Segmenter:
         max_segment_ms: int | None = None,
         max_segment_bytes: int = MAX_SEGMENT_BYTES,
         muxer_factory: MuxerFactory = TsMuxer,
+        part_duration_ms: int = 0,
     ) -> None:
         if frag_duration_ms <= 0 or (max_segment_ms is not None and max_segment_ms <= 0):
             raise ValueError("FragDuration and max_segment_ms must be positive")
         if max_segment_bytes <= 0:
             raise ValueError("max_segment_bytes must be positive")
+        if part_duration_ms < 0 or part_duration_ms > frag_duration_ms:
+            raise ValueError("the part duration must be within 0..FragDuration")
+        self.part_duration_ms = part_duration_ms
+        self._parts: list[PartReady] = []
         self.frag_duration_ms = frag_duration_ms
         self.max_segment_ms = max_segment_ms or default_max_segment_ms(frag_duration_ms)
         self.max_segment_bytes = max_segment_bytes
@@ -200,7 +232,7 @@ class Segmenter:
         self._frame_deltas_ms: deque[int] = deque(maxlen=FRAME_INTERVAL_HISTORY)
         # Video of a push's first segment while a late track may still join (TRACK_PROBE_MS);
         # None once the window passed.
-        self._probe: list[VideoFrame] | None = []
+        self._probe: list[VideoFrame] | None = None if part_duration_ms else []
 
     # --- input -------------------------------------------------------------------------
 
@@ -234,7 +266,8 @@ class Segmenter:
         ready = self._close(CutReason.END, next_dts_ms=None)
         self._next_discontinuity = True
         self._last_audio_pts_ms = None
-        self._probe = []  # what starts after a flush is a new push: its tracks are new too
+        # What starts after a flush is a new push: its tracks are new too.
+        self._probe = None if self.part_duration_ms else []
         return [ready]
 
     # --- configs -----------------------------------------------------------------------
@@ -308,6 +341,13 @@ class Segmenter:
         elif seg.size + seg.muxer.buffered_bytes >= self.max_segment_bytes:
             reason = CutReason.SIZE
         if reason is None:
+            if (
+                self.part_duration_ms
+                and frame.dts_ms - seg.part_first_dts_ms + self._frame_interval_ms()
+                > self.part_duration_ms
+            ):
+                self._end_part(seg, frame.dts_ms)
+                seg.part_independent = frame.keyframe
             self._write_video(seg, frame)
             return []
         # CONFIG and TRACKS change what a decoder must set up: tell the player.
@@ -347,8 +387,11 @@ class Segmenter:
         assert seg is not None
         self._open = None
         self._probe = None
-        for chunk in seg.muxer.end_fragment(next_dts_ms):
-            seg.write(chunk)
+        if self.part_duration_ms:
+            self._end_part(seg, next_dts_ms)
+        else:
+            for chunk in seg.muxer.end_fragment(next_dts_ms):
+                seg.write(chunk)
         duration_ms = -1 if next_dts_ms is None else next_dts_ms - seg.first_dts_ms
         if not 0 <= duration_ms <= self._duration_limit_ms:
             if duration_ms > self._duration_limit_ms:
@@ -370,6 +413,38 @@ class Segmenter:
             init=seg.muxer.init_section,
         )
 
+    def take_parts(self) -> list[PartReady]:
+        """LL-HLS parts completed since the last call, oldest first."""
+        parts, self._parts = self._parts, []
+        return parts
+
+    def _end_part(self, seg: _OpenSegment, next_dts_ms: int | None) -> None:
+        for chunk in seg.muxer.end_fragment(next_dts_ms):
+            seg.write(chunk)
+        if len(seg.chunks) == seg.part_chunk:
+            return  # nothing was muxed since the last part
+        if next_dts_ms is not None and next_dts_ms > seg.part_first_dts_ms:
+            duration_ms = next_dts_ms - seg.part_first_dts_ms
+        else:
+            duration_ms = seg.last_dts_ms - seg.part_first_dts_ms + self._frame_interval_ms()
+        self._parts.append(
+            PartReady(
+                chunks=seg.chunks[seg.part_chunk :],
+                size=seg.size - seg.part_size,
+                index=seg.parts,
+                first_dts_ms=seg.part_first_dts_ms,
+                duration_ms=duration_ms,
+                independent=seg.part_independent,
+                segment_arrival_ms=seg.arrival_ms,
+                discontinuity=seg.discontinuity,
+                init=seg.muxer.init_section,
+            )
+        )
+        seg.parts += 1
+        seg.part_chunk, seg.part_size = len(seg.chunks), seg.size
+        if next_dts_ms is not None:
+            seg.part_first_dts_ms = next_dts_ms
+
     def _start(self, frame: VideoFrame, now_ms: int) -> None:
         audio, video = self._audio_config, self._video_config
         if self._muxer is None or self._muxer_audio != audio or self._muxer_video != video:
@@ -383,6 +458,8 @@ class Segmenter:
             discontinuity=self._next_discontinuity,
             video_config=self._video_config,
             audio_config=audio,
+            part_first_dts_ms=frame.dts_ms,
+            part_independent=frame.keyframe,
         )
         self._open = seg
         self._next_discontinuity = False

@@ -19,6 +19,7 @@ from typing import cast
 from livechannel.config import Config
 from livechannel.errors import StorageError
 from livechannel.fleet.registry import Registry
+from livechannel.hls.low_latency import LowLatencyRegistry
 from livechannel.hls.pipeline import PublishRefused, PushPipeline
 from livechannel.hls.snapshot import JobSlots
 from livechannel.hls.upload_budget import UploadBudget
@@ -77,6 +78,8 @@ class IngestDeps:
     worker: str  # "host:pid", owner of the pushes this process runs
     now_ms: Callable[[], int]
     webhooks: Webhooks | None = None  # the operator's hooks (livechannel.ops.webhooks)
+    # LL-HLS pushes of this process, which the HTTP API answers from memory.
+    low_latency: LowLatencyRegistry | None = None
 
 
 class IngestServer:

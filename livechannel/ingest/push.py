@@ -69,6 +69,7 @@ class LivePush:
         then register the push: from here on it must be ended with `end`."""
         push, channel = admission.push, admission.config
         limits = deps.config.limits
+        segment_format = _segment_format(deps, channel, push.bucket)
         pipeline = PushPipeline(
             store=deps.store,
             storage=admission.storage,
@@ -83,7 +84,9 @@ class LivePush:
             upload_budget=upload_budget,
             now_ms=deps.now_ms,
             snapshot=_snapshot_plan(deps, channel, push.bucket, snapshot_slots, log_line),
-            segment_format=_segment_format(deps, channel, push.bucket),
+            segment_format=segment_format,
+            part_duration_ms=_part_duration_ms(deps, segment_format, push.bucket),
+            low_latency=deps.low_latency,
             notify=_notifier(deps, push.bucket, push.channel),
         )
         await pipeline.open()
@@ -172,6 +175,14 @@ class LivePush:
             channel,
             lambda: end_playlist(store, storage, bucket, channel, name, frag_count, target_s),
         )
+
+
+def _part_duration_ms(deps: IngestDeps, segment_format: SegmentFormat, bucket: str) -> int:
+    """LL-HLS parts: the bucket's part_duration_s, for fMP4 pushes only."""
+    bucket_config = deps.config.bucket(bucket)
+    if segment_format is not SegmentFormat.FMP4 or bucket_config is None:
+        return 0
+    return round(bucket_config.hls.part_duration_s * 1000)
 
 
 def _segment_format(deps: IngestDeps, channel: ChannelConfig, bucket: str) -> SegmentFormat:

@@ -142,3 +142,45 @@ def test_segment_size_limit_counts_what_the_muxer_holds() -> None:
                 ready += segmenter.push(event, 0)
     assert len(ready) >= 2
     assert all(r.size < 20_000 + 64 * 1024 for r in ready)
+
+
+def test_ll_hls_parts_are_the_segment_cut_into_fragments() -> None:
+    """Parts of 500 ms: each ends before the frame that would take it past the target, the
+    first of a segment is independent, and a segment's bytes are its parts' bytes."""
+    case = CASES[0]  # 30 fps, keyframe every second, B-frames
+    flv = encode_flv(case)
+    demuxer, segmenter = Demuxer(), Segmenter(1000, muxer_factory=Fmp4Muxer, part_duration_ms=500)
+    clocks = {TAG_TYPE_VIDEO: Unwrapper(), TAG_TYPE_AUDIO: Unwrapper()}
+    segments, parts = [], []
+    for tag_type, timestamp_ms, body in iter_flv_tags(flv):
+        if tag_type not in clocks:
+            continue
+        unwrap = clocks[tag_type].unwrap(timestamp_ms)
+        events = (
+            demuxer.video(unwrap, body)
+            if tag_type == TAG_TYPE_VIDEO
+            else demuxer.audio(unwrap, body)
+        )
+        for event in events:
+            segments += segmenter.push(event, 0)
+            parts += segmenter.take_parts()
+    segments += segmenter.flush(0)
+    parts += segmenter.take_parts()
+    assert len(segments) == case.seconds
+    for segment in segments:
+        mine = [
+            p
+            for p in parts
+            if p.segment_arrival_ms == segment.arrival_ms
+            and p.first_dts_ms >= segment.first_dts_ms
+            and p.first_dts_ms < segment.first_dts_ms + segment.duration_ms
+        ]
+        assert [p.index for p in mine] == list(range(len(mine))) and len(mine) == 2
+        assert b"".join(b"".join(p.chunks) for p in mine) == segment.data
+        assert sum(p.duration_ms for p in mine) == segment.duration_ms
+        assert all(p.duration_ms <= 500 for p in mine)
+        assert [p.independent for p in mine] == [True, False]
+        init = segments[0].init
+        assert init is not None
+        video, _, logs, first_key = decode_all(init + b"".join(b"".join(p.chunks) for p in mine))
+        assert logs == [] and first_key and video == FPS

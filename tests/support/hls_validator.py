@@ -22,6 +22,11 @@ HEADER_TAGS = (
     "#EXT-X-DISCONTINUITY-SEQUENCE",
     "#EXT-X-PLAYLIST-TYPE",
     "#EXT-X-INDEPENDENT-SEGMENTS",
+    # LL-HLS (RFC 8216bis 4.4.3.7, 4.4.3.8; EXT-X-SKIP stands where the skipped segments
+    # were, before every listed one): the rules on them are in ll_hls_validator.py.
+    "#EXT-X-SERVER-CONTROL",
+    "#EXT-X-PART-INF",
+    "#EXT-X-SKIP",
 )
 # Tags that apply to the next segment URI (RFC 8216 4.3.2).
 SEGMENT_TAGS = ("#EXTINF", "#EXT-X-DISCONTINUITY", "#EXT-X-PROGRAM-DATE-TIME", "#EXT-X-BYTERANGE")
@@ -111,6 +116,11 @@ def validate_media_playlist(text: str) -> m3u8.M3U8:
             map_uri = match.group(1)
             pending.append("#EXT-X-MAP")
             continue
+        if line.startswith("#EXT-X-PART:"):  # one per part, before its segment's EXTINF
+            pending.append("#EXT-X-PART")
+            continue
+        if line.startswith("#EXT-X-PRELOAD-HINT:"):  # playlist-wide: ll_hls_validator.py
+            continue
         tag = _tag(line)
         if tag in HEADER_TAGS:
             assert not seen_segment and not pending, (
@@ -131,7 +141,9 @@ def validate_media_playlist(text: str) -> m3u8.M3U8:
             pending.append(tag)
         elif tag.startswith("#EXT"):
             raise AssertionError(f"{where}: unexpected tag {tag}")
-    assert not pending, f"segment tags {pending} at the end have no URI"
+    # Only the segment in progress of an LL-HLS playlist may end it: its parts, no EXTINF.
+    open_segment = "#EXT-X-PART" in pending and "#EXTINF" not in pending
+    assert not pending or open_segment, f"segment tags {pending} at the end have no URI"
     # fMP4 segments all need an init section: one EXT-X-MAP, or none at all (MPEG-TS).
     assert not map_uri or segments_without_map == 0, (
         f"{segments_without_map} segments come before the first EXT-X-MAP (RFC 8216bis 4.4.4.5)"
@@ -143,7 +155,8 @@ def validate_media_playlist(text: str) -> m3u8.M3U8:
         parsed = m3u8.loads(text)
     except Exception as e:  # the package raises bare ValueError and friends
         raise AssertionError(f"m3u8 cannot parse the playlist: {e!r}") from e
-    assert len(parsed.segments) == uris, f"m3u8 saw {len(parsed.segments)} segments, not {uris}"
+    listed = [s for s in parsed.segments if s.uri]  # m3u8 puts trailing parts in a URI-less one
+    assert len(listed) == uris, f"m3u8 saw {len(listed)} segments, not {uris}"
     assert parsed.target_duration == target_s and parsed.media_sequence == int(sequence)
     return parsed
 
@@ -201,7 +214,8 @@ class PlaylistHistory:
                 f"fetch {n}: DISCONTINUITY-SEQUENCE went back"
             )
         dnum = parsed.discontinuity_sequence or 0
-        for index, segment in enumerate(parsed.segments):
+        # An LL-HLS playlist's trailing parts (the segment in progress) have no URI yet.
+        for index, segment in enumerate(s for s in parsed.segments if s.uri):
             seq = parsed.media_sequence + index
             dnum += 1 if segment.discontinuity else 0
             known = self._by_seq.get(seq)
