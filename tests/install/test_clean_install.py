@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
+from urllib.request import urlopen
 
 import pytest
 
@@ -132,5 +133,12 @@ def test_the_wheel_installs_serves_and_streams(tmp_path: Path) -> None:
         )  # fmt: skip
         assert probe.returncode == 0, probe.stderr
         assert set(probe.stdout.split()) == {"aac", "h264"}
+        # The browser console's files came with the wheel (package data), hls.js among them.
+        console = next(ln for ln in lines if ln.strip().startswith("console")).split()[1]
+        for name in ("", "static/hls.min.js", "static/hls.js-LICENSE.txt"):
+            with urlopen(console + name, timeout=PUSH_TIMEOUT_S) as answer:
+                body = answer.read()
+            assert body == (ROOT / "livechannel/console/static" / (name[7:] or "index.html")
+                            ).read_bytes(), name  # fmt: skip
     finally:
         stop_service(proc)
