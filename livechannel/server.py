@@ -96,34 +96,37 @@ async def _sweep_stale(
     worker: str,
     on_closed: Callable[[Push], Awaitable[None]],
     may_run: Callable[[], bool],
+    store_up_since_ms: Callable[[], int | None] | None = None,
 ) -> None:
     """Close pushes whose owner died (kill -9, power loss) at their last heartbeat, and let
     their playlists end; never this worker's own, nor a slow one's (livechannel.fleet.liveness).
     A failed sweep is retried: this loop must outlive store hiccups. `may_run`: on PostgreSQL
-    only the leader sweeps (one query every interval for the cluster, not one per worker)."""
+    only the leader sweeps (one query every interval for the cluster, not one per worker).
+
+    Heartbeats are judged only once the store has been reachable for STALE_PUSH_MS + a
+    margin: after an outage nobody's heartbeats got through, and every push would look dead
+    the moment the store came back. `store_up_since_ms` says since when (the notice session,
+    on PostgreSQL); without it, since this loop's own queries last failed."""
     fault = RepeatedFault(log, "the stale push sweep")
-    # When this sweeper could not see the store (an outage, or it just became the leader),
-    # nobody's heartbeats may have reached it meanwhile: judge staleness only once they have
-    # had STALE_PUSH_MS of working store again, or every push would look dead at once.
-    watching_since_ms: int | None = None
+    own_since_ms: int | None = None
     while True:
         if not may_run():
-            watching_since_ms = None
             await asyncio.sleep(STALE_SWEEP_INTERVAL_S)
             continue
         try:
             now = now_ms()
             latest = await store.running_workers()
-            if watching_since_ms is None:
-                watching_since_ms = now
-            if now - watching_since_ms >= STALE_PUSH_MS + SWEEP_WARMUP_MARGIN_MS:
+            if own_since_ms is None:
+                own_since_ms = now
+            since = store_up_since_ms() if store_up_since_ms is not None else own_since_ms
+            if since is not None and now - since >= STALE_PUSH_MS + SWEEP_WARMUP_MARGIN_MS:
                 dead = dead_workers(latest, worker, now)
                 for push in await store.close_stale_pushes(now - STALE_PUSH_MS, dead):
                     log.warning("closed push of %s/%s left by a dead worker", push.bucket,
                                 push.channel)  # fmt: skip
                     await on_closed(push)
         except Exception:
-            watching_since_ms = None
+            own_since_ms = None
             fault.failed()
         else:
             fault.succeeded()
@@ -320,6 +323,11 @@ async def serve(
     def leads() -> bool:
         return listener.leader if listener is not None else True
 
+    def up_since() -> int | None:
+        return listener.up_since_ms if listener is not None else None
+
+    store_watch = up_since if listener is not None else None  # SQLite: the sweep's own view
+
     def runs_retention() -> bool:
         return listener.leader if listener is not None else worker_index == 0
 
@@ -332,7 +340,7 @@ async def serve(
     registry.start()
 
     sweeper = asyncio.create_task(
-        _sweep_stale(store, worker, stale_closed, leads), name="stale push sweeper"
+        _sweep_stale(store, worker, stale_closed, leads, store_watch), name="stale push sweeper"
     )
     retention: list[asyncio.Task[None]] = []
     for bucket in config.buckets:

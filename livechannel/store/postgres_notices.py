@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,9 @@ class NoticeListener:
         self.on_reconnect = on_reconnect
         self.connected = False
         self.leader = False
+        # Since when (Unix ms) this session has been up without a break: the store was
+        # reachable all that time, so other workers' heartbeats could reach it too.
+        self.up_since_ms: int | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -83,6 +87,7 @@ class NoticeListener:
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(NOTICE_CHANNEL, self._received)
                 self.connected = True
+                self.up_since_ms = time.time_ns() // 1_000_000
                 delay_s = RECONNECT_FIRST_DELAY_S
                 if not first:
                     log.info("metadata store notices: reconnected")
@@ -98,6 +103,7 @@ class NoticeListener:
                 first = False
             finally:
                 self.connected = self.leader = False
+                self.up_since_ms = None
                 if conn is not None:
                     conn.terminate()
             await asyncio.sleep(delay_s)

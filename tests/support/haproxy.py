@@ -40,9 +40,11 @@ def render(
     backends: list[Backend],
     source: str | None = None,
     check_interval_ms: int = 1000,
+    node_ports: dict[str, tuple[int, int]] | None = None,
 ) -> str:
     """`source`: the address HAProxy connects to the nodes from (so a test can tell the
-    balancer's address from the client's)."""
+    balancer's address from the client's). `node_ports`: backend name -> (RTMP, HTTP) ports on
+    127.0.0.1 that reach that one node (a test talks to a chosen node through them)."""
     src = f" source {source}" if source else ""
     lines = [
         "global",
@@ -70,6 +72,19 @@ def render(
             f"    server {b.name} {b.host}:{b.http_port} send-proxy-v2 check check-send-proxy "
             f"inter {check_interval_ms} fall 2 rise 1{src}"
         )
+    for b in backends:
+        if node_ports is None or b.name not in node_ports:
+            continue
+        rtmp, http = node_ports[b.name]
+        for kind, port, target, proxy in (
+            ("rtmp", rtmp, b.rtmp_port, "send-proxy"),
+            ("http", http, b.http_port, "send-proxy-v2"),
+        ):
+            lines += [
+                f"listen {b.name}_{kind}",
+                f"    bind 127.0.0.1:{port}",
+                f"    server {b.name} {b.host}:{target} {proxy}{src}",
+            ]
     return "\n".join(lines) + "\n"
 
 

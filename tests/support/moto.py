@@ -20,7 +20,7 @@ STOP_TIMEOUT_S = 5.0
 ACCESS_KEY_ID = "AKIAMOTOTEST"
 SECRET_ACCESS_KEY = "moto-secret"
 REGION = "us-east-1"
-_LISTENING = re.compile(rb"Running on http://127\.0\.0\.1:(\d+)")
+_LISTENING = re.compile(rb"Running on http://[0-9.]+:(\d+)")
 _names = itertools.count()
 
 
@@ -29,10 +29,11 @@ class MotoServer:
     process: subprocess.Popen[bytes]
     port: int
     reader: threading.Thread  # drains moto's log so it never blocks on a full pipe
+    host: str = "127.0.0.1"
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def new_bucket(self, *, public: bool = False) -> str:
         """Create an empty S3 bucket with a fresh name (moto does not check signatures on
@@ -69,10 +70,11 @@ class MotoServer:
             self.process.stdout.close()
 
 
-def start_moto() -> MotoServer:
+def start_moto(host: str = "127.0.0.1") -> MotoServer:
+    """`host`: the address to listen on (the multi-node test's bridge, for its nodes)."""
     env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+        [sys.executable, "-m", "moto.server", "-H", host, "-p", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     assert process.stdout is not None
@@ -95,4 +97,4 @@ def start_moto() -> MotoServer:
             process.kill()
             raise RuntimeError(f"moto did not start: {b''.join(seen).decode(errors='replace')}")
         time.sleep(0.05)
-    return MotoServer(process, found[0], reader)
+    return MotoServer(process, found[0], reader, host)
