@@ -60,6 +60,14 @@ def run(cmd: list[str], timeout_s: float, **kwargs: object) -> str:
     return str(r.stdout)
 
 
+def data_files(package: Path) -> set[str]:
+    return {
+        str(p.relative_to(package))
+        for p in package.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    }
+
+
 def build_wheel(tmp: Path) -> Path:
     """The wheel of this tree, built from a copy (no build/ left in the tree, nothing stale)."""
     src = tmp / "src"
@@ -101,6 +109,10 @@ def test_the_wheel_installs_serves_and_streams(tmp_path: Path) -> None:
     clean_env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
     imported = run([str(python), "-c", IMPORT_ALL], 120, env=clean_env, cwd=tmp_path)
     assert int(imported) > 50
+    # Every file of the package that is not code (the console's pages and scripts...) was
+    # packaged too: package-data forgotten would ship a console without its files.
+    [installed] = venv.glob("lib/python*/site-packages/livechannel")
+    assert data_files(installed) == data_files(ROOT / "livechannel")
 
     rtmp_port, http_port = free_port(), free_port()
     proc, banner = start_service(
