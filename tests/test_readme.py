@@ -1,12 +1,13 @@
 """The README's commands keep working: its fast unit-test command selects no test that runs a
 system program (ffmpeg, GStreamer, a browser, a server), so it passes on a machine with Python
-alone; and the directories and files it names exist."""
+alone; the directories and files it names exist; the LICENSE is the one pyproject names."""
 
 from __future__ import annotations
 
 import ast
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,3 +96,11 @@ def test_the_check_finds_a_program_call(tmp_path: Path) -> None:
     assert program_calls(probe) == {"ffprobe"}
     assert program_calls(ROOT / "tests" / "support" / "publishers.py") >= {"ffmpeg"}
     assert re.search(r"pip install -e '\.\[test\]' &&", (ROOT / "README.md").read_text())
+
+
+def test_the_license_file_is_the_one_pyproject_names() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "Apache-2.0"}
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text  # the whole text, not a pointer to it

@@ -113,6 +113,8 @@ def test_the_wheel_installs_serves_and_streams(tmp_path: Path) -> None:
     # packaged too: package-data forgotten would ship a console without its files.
     [installed] = venv.glob("lib/python*/site-packages/livechannel")
     assert data_files(installed) == data_files(ROOT / "livechannel")
+    [dist_info] = venv.glob("lib/python*/site-packages/livechannel-*.dist-info")
+    assert "Apache License" in next(dist_info.rglob("LICENSE*")).read_text()
 
     rtmp_port, http_port = free_port(), free_port()
     proc, banner = start_service(
