@@ -75,6 +75,9 @@ class LiveWindow:
                     duration_ms=s.duration_ms,
                     discontinuity=s.discontinuity,
                     map_uri=s.init_key.rsplit("/", 1)[-1],
+                    # When its first frame reached us: players (hls.js playingDate) and
+                    # latency measurements read the live edge's wall clock from it.
+                    program_date_ms=s.start_ms,
                 )
                 for s in self.segments
             ),

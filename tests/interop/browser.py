@@ -89,11 +89,19 @@ class PlayerServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     def page_url(
-        self, src: str, *, seconds: float, budget_s: float, start_s: float | None = None
+        self,
+        src: str,
+        *,
+        seconds: float,
+        budget_s: float,
+        start_s: float | None = None,
+        low_latency: bool | None = None,
     ) -> str:
         params = {"src": src, "seconds": seconds, "budget_ms": int(budget_s * 1000)}
         if start_s is not None:
             params["start"] = start_s
+        if low_latency is not None:
+            params["low_latency"] = int(low_latency)
         return f"{self.origin}/player.html?{urlencode(params)}"
 
     def __enter__(self) -> PlayerServer:
@@ -114,12 +122,14 @@ def play_in_chromium(
     budget_s: float,
     workdir: Path,
     start_s: float | None = None,
+    low_latency: bool | None = None,
 ) -> dict[str, Any]:
     """Open the player page on `src` and wait for its report (the page gives up after
     budget_s; we wait a little longer for Chromium's own start-up)."""
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={workdir / 'profile'}",
-           server.page_url(src, seconds=seconds, budget_s=budget_s, start_s=start_s)]  # fmt: skip
+           server.page_url(src, seconds=seconds, budget_s=budget_s, start_s=start_s,
+                           low_latency=low_latency)]  # fmt: skip
     with (workdir / "chromium.log").open("wb") as log:
         # Its own session: the renderer and GPU helpers it forks share our child's group id.
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,

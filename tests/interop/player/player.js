@@ -11,6 +11,8 @@ const needSeconds = Number(query.get("seconds"));
 const budgetMs = Number(query.get("budget_ms"));
 // ?start=<s>: play from there instead of hls.js's live-edge choice
 const startPosition = query.has("start") ? Number(query.get("start")) : -1;
+// ?low_latency=0|1: hls.js's lowLatencyMode (absent: hls.js's default)
+const lowLatency = query.has("low_latency") ? query.get("low_latency") === "1" : undefined;
 const video = document.getElementById("video");
 
 const report = {
@@ -22,6 +24,9 @@ const report = {
   frags: [],
   start_time_s: null,
   current_time_s: null,
+  // Seconds behind the live edge while playing: wall clock minus hls.playingDate (the
+  // EXT-X-PROGRAM-DATE-TIME of what is on screen), sampled every POLL_MS.
+  latency_s: [],
 };
 let finished = false;
 
@@ -49,7 +54,9 @@ function start() {
     finish("unsupported");
     return;
   }
-  const hls = new Hls({ startPosition });
+  const config = { startPosition };
+  if (lowLatency !== undefined) config.lowLatencyMode = lowLatency;
+  const hls = new Hls(config);
   hls.on(Hls.Events.ERROR, (_event, data) => {
     report.errors.push({
       type: data.type,
@@ -76,6 +83,9 @@ function start() {
     video.play().catch((e) => report.errors.push({ type: "play", details: String(e) }));
   });
   const poll = setInterval(() => {
+    if (report.start_time_s !== null && hls.playingDate && !video.paused) {
+      report.latency_s.push((Date.now() - hls.playingDate.getTime()) / 1000);
+    }
     if (report.start_time_s !== null && video.currentTime - report.start_time_s >= needSeconds) {
       clearInterval(poll);
       finish("played");
