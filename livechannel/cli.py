@@ -30,7 +30,7 @@ from livechannel.config import (
 )
 from livechannel.errors import StorageError
 from livechannel.fleet.node import NodeIdentity, NodeIdError
-from livechannel.ops import logs
+from livechannel.ops import logs, sdnotify
 from livechannel.store.base import Acl
 from livechannel.store.sqlite_connection import connect
 
@@ -288,13 +288,23 @@ async def _serve(cfg: Config, index: int, intro: Intro) -> None:
 
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if index == 0 and not shutdown.is_set():
+            sdnotify.notify("STOPPING=1")  # systemd (Type=notify): the stop has begun
+        shutdown.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, shutdown.set)
+        loop.add_signal_handler(sig, stop)
     reload_tls = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, reload_tls.set)
 
     def ready(running: Running) -> None:
         if index == 0:
             print(intro(running), flush=True)
+            # systemd (Type=notify): serving now, both ports bound, the store open. With
+            # --workers, worker 0 speaks for the service (the unit sets NotifyAccess=all).
+            sdnotify.notify(f"READY=1\nSTATUS=serving RTMP on port {running.rtmp_port}, "
+                            f"HTTP on port {running.http_port}")  # fmt: skip
 
     await serve(cfg, shutdown, ready, worker_index=index, reload_tls=reload_tls)

@@ -11,8 +11,10 @@ import ast
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +27,19 @@ from livechannel.ops.health import HEALTHZ_PATH
 from livechannel.ops.probe import PROBE_TIMEOUT_S
 from livechannel.storage.factory import bucket_policy
 from livechannel.storage.s3_config import s3_settings
+from tests.support.serve_cli import start_service, stop_service
 from tests.support.service import ServiceThread
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CHECK_TIMEOUT_S = 60
+NOTIFY_TIMEOUT_S = 20  # a start on a busy machine takes a few seconds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 # --- Containerfile -----------------------------------------------------------------------------
@@ -141,7 +151,7 @@ def unit_settings(path: Path) -> dict[str, list[str]]:
 
 def test_systemd_unit_is_sandboxed_and_sized() -> None:
     s = unit_settings(DEPLOY / "systemd" / "livechannel.service")
-    assert s["Type"] in (["exec"], ["notify"])
+    assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["all"]  # READY=1 from a worker
     assert s["Restart"] == ["on-failure"]
     assert s["StateDirectory"] == ["livechannel"]
     assert s.get("DynamicUser") == ["yes"] or s.get("User")
@@ -157,6 +167,28 @@ def test_systemd_unit_is_sandboxed_and_sized() -> None:
     cli.parser().parse_args(argv[1:])
     names = {e.split("=", 1)[0] for e in s["Environment"]}
     assert {n for n in names if n.startswith("LIVECHANNEL_")} <= our_variables()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_tells_systemd_when_it_serves_and_when_it_stops(tmp_path: Path, workers: int) -> None:
+    """Type=notify: READY=1 arrives once the HTTP port answers, STOPPING=1 once SIGTERM came;
+    with --workers the message comes from a worker (the unit's NotifyAccess=all)."""
+    address = str(tmp_path / "notify.sock")
+    listen = ("--rtmp-listen", f"127.0.0.1:{free_port()}", "--http-listen",
+              f"127.0.0.1:{(http_port := free_port())}")  # fmt: skip
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(address)
+        systemd.settimeout(NOTIFY_TIMEOUT_S)
+        proc, _ = start_service(tmp_path / "data", {"NOTIFY_SOCKET": address}, "--workers",
+                                str(workers), listen=listen)  # fmt: skip
+        try:
+            ready = systemd.recv(4096).decode()
+            assert ready.startswith("READY=1\n") and f"HTTP on port {http_port}" in ready
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{HEALTHZ_PATH}") as r:
+                assert r.status == 200
+        finally:
+            out = stop_service(proc)
+        assert systemd.recv(4096) == b"STOPPING=1", out
 
 
 def test_systemd_analyze_verify_passes(tmp_path: Path) -> None:
