@@ -3,7 +3,8 @@
 `pip install .` must give a service that starts: every third-party module that livechannel/
 imports is covered by a runtime dependency, and every runtime dependency is imported by
 livechannel/ (test-only packages belong in the `test` extra, benchmark-only ones in `bench`).
-The tests' own imports are covered by the runtime dependencies plus the `test` extra.
+The tests' own imports are covered by the runtime dependencies plus the `test` extra, the
+benchmark's by the runtime dependencies plus the `bench` extra.
 
 The requirements are read from the installed distribution's metadata (what pip wrote), and
 import names are mapped to distribution names through the installed packages'
@@ -134,6 +135,26 @@ def test_test_imports_are_declared() -> None:
     missing = uncovered(imports, runtime | extras.get("test", set()))
     assert not missing, (
         f"imported by tests/ but in neither the runtime nor the test extra: {missing}"
+    )
+
+
+def test_bench_imports_are_declared() -> None:
+    """bench/ needs the runtime dependencies plus the `bench` extra. Its optional tools may
+    not be installed here: then the import name must be the declared distribution's name."""
+    runtime, extras = split_requirements(installed_requires())
+    allowed = runtime | extras.get("bench", set())
+    local = {p.stem for p in (ROOT / "bench").iterdir()} | {
+        "livechannel",
+        "tests",
+        "bench",
+        "samples",
+    }
+    imports = third_party(imported_roots(ROOT / "bench"), local)
+    missing = [
+        m for m in uncovered(imports, allowed) if canonicalize_name(m.split()[0]) not in allowed
+    ]
+    assert not missing, (
+        f"imported by bench/ but in neither the runtime nor the bench extra: {missing}"
     )
 
 
