@@ -3,6 +3,7 @@ the printed URLs carry, and what the banner prints to a terminal and to a log.""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -78,3 +79,24 @@ def test_demo_channel_off_by_flag() -> None:
     text = banner(cfg, running(Acl.PRIVATE), show_urls=True, secret_at="X")
     assert "livechannel channel create NAME" in text and "'demo'" not in text
     assert "ffmpeg" not in text
+
+
+def test_admin_commands_say_what_is_wrong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = ["--data-dir", str(tmp_path / "none")]
+    # No key anywhere: refused, and no key is made up (the service would not know it).
+    assert cli.main(["channel", "list", *data]) == 2
+    assert "no access key" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+    # A key, but no service at the endpoint.
+    monkeypatch.setenv("LIVECHANNEL_ACCESS_KEY_ID", "K")
+    monkeypatch.setenv("LIVECHANNEL_ACCESS_KEY_SECRET", "S")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        endpoint = f"http://127.0.0.1:{s.getsockname()[1]}"
+        assert cli.main(["url", "cam", "--endpoint", endpoint, *data]) == 1
+    assert f"cannot reach the service at {endpoint}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["url", "cam", "--expires", "1y", *data])
+    assert "expected a duration like 30d" in capsys.readouterr().err
