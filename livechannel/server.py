@@ -30,8 +30,7 @@ from livechannel.fleet.node import NodeIdentity, WorkerName, earlier_lives
 from livechannel.fleet.registry import Registry
 from livechannel.fleet.retention import retention_loop
 from livechannel.hls.low_latency import LowLatencyRegistry
-from livechannel.hls.pipeline import end_playlist
-from livechannel.hls.playlist import target_duration_s
+from livechannel.hls.pipeline import LivePlaylist, live_target_s
 from livechannel.ingest.edge import IngestDeps, IngestServer
 from livechannel.ingest.proxied import ProxyProtocolReader
 from livechannel.ingest.sniff import SniffingProtocol
@@ -44,7 +43,7 @@ from livechannel.ops.redact import http_server_logger
 from livechannel.ops.webhooks import Webhooks
 from livechannel.storage.base import ObjectStorage
 from livechannel.storage.factory import bucket_policy, make_storage
-from livechannel.store.base import Acl, ChannelConfig, MetadataStore, Push
+from livechannel.store.base import Acl, Channel, ChannelConfig, MetadataStore, Push
 from livechannel.store.factory import DB_FILE, open_store
 from livechannel.store.postgres import PostgresStore
 from livechannel.store.postgres_notices import NoticeListener
@@ -221,7 +220,7 @@ async def serve(
     async def stale_closed(push: Push) -> None:
         channel = await store.get_channel(push.bucket, push.channel)
         if channel is not None and push.bucket in storages and push.end_ms is not None:
-            _schedule_endlist(config, store, storages, registry, push.bucket, channel, push.end_ms)
+            _schedule_endlist(config, storages, registry, push.bucket, channel, push.end_ms)
 
     # Pushes still running under this node's id from an earlier run (kill -9, power loss):
     # end them now, before any publisher can reach us, so that an encoder reconnecting at
@@ -414,25 +413,30 @@ def _behind_proxy(
     return lambda: ProxyProtocolReader(factory, timeout_s)
 
 
-def _schedule_endlist(config, store, storages, registry, bucket, ch, end_ms) -> None:  # type: ignore[no-untyped-def]
+def _schedule_endlist(
+    config: Config,
+    storages: Mapping[str, ObjectStorage],
+    registry: Registry,
+    bucket: str,
+    ch: Channel,
+    end_ms: int,
+) -> None:
     """#EXT-X-ENDLIST for `ch` once the grace period after `end_ms` has passed."""
     cfg = ch.config
-    target_s = target_duration_s(
-        cfg.frag_duration_s, config.limits.forced_cut_s(cfg.frag_duration_s) * 1000
+    target_s = live_target_s(cfg.frag_duration_s, config.limits.forced_cut_s(cfg.frag_duration_s))
+    playlist = LivePlaylist(
+        storages[bucket], bucket, ch.name, cfg.playlist_name, cfg.frag_count, target_s
     )
     delay_s = max(0.0, config.end_grace_s - (now_ms() - end_ms) / 1000)
-    storage = storages[bucket]
-    registry.schedule_end(
-        bucket,
-        ch.name,
-        lambda: end_playlist(
-            store, storage, bucket, ch.name, cfg.playlist_name, cfg.frag_count, target_s
-        ),
-        delay_s=delay_s,
-    )
+    registry.schedule_endlist(playlist, delay_s=delay_s)
 
 
-async def _schedule_pending_endlists(config, store, storages, registry) -> None:  # type: ignore[no-untyped-def]
+async def _schedule_pending_endlists(
+    config: Config,
+    store: MetadataStore,
+    storages: Mapping[str, ObjectStorage],
+    registry: Registry,
+) -> None:
     """After a restart, channels whose publisher left still need their #EXT-X-ENDLIST."""
     for bucket in config.buckets:
         marker = ""
@@ -445,7 +449,7 @@ async def _schedule_pending_endlists(config, store, storages, registry) -> None:
                 if not last or last[0].end_ms is None:
                     continue
                 end_ms = last[0].end_ms
-                _schedule_endlist(config, store, storages, registry, bucket.name, ch, end_ms)
+                _schedule_endlist(config, storages, registry, bucket.name, ch, end_ms)
             if len(channels) < 1000:
                 break
             marker = channels[-1].name

@@ -20,10 +20,11 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 from livechannel.errors import StorageError
+from livechannel.hls.pipeline import LivePlaylist, end_playlist
 from livechannel.ops.faults import RepeatedFault
 from livechannel.store.base import MetadataStore
 
@@ -110,14 +111,10 @@ class Registry:
         if session is not None:
             session.kick(reason)
 
-    def schedule_end(
-        self,
-        bucket: str,
-        channel: str,
-        end: Callable[[], Awaitable[None]],
-        delay_s: float | None = None,
-    ) -> None:
-        """After the grace period, unless a publisher came back, run `end` (writes ENDLIST)."""
+    def schedule_endlist(self, playlist: LivePlaylist, delay_s: float | None = None) -> None:
+        """After the grace period (or `delay_s`), unless a publisher came back here or
+        elsewhere, rewrite the channel's live playlist with #EXT-X-ENDLIST."""
+        bucket, channel = playlist.bucket, playlist.channel
         key = (bucket, channel)
         old = self._end_timers.pop(key, None)
         if old is not None:
@@ -130,7 +127,7 @@ class Registry:
                     try:
                         if key in self.sessions or await self.store.live_push(bucket, channel):
                             return  # republished here or elsewhere; that push owns it now
-                        await end()
+                        await end_playlist(self.store, playlist)
                         return
                     except StorageError as e:  # the store or storage is down: try again
                         if attempt == 0:

@@ -100,7 +100,8 @@ class PushPipeline:
         self._gop_warned = False
         self.max_segment_ms = max_segment_s * 1000
         self._first_video_dts_ms: int | None = None  # until the first keyframe
-        self.target_s = target_duration_s(frag_duration_s, max_segment_s * 1000)
+        self.target_s = live_target_s(frag_duration_s, max_segment_s)
+        self.playlist_name = playlist_name
         self.queue_segments = queue_segments
         self.upload_budget = upload_budget
         self.now_ms = now_ms
@@ -118,6 +119,7 @@ class PushPipeline:
             max_segment_bytes=max_segment_bytes,
             muxer_factory=_MUXERS[segment_format],
             part_duration_ms=part_duration_ms,
+            stats=self.stats,
         )
         # fMP4: the init section last named, and its key (a new one per configuration).
         self._init: bytes | None = None
@@ -168,6 +170,17 @@ class PushPipeline:
     # --- media in (synchronous, called by the ingest edge) ---------------------------------
 
     @property
+    def live_playlist(self) -> LivePlaylist:
+        return LivePlaylist(
+            self.storage,
+            self.bucket,
+            self.channel,
+            self.playlist_name,
+            self.frag_count,
+            self.target_s,
+        )
+
+    @property
     def last_media_ms(self) -> int:
         """When media last arrived, for the idle check. While the upload queue is full we
         stopped reading the publisher ourselves, so that time is not its idleness: a storage
@@ -175,21 +188,10 @@ class PushPipeline:
         return self.now_ms() if self.backlog_full else self._last_media_ms
 
     def video(self, timestamp_ms: int, payload: bytes) -> None:
-        if self._uploader is not None and self._uploader.done():
-            self._check_uploads()
-        now = self.now_ms()
-        self._last_media_ms = now
+        now = self._arrived()
         for event in self._demuxer.video(self._video_clock.unwrap(timestamp_ms), payload):
             if event.__class__ is VideoFrame:  # nearly every message: the short way
-                self.stats.on_video_frame(now, event.dts_ms, len(event.data), event.keyframe)
-                if event.keyframe:
-                    self._on_keyframe(event, now)
-                elif not self.stats.keyframes:
-                    self._check_first_keyframe(event.dts_ms)
-                for ready in self._segmenter.push_video(event, now):
-                    self._enqueue(ready)
-                if self._ll is not None:
-                    self._take_parts()
+                self._video_frame(event, now)
             elif isinstance(event, UnsupportedVideo):
                 raise PublishRefused(
                     f"video codec {event.codec} is not supported; send H.264 (or HEVC, AV1, "
@@ -199,10 +201,7 @@ class PushPipeline:
                 self._media_event(event, now)
 
     def audio(self, timestamp_ms: int, payload: bytes) -> None:
-        if self._uploader is not None and self._uploader.done():
-            self._check_uploads()
-        now = self.now_ms()
-        self._last_media_ms = now
+        now = self._arrived()
         ts = self._audio_clock.unwrap(timestamp_ms)
         if self.stats.video is None:
             if self._audio_only_since_ms is None:
@@ -211,8 +210,7 @@ class PushPipeline:
                 raise PublishRefused("no video in the stream: H.264 video is required")
         for event in self._demuxer.audio(ts, payload):
             if event.__class__ is AudioFrame:  # nearly every message: the short way
-                self.stats.on_audio_frame(now, len(event.data), event.pts_ms)
-                self._segmenter.push_audio(event)
+                self._audio_frame(event, now)
                 continue
             if isinstance(event, UnsupportedAudio):
                 if not self._audio_dropped:
@@ -234,16 +232,36 @@ class PushPipeline:
             if error is not None:
                 raise PublishRefused(f"storage refused the stream: {error}")
 
+    def _arrived(self) -> int:
+        """A media message came: check the uploader, note the time (for the idle check)."""
+        if self._uploader is not None and self._uploader.done():
+            self._check_uploads()
+        now = self.now_ms()
+        self._last_media_ms = now
+        return now
+
+    def _video_frame(self, frame: VideoFrame, now: int) -> None:
+        self.stats.on_video_frame(now, frame.dts_ms, len(frame.data), frame.keyframe)
+        if frame.keyframe:
+            self._on_keyframe(frame, now)
+        elif not self.stats.keyframes:
+            self._check_first_keyframe(frame.dts_ms)
+        for ready in self._segmenter.push_video(frame, now):
+            self._enqueue(ready)
+        if self._ll is not None:
+            self._take_parts()
+
+    def _audio_frame(self, frame: AudioFrame, now: int) -> None:
+        self.stats.on_audio_frame(now, len(frame.data), frame.pts_ms)
+        self._segmenter.push_audio(frame)
+
     def _media_event(self, event: object, now: int) -> None:
+        """Any demuxer event but the common frames' short way (configs, end of stream)."""
         if isinstance(event, VideoFrame):
-            self.stats.on_video_frame(now, event.dts_ms, len(event.data), event.keyframe)
-            if event.keyframe:
-                self._on_keyframe(event, now)
-            elif not self.stats.keyframes:
-                self._check_first_keyframe(event.dts_ms)
-        elif isinstance(event, AudioFrame):
-            self.stats.on_audio_frame(now, len(event.data), event.pts_ms)
-        elif isinstance(event, VideoConfig):
+            return self._video_frame(event, now)
+        if isinstance(event, AudioFrame):
+            return self._audio_frame(event, now)
+        if isinstance(event, VideoConfig):
             if event.codec != "H264" and self.segment_format is not SegmentFormat.FMP4:
                 raise PublishRefused(
                     f"{event.codec} video needs fMP4 segments; send H.264, or set the "
@@ -517,18 +535,35 @@ def _key_ms(key: str) -> int:
     return int(stem) if stem.isdigit() else 0
 
 
-async def end_playlist(
-    store: MetadataStore,
-    storage: ObjectStorage,
-    bucket: str,
-    channel: str,
-    playlist_name: str,
-    frag_count: int,
-    target_s: int,
-) -> None:
+def live_target_s(frag_duration_s: int, max_segment_s: int) -> int:
+    """A channel's live TARGETDURATION, from its FragDuration and forced-cut bound (the rule
+    is `hls.playlist.target_duration_s`'s). The one place it is worked out, for the pushes
+    and for the playlists ended after a restart."""
+    return target_duration_s(frag_duration_s, max_segment_s * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class LivePlaylist:
+    """A channel's live playlist: where it is stored and how it is windowed; what rewriting
+    it with #EXT-X-ENDLIST needs."""
+
+    storage: ObjectStorage
+    bucket: str
+    channel: str
+    name: str
+    frag_count: int
+    target_s: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.channel}/{self.name}"
+
+
+async def end_playlist(store: MetadataStore, playlist: LivePlaylist) -> None:
     """Rewrite a channel's live playlist with #EXT-X-ENDLIST (publisher gone, grace passed)."""
-    window = await LiveWindow.load(store, bucket, channel, frag_count, target_s)
+    p = playlist
+    window = await LiveWindow.load(store, p.bucket, p.channel, p.frag_count, p.target_s)
     if not window.segments:
         return
-    key = f"{channel}/{playlist_name}"
-    await storage.put(key, render(window.playlist(ended=True)).encode(), content_type_for(key))
+    rendered = render(window.playlist(ended=True)).encode()
+    await p.storage.put(p.key, rendered, content_type_for(p.key))

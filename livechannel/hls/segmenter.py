@@ -50,6 +50,7 @@ from enum import Enum
 from typing import Protocol
 
 from livechannel.hls.playlist import forced_cut_bound_s
+from livechannel.hls.stats import PushStats
 from livechannel.media.demux import EndOfStream, MediaEvent
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.mpegts import TsMuxer
@@ -124,21 +125,6 @@ class PartReady:
     init: bytes | None  # its segment's init section
 
 
-@dataclass(slots=True)
-class SegmenterStats:
-    frames: int = 0  # video frames received
-    keyframes: int = 0
-    audio_frames: int = 0  # audio frames received
-    keyframe_interval_ms: int | None = None  # DTS distance of the last two keyframes
-    bytes: int = 0  # TS bytes in emitted segments
-    segments: int = 0
-    discontinuities: int = 0  # segments emitted with a discontinuity
-    forced_cuts: int = 0  # FORCED: the publisher's keyframe interval is too long
-    dropped_video: int = 0  # before a keyframe could start a segment
-    dropped_audio: int = 0  # before the first keyframe, off the timeline, or awaiting a cut
-    fixed_timestamps: int = 0  # duplicates/small steps back bumped to last + 1 ms
-
-
 class SegmentMuxer(Protocol):
     # fMP4: the init section every segment of this muxer needs; TS: None (self-contained).
     init_section: bytes | None
@@ -203,6 +189,7 @@ class Segmenter:
         max_segment_bytes: int = MAX_SEGMENT_BYTES,
         muxer_factory: MuxerFactory = TsMuxer,
         part_duration_ms: int = 0,
+        stats: PushStats | None = None,
     ) -> None:
         if frag_duration_ms <= 0 or (max_segment_ms is not None and max_segment_ms <= 0):
             raise ValueError("FragDuration and max_segment_ms must be positive")
@@ -217,7 +204,9 @@ class Segmenter:
         self.max_segment_bytes = max_segment_bytes
         # Longest duration whose rounded EXTINF still fits the forced-cut bound.
         self._duration_limit_ms = forced_cut_bound_s(self.max_segment_ms) * 1000 + ROUNDING_SLACK_MS
-        self.stats = SegmenterStats()
+        # What only the segmenter sees (forced cuts, dropped frames, fixed timestamps,
+        # discontinuities) goes into the push's live figures, shared with the pipeline.
+        self.stats = stats if stats is not None else PushStats()
         self._muxer_factory = muxer_factory
         self._muxer: SegmentMuxer | None = None
         self._muxer_audio: AudioConfig | None = None
@@ -228,7 +217,6 @@ class Segmenter:
         self._pending_cut: CutReason | None = None  # cut at the next keyframe, whatever FD
         self._next_discontinuity = False
         self._last_audio_pts_ms: int | None = None
-        self._last_keyframe_dts_ms: int | None = None
         self._frame_deltas_ms: deque[int] = deque(maxlen=FRAME_INTERVAL_HISTORY)
         # Video of a push's first segment while a late track may still join (TRACK_PROBE_MS);
         # None once the window passed.
@@ -238,9 +226,9 @@ class Segmenter:
 
     def push(self, event: MediaEvent, now_ms: int) -> list[SegmentReady]:
         if isinstance(event, VideoFrame):
-            return self._video(event, now_ms)
+            return self.push_video(event, now_ms)
         if isinstance(event, AudioFrame):
-            self._audio(event)
+            self.push_audio(event)
             return []
         if isinstance(event, VideoConfig):
             self._on_video_config(event)
@@ -249,14 +237,6 @@ class Segmenter:
         elif isinstance(event, EndOfStream):
             return self.flush(now_ms)
         return []  # UnsupportedVideo/UnsupportedAudio: policy belongs to the pipeline
-
-    def push_video(self, frame: VideoFrame, now_ms: int) -> list[SegmentReady]:
-        """`push` for a video frame, without the dispatch (the ingest hot path)."""
-        return self._video(frame, now_ms)
-
-    def push_audio(self, frame: AudioFrame) -> None:
-        """`push` for an audio frame (which never closes a segment), without the dispatch."""
-        self._audio(frame)
 
     def flush(self, now_ms: int) -> list[SegmentReady]:
         """Close the partial segment (end of the push). A later keyframe starts afresh."""
@@ -296,15 +276,8 @@ class Segmenter:
 
     # --- video -------------------------------------------------------------------------
 
-    def _video(self, frame: VideoFrame, now_ms: int) -> list[SegmentReady]:
-        self.stats.frames += 1
-        if frame.keyframe:
-            self.stats.keyframes += 1
-            if self._last_keyframe_dts_ms is not None:
-                interval = frame.dts_ms - self._last_keyframe_dts_ms
-                if interval > 0:
-                    self.stats.keyframe_interval_ms = interval
-            self._last_keyframe_dts_ms = frame.dts_ms
+    def push_video(self, frame: VideoFrame, now_ms: int) -> list[SegmentReady]:
+        """One video frame (what `push` does for it; the ingest hot path calls it directly)."""
         seg = self._open
         if seg is None:
             if not frame.keyframe:
@@ -398,8 +371,6 @@ class Segmenter:
                 self._next_discontinuity = True  # a stall: the playlist must not stretch
             estimate_ms = seg.last_dts_ms - seg.first_dts_ms + self._frame_interval_ms()
             duration_ms = min(estimate_ms, self._duration_limit_ms)
-        self.stats.segments += 1
-        self.stats.bytes += seg.size
         self.stats.discontinuities += seg.discontinuity
         self.stats.forced_cuts += reason is CutReason.FORCED
         return SegmentReady(
@@ -498,8 +469,8 @@ class Segmenter:
 
     # --- audio -------------------------------------------------------------------------
 
-    def _audio(self, frame: AudioFrame) -> None:
-        self.stats.audio_frames += 1
+    def push_audio(self, frame: AudioFrame) -> None:
+        """One audio frame, which never closes a segment (the hot path calls it directly)."""
         seg = self._open
         if (
             seg is None

@@ -88,6 +88,12 @@ class PushStats:
     upload_queue_peak_bytes: int = 0
     snapshots: int = 0  # JPEGs stored (channel Snapshot config)
     snapshots_skipped: int = 0  # due but not taken: encoders busy, undecodable, or not stored
+    # Counted by the segmenter (hls.segmenter), which shares this object with the pipeline:
+    forced_cuts: int = 0  # segments cut without a keyframe: the keyframe interval is too long
+    dropped_video: int = 0  # frames no segment could take (before a keyframe, a new SPS)
+    dropped_audio: int = 0  # before the first keyframe, off the timeline, or a restarted clock
+    fixed_timestamps: int = 0  # duplicate or slightly earlier timestamps bumped to last + 1 ms
+    discontinuities: int = 0  # segments that begin with EXT-X-DISCONTINUITY
     _video: _Track = field(default_factory=_Track, repr=False)
     _audio: _Track = field(default_factory=_Track, repr=False)
     _keyframe_intervals_ms: deque[int] = field(
@@ -169,6 +175,11 @@ class PushStats:
                 "upload_queue_peak_bytes": self.upload_queue_peak_bytes,
                 "snapshots": self.snapshots,
                 "snapshots_skipped": self.snapshots_skipped,
+                "forced_cuts": self.forced_cuts,
+                "dropped_video_frames": self.dropped_video,
+                "dropped_audio_frames": self.dropped_audio,
+                "fixed_timestamps": self.fixed_timestamps,
+                "discontinuities": self.discontinuities,
             },
         }
 

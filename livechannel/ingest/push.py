@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from livechannel.errors import StorageError
-from livechannel.hls.pipeline import Notify, PushPipeline, end_playlist, ignore_events
+from livechannel.hls.pipeline import Notify, PushPipeline, ignore_events
 from livechannel.hls.snapshot import JobSlots, SnapshotPlan
 from livechannel.hls.upload_budget import UploadBudget
 from livechannel.ingest.admission import Admission
@@ -166,15 +166,7 @@ class LivePush:
             {"push_id": self.push_id, "reason": reason, "segments": stats.segments,
              "duration_s": duration_s},
         )  # fmt: skip
-        store, storage = deps.store, pipeline.storage
-        bucket, channel = self.bucket, self.channel
-        name = pipeline.playlist_key.rsplit("/", 1)[-1]
-        frag_count, target_s = pipeline.frag_count, pipeline.target_s
-        deps.registry.schedule_end(
-            bucket,
-            channel,
-            lambda: end_playlist(store, storage, bucket, channel, name, frag_count, target_s),
-        )
+        deps.registry.schedule_endlist(pipeline.live_playlist)
 
 
 def _part_duration_ms(deps: IngestDeps, segment_format: SegmentFormat, bucket: str) -> int:

@@ -9,7 +9,7 @@ The chunk-stream ids and our chunk size are parameters so tests can imitate othe
 
 from __future__ import annotations
 
-import os
+import secrets
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
@@ -117,7 +117,7 @@ class ClientConnection:
         """Queue C0 + C1."""
         if self.state is not ClientState.IDLE:
             raise LocalProtocolError("initiate() called twice")
-        random = os.urandom(handshake.HANDSHAKE_RANDOM_SIZE)
+        random = secrets.token_bytes(handshake.HANDSHAKE_RANDOM_SIZE)
         self._transport.write_raw(
             handshake.client_c0_c1(style=self._style, time_ms=0, random=random)
         )

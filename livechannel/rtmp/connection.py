@@ -8,7 +8,7 @@ docs/rtmp-clients.md; the command sequence follows the RTMP spec 1.0 §7.2.
 
 from __future__ import annotations
 
-import os
+import secrets
 from collections import deque
 from collections.abc import Callable
 from enum import Enum
@@ -202,7 +202,7 @@ class ServerConnection:
                 return b""
             c1 = bytes(buf[1 : 1 + handshake.HANDSHAKE_SIZE])
             del buf[: 1 + handshake.HANDSHAKE_SIZE]
-            random = os.urandom(handshake.HANDSHAKE_RANDOM_SIZE)
+            random = secrets.token_bytes(handshake.HANDSHAKE_RANDOM_SIZE)
             self._transport.write_raw(handshake.server_reply(c1, time_ms=0, random=random))
             self._state = ConnectionState.AWAIT_C2
         if len(buf) < handshake.HANDSHAKE_SIZE:
