@@ -118,6 +118,7 @@ class PostgresStore:
                 max_size=POOL_MAX_SIZE,
                 timeout=CONNECT_TIMEOUT_S,
                 command_timeout=STATEMENT_TIMEOUT_S,
+                reset=_keep_session,
             )
         except (*UNREACHABLE, asyncpg.PostgresError, ValueError) as e:
             raise StorageError(f"metadata store {redact_url(url)}: {e}") from e
@@ -477,6 +478,14 @@ class PostgresStore:
                 bucket, channel, wanted,
             )  # fmt: skip
         return int(done.split()[-1])
+
+
+async def _keep_session(conn: Any) -> None:
+    """What a pooled connection needs when it goes back to the pool: nothing. asyncpg's
+    default reset sends four statements (unlock advisory locks, CLOSE ALL, UNLISTEN *, RESET
+    ALL) on every release, which pg_stat_statements showed to be 4x our own statements; our
+    pooled sessions take no session locks, never LISTEN (postgres_notices.py has its own
+    connection), keep no cursors and set nothing."""
 
 
 def _qualified_push() -> str:

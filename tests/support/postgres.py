@@ -55,6 +55,7 @@ class PostgresServer:
     root: Path  # holds data/ and the unix socket
     port: int
     listen: tuple[str, ...]  # TCP addresses, besides the unix socket
+    settings: tuple[str, ...] = ()  # extra "name=value" server settings
     process: subprocess.Popen[bytes] | None = None
     databases: list[str] = field(default_factory=list)
 
@@ -93,6 +94,8 @@ class PostgresServer:
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
             "-c", "max_connections=200", "-c", "shared_buffers=64MB",
         ]  # fmt: skip
+        for setting in self.settings:
+            cmd += ["-c", setting]
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the child holds it
         self.process = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -146,13 +149,15 @@ def _as_user() -> dict[str, object]:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-def start_postgres(listen: tuple[str, ...] = (), port: int | None = None) -> PostgresServer:
+def start_postgres(
+    listen: tuple[str, ...] = (), port: int | None = None, settings: tuple[str, ...] = ()
+) -> PostgresServer:
     """initdb a new cluster in a temporary directory and start it."""
     root = Path(tempfile.mkdtemp(prefix="lc-pg-"))
     if os.geteuid() == 0:
         user = pwd.getpwnam(UNPRIVILEGED_USER)
         os.chown(root, user.pw_uid, user.pw_gid)
-    server = PostgresServer(root=root, port=port or free_port(), listen=listen)
+    server = PostgresServer(root=root, port=port or free_port(), listen=listen, settings=settings)
     try:
         subprocess.run(
             [str(PG_BIN / "initdb"), "-D", str(root / "data"), "-U", SUPERUSER,
