@@ -93,6 +93,8 @@ def count(publisher_count: int, seconds: float) -> None:
             )
             for proc in procs:
                 publishers.stop(proc)
+            for i in range(publisher_count):
+                svc.wait_idle(f"c{i}")  # pushes ended before the service stops
     finally:
         for proc in procs:
             publishers.stop(proc)
