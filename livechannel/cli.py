@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal a process gets when its parent dies
 
 Intro = Callable[["Running"], str]  # the banner, given what the started service bound
+Ready = Callable[["Running"], None]  # told when a worker serves
 
 
 def parser() -> argparse.ArgumentParser:
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                       admin_hint=hint(running))  # fmt: skip
 
     if cfg.workers == 1:
-        _run_worker(cfg, 0, intro)
+        _run_worker(cfg, 0, intro, _tell_systemd_ready)
         return 0
     metrics_port = cfg.metrics_listen.port if cfg.metrics_listen is not None else None
     if cfg.rtmp_listen.port == 0 or cfg.http_listen.port == 0 or metrics_port == 0:
@@ -212,19 +213,31 @@ def _die_with_parent(supervisor_pid: int) -> None:
         os._exit(1)
 
 
-def _forked_worker(cfg: Config, index: int, supervisor_pid: int, intro: Intro) -> None:
+def _tell_systemd_ready(running: Running) -> None:
+    """systemd (Type=notify): serving now, both ports bound, the store open."""
+    sdnotify.notify(f"READY=1\nSTATUS=serving RTMP on port {running.rtmp_port}, HTTP on port "
+                    f"{running.http_port}")  # fmt: skip
+
+
+def _forked_worker(
+    cfg: Config, index: int, supervisor_pid: int, intro: Intro, ready_fd: int
+) -> None:
     _die_with_parent(supervisor_pid)
-    _run_worker(cfg, index, intro)
+
+    def serving(_running: Running) -> None:
+        os.write(ready_fd, b"r")  # the supervisor tells systemd once every worker did
+
+    _run_worker(cfg, index, intro, serving)
 
 
-def _run_worker(cfg: Config, index: int, intro: Intro) -> None:
+def _run_worker(cfg: Config, index: int, intro: Intro, on_ready: Ready) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - optional on platforms without uvloop
         run = asyncio.run
     else:
         run = uvloop.run
-    run(_serve(cfg, index, intro))
+    run(_serve(cfg, index, intro, on_ready))
 
 
 def _supervise(cfg: Config, intro: Intro) -> int:
@@ -244,17 +257,25 @@ def _supervise(cfg: Config, intro: Intro) -> int:
         print(f"livechannel: {e}", file=sys.stderr)
         return 1
     ctx = multiprocessing.get_context("fork")
+    # Each worker writes one byte here once it serves; with all of them, the service does.
+    ready_r, ready_w = os.pipe()
     workers = [
-        ctx.Process(target=_forked_worker, args=(cfg, i, os.getpid(), intro), name=f"worker-{i}")
+        ctx.Process(
+            target=_forked_worker, args=(cfg, i, os.getpid(), intro, ready_w), name=f"worker-{i}"
+        )
         for i in range(cfg.workers)
     ]
     for w in workers:
         w.start()
+    os.close(ready_w)
 
     stopping = False
+    workers_ready = 0
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
+        if not stopping:
+            sdnotify.notify("STOPPING=1")  # systemd (Type=notify): the stop has begun
         stopping = True
         for w in workers:
             if w.pid is not None and w.is_alive():
@@ -270,7 +291,19 @@ def _supervise(cfg: Config, intro: Intro) -> int:
     signal.signal(signal.SIGHUP, pass_on)  # each worker re-reads the RTMPS certificate
     running = {w.sentinel: w for w in workers}
     while running:
-        for sentinel in multiprocessing.connection.wait(list(running)):
+        waiting = [*running, ready_r] if workers_ready < cfg.workers else list(running)
+        for sentinel in multiprocessing.connection.wait(waiting):
+            if sentinel == ready_r:
+                got = os.read(ready_r, cfg.workers)
+                if not got:  # end of file: every worker has exited; stop watching the pipe
+                    workers_ready = cfg.workers
+                    continue
+                workers_ready += len(got)
+                if workers_ready >= cfg.workers and not stopping:
+                    sdnotify.notify(f"READY=1\nSTATUS=serving with {cfg.workers} workers: RTMP "
+                                    f"on port {cfg.rtmp_listen.port}, HTTP on port "
+                                    f"{cfg.http_listen.port}")  # fmt: skip
+                continue
             worker = running.pop(sentinel)  # type: ignore[arg-type]
             worker.join()
             if not stopping:
@@ -283,15 +316,15 @@ def _supervise(cfg: Config, intro: Intro) -> int:
     return max(abs(w.exitcode or 0) for w in workers)
 
 
-async def _serve(cfg: Config, index: int, intro: Intro) -> None:
+async def _serve(cfg: Config, index: int, intro: Intro, on_ready: Ready) -> None:
     from livechannel.server import serve
 
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
-        if index == 0 and not shutdown.is_set():
-            sdnotify.notify("STOPPING=1")  # systemd (Type=notify): the stop has begun
+        if cfg.workers == 1 and not shutdown.is_set():
+            sdnotify.notify("STOPPING=1")  # systemd (Type=notify); with --workers: the supervisor
         shutdown.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -302,9 +335,6 @@ async def _serve(cfg: Config, index: int, intro: Intro) -> None:
     def ready(running: Running) -> None:
         if index == 0:
             print(intro(running), flush=True)
-            # systemd (Type=notify): serving now, both ports bound, the store open. With
-            # --workers, worker 0 speaks for the service (the unit sets NotifyAccess=all).
-            sdnotify.notify(f"READY=1\nSTATUS=serving RTMP on port {running.rtmp_port}, "
-                            f"HTTP on port {running.http_port}")  # fmt: skip
+        on_ready(running)
 
     await serve(cfg, shutdown, ready, worker_index=index, reload_tls=reload_tls)

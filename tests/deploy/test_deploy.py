@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import urllib.request
@@ -151,7 +152,7 @@ def unit_settings(path: Path) -> dict[str, list[str]]:
 
 def test_systemd_unit_is_sandboxed_and_sized() -> None:
     s = unit_settings(DEPLOY / "systemd" / "livechannel.service")
-    assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["all"]  # READY=1 from a worker
+    assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["main"]
     assert s["Restart"] == ["on-failure"]
     assert s["StateDirectory"] == ["livechannel"]
     assert s.get("DynamicUser") == ["yes"] or s.get("User")
@@ -171,24 +172,35 @@ def test_systemd_unit_is_sandboxed_and_sized() -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_tells_systemd_when_it_serves_and_when_it_stops(tmp_path: Path, workers: int) -> None:
-    """Type=notify: READY=1 arrives once the HTTP port answers, STOPPING=1 once SIGTERM came;
-    with --workers the message comes from a worker (the unit's NotifyAccess=all)."""
+    """Type=notify: READY=1 arrives once the HTTP port answers (with --workers, once every
+    worker serves), STOPPING=1 once SIGTERM came; both from the main process
+    (the unit's NotifyAccess=main)."""
     address = str(tmp_path / "notify.sock")
     listen = ("--rtmp-listen", f"127.0.0.1:{free_port()}", "--http-listen",
               f"127.0.0.1:{(http_port := free_port())}")  # fmt: skip
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
         systemd.bind(address)
         systemd.settimeout(NOTIFY_TIMEOUT_S)
+        systemd.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         proc, _ = start_service(tmp_path / "data", {"NOTIFY_SOCKET": address}, "--workers",
                                 str(workers), listen=listen)  # fmt: skip
         try:
-            ready = systemd.recv(4096).decode()
+            ready, sender = receive(systemd)
+            assert sender == proc.pid, "systemd takes READY=1 from the main process only"
             assert ready.startswith("READY=1\n") and f"HTTP on port {http_port}" in ready
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{HEALTHZ_PATH}") as r:
                 assert r.status == 200
         finally:
             out = stop_service(proc)
-        assert systemd.recv(4096) == b"STOPPING=1", out
+        assert receive(systemd) == ("STOPPING=1", proc.pid), out
+
+
+def receive(sock: socket.socket) -> tuple[str, int]:
+    """One notification and the PID that sent it (SCM_CREDENTIALS, as systemd reads it)."""
+    data, ancillary, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(12))
+    [(level, kind, creds)] = ancillary
+    assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS)
+    return data.decode(), struct.unpack("iII", creds[:12])[0]
 
 
 def test_systemd_analyze_verify_passes(tmp_path: Path) -> None:
