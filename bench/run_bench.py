@@ -266,9 +266,12 @@ def main() -> None:
     p.add_argument(
         "--servers",
         default="ours,nginx",
-        help="of ours, nginx, snap (ours with snapshots), buffered (ours, direct_io = false)",
+        help="of ours, nginx, snap (ours with snapshots), buffered (ours, direct_io = false), "
+        "nometrics (ours, metrics = false), ours-metrics (ours, /-/metrics scraped every "
+        "--scrape-interval s): compare the last two for what metrics cost",
     )
     p.add_argument("--snapshot-interval", type=int, default=1, help="seconds, for `snap`")
+    p.add_argument("--scrape-interval", type=float, default=1.0, help="seconds, for `ours-metrics`")
     p.add_argument(
         "--cpu-per-worker",
         type=float,
@@ -347,6 +350,10 @@ def run(args: argparse.Namespace) -> None:
         "nginx": lambda workers: lambda d: NginxServer(d, FRAG_DURATION_S, FRAG_COUNT, workers),
         "snap": lambda workers: lambda d: OursServer(d, workers, args.snapshot_interval),
         "buffered": lambda workers: lambda d: OursServer(d, workers, direct_io=False),
+        "nometrics": lambda workers: lambda d: OursServer(d, workers, metrics=False),
+        "ours-metrics": lambda workers: (
+            lambda d: OursServer(d, workers, scrape_interval_s=args.scrape_interval)
+        ),
     }
     matrix = cells(args)
     if any(c.regime != "asis" for c in matrix) and not page_cache.available():

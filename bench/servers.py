@@ -15,7 +15,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,39 @@ direct_io = false
 """
 
 
+# The `nometrics` variant: metrics off entirely (no /-/metrics, no timing of store and storage
+# calls, no HTTP counting), against which `ours-metrics` measures what metrics cost.
+NO_METRICS_TOML = "metrics = false\n"
+METRICS_SCRAPE_TIMEOUT_S = 5.0
+
+
+class Scraper:
+    """Prometheus' part in `ours-metrics`: GET /-/metrics every `interval_s` while the trial
+    runs (a thread of the load generator: its CPU is not the server's)."""
+
+    def __init__(self, url: str, interval_s: float) -> None:
+        self.url, self.interval_s = url, interval_s
+        self.scrapes = self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(METRICS_SCRAPE_TIMEOUT_S + 1)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                with urllib.request.urlopen(self.url, timeout=METRICS_SCRAPE_TIMEOUT_S) as r:
+                    r.read()
+                self.scrapes += 1
+            except OSError:
+                self.failures += 1
+
+
 class OursServer(Server):
     def __init__(
         self,
@@ -160,12 +195,21 @@ class OursServer(Server):
         workers: int = 1,
         snapshot_interval_s: int = 0,
         direct_io: bool = True,
+        metrics: bool = True,
+        scrape_interval_s: float = 0.0,
     ) -> None:
         self.name = f"livechannel --workers {workers}"
         if snapshot_interval_s:
             self.name += f", snapshots every {snapshot_interval_s} s"
         if not direct_io:
             self.name += ", buffered writes"
+        if not metrics:
+            self.name += ", metrics off"
+        if scrape_interval_s:
+            self.name += f", /-/metrics scraped every {scrape_interval_s:g} s"
+        self.metrics = metrics
+        self.scraper: Scraper | None = None
+        self.scrape_interval_s = scrape_interval_s
         self.direct_io = direct_io
         self.workdir = workdir
         self.workers = workers
@@ -178,7 +222,8 @@ class OursServer(Server):
         env = dict(os.environ, LIVECHANNEL_ACCESS_KEY_ID=BENCH_KEY_ID,
                    LIVECHANNEL_ACCESS_KEY_SECRET=BENCH_KEY_SECRET)  # fmt: skip
         config = self.workdir / "bench.toml"
-        config.write_text(BENCH_TOML + ("" if self.direct_io else BUFFERED_TOML))
+        toml = ("" if self.metrics else NO_METRICS_TOML) + BENCH_TOML
+        config.write_text(toml + ("" if self.direct_io else BUFFERED_TOML))
         cmd = [
             sys.executable, "-m", "livechannel", "serve",
             "--config", str(config),
@@ -193,6 +238,17 @@ class OursServer(Server):
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
         wait_listening(self.rtmp_port, self.proc, self.name, self.workdir / "server.log")
         wait_listening(self.http_port, self.proc, self.name, self.workdir / "server.log")
+        if self.scrape_interval_s:
+            url = f"http://127.0.0.1:{self.http_port}/-/metrics"
+            self.scraper = Scraper(url, self.scrape_interval_s)
+            self.scraper.start()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.scraper is not None:
+            self.scraper.stop()
+            print(f"{self.name}: {self.scraper.scrapes} scrapes, {self.scraper.failures} "
+                  "failed", file=sys.stderr)  # fmt: skip
+        super().stop(sig)
 
     def create_channels(self, names: list[str], frag_duration_s: int, frag_count: int) -> None:
         import oss2

@@ -26,7 +26,11 @@ DEFAULT_HTTP_PORT = 8080
 DEFAULT_BUCKET = "live"
 CREDENTIALS_FILE = "credentials.json"  # generated on first start, mode 0600
 LOG_FORMATS = ("text", "json")
-BOOL_KEYS = ("status_loopback_unsigned", "metrics_per_channel")  # top-level true/false settings
+BOOL_KEYS = (
+    "status_loopback_unsigned",
+    "metrics_per_channel",
+    "metrics",
+)  # top-level true/false settings
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})  # listen hosts that mean "every address"
 
 
@@ -209,6 +213,9 @@ class Config:
     # Per-channel series (bucket, channel labels) for live channels, at most
     # limits.max_metric_channels of them.
     metrics_per_channel: bool = False
+    # false: no /-/metrics, no timing of store and storage calls, no HTTP request counting
+    # (what the benchmark's `nometrics` runs, to measure what metrics cost).
+    metrics: bool = True
     limits: Limits = Limits()
 
     @property

@@ -162,7 +162,7 @@ async def serve(
     data_dir.mkdir(parents=True, exist_ok=True)
     # Every store operation and storage put is timed for /-/metrics (livechannel.ops.metrics).
     opened = await open_store(config.store, data_dir)
-    store = cast(MetadataStore, TimedStore(opened))
+    store = cast(MetadataStore, TimedStore(opened)) if config.metrics else opened
     storages = {}
     acls: dict[str, Acl] = {}
     now = now_ms()
@@ -171,7 +171,9 @@ async def serve(
         acls[bucket.name] = await settle_acl(store, bucket, stored.acl)
         backend = str(bucket.storage.get("type", "local"))
         storage = make_storage(bucket, data_dir, os.environ, Path.home())
-        storages[bucket.name] = cast(ObjectStorage, TimedStorage(storage, backend))
+        if config.metrics:
+            storage = cast(ObjectStorage, TimedStorage(storage, backend))
+        storages[bucket.name] = storage
     if (
         config.demo_channel
         and await store.get_channel(config.default_bucket, config.demo_channel) is None
@@ -214,7 +216,8 @@ async def serve(
         figures.webhook_queue = webhooks.queued
         return figures
 
-    metrics.LIVE.sources.append(live_figures)
+    if config.metrics:
+        metrics.LIVE.sources.append(live_figures)
     lag_probe = asyncio.create_task(metrics.lag_probe(), name="event loop lag probe")
 
     async def stale_closed(push: Push) -> None:
@@ -284,7 +287,8 @@ async def serve(
         http_send_stall_timeout_s=config.limits.http_send_stall_timeout_s,
         status_loopback_unsigned=config.status_loopback_unsigned,
         region=config.region,
-        metrics=None if config.metrics_listen is not None else scrape,
+        metrics=scrape if config.metrics and config.metrics_listen is None else None,
+        count_requests=config.metrics,
     )
     api = create_app(
         api_context, mount=console.mounter(api_context, config.limits.console_session_idle_s)
@@ -331,7 +335,7 @@ async def serve(
         return listener.leader if listener is not None else worker_index == 0
 
     metrics_runner, metrics_port = None, None
-    if config.metrics_listen is not None:
+    if config.metrics and config.metrics_listen is not None:
         metrics_runner, metrics_port = await serve_metrics_only(
             config.metrics_listen.host, config.metrics_listen.port, scrape,
             reuse_port=config.workers > 1,
@@ -392,7 +396,8 @@ async def serve(
         await runner.cleanup()
         if metrics_runner is not None:
             await metrics_runner.cleanup()
-        metrics.LIVE.sources.remove(live_figures)
+        if live_figures in metrics.LIVE.sources:
+            metrics.LIVE.sources.remove(live_figures)
         lag_probe.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await lag_probe

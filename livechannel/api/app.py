@@ -105,7 +105,7 @@ def create_app(
     """`mount` adds routes of parts above the API (the browser console) before the OSS
     catch-all; it gets the catch-all for requests those routes must hand back."""
     middlewares: list[Middleware] = [
-        metrics_middleware,
+        *([metrics_middleware] if ctx.count_requests else []),
         errors_middleware,
         concurrency_limit(ctx.max_http_requests, ctx.max_http_requests_per_ip),
     ]

@@ -33,6 +33,7 @@ class ApiContext:
     region: str = DEFAULT_REGION
     # GET /-/metrics on this port (livechannel.ops.metrics_workers); None: not here.
     metrics: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
+    count_requests: bool = True  # HTTP requests counted and timed for /-/metrics
     status_loopback_unsigned: bool = False  # GET /-/status from loopback without a signature
     # LL-HLS pushes this process owns: their playlists and parts are answered from memory.
     low_latency: LowLatencyRegistry | None = None
