@@ -207,7 +207,6 @@ async def serve(
     )
 
     exporter = WorkerMetrics(data_dir, worker_index, config.workers)
-    await exporter.start()
     scrape = metrics_handler(exporter, config.metrics_token)
     per_channel = config.limits.max_metric_channels if config.metrics_per_channel else 0
 
@@ -215,10 +214,6 @@ async def serve(
         figures = ingest.live_figures(per_channel)
         figures.webhook_queue = webhooks.queued
         return figures
-
-    if config.metrics:
-        metrics.LIVE.sources.append(live_figures)
-    lag_probe = asyncio.create_task(metrics.lag_probe(), name="event loop lag probe")
 
     async def stale_closed(push: Push) -> None:
         channel = await store.get_channel(push.bucket, push.channel)
@@ -366,6 +361,12 @@ async def serve(
         log.info(
             "RTMPS on %s:%d", config.rtmps_listen.host if config.rtmps_listen else "", rtmps_port
         )
+    # Only now, just before the `try` whose `finally` undoes them: a failed start leaves no
+    # figures of a dead service in this process's scrapes.
+    await exporter.start()
+    if config.metrics:
+        metrics.LIVE.sources.append(live_figures)
+    lag_probe = asyncio.create_task(metrics.lag_probe(), name="event loop lag probe")
     if on_ready is not None:
         on_ready(Running(rtmp_port, http_port, urls, store, acls, metrics_port, rtmps_port, tls))
     tls_reloads = asyncio.create_task(_reload_tls(tls, reload_tls), name="TLS reloads")
