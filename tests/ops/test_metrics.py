@@ -73,10 +73,10 @@ def test_a_push_and_a_refusal_in_the_figures(tmp_path: Path, small_flv: Path) ->
             assert other.publish().code == "NetStream.Publish.Start"
             cam.send(tags)
             during = scrape(url)
-            sent = cam.bytes_sent + other.bytes_sent
+            publishing = cam.bytes_sent + other.bytes_sent
         with RtmpSession(svc.rtmp_port, "live", "cam") as unsigned:
             assert unsigned.publish().level == "error"
-            sent += unsigned.bytes_sent
+            refused = unsigned.bytes_sent
         svc.wait_idle("cam")
         svc.wait_idle("other")
         after = scrape(url)
@@ -96,8 +96,10 @@ def test_a_push_and_a_refusal_in_the_figures(tmp_path: Path, small_flv: Path) ->
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
-    # Every byte the publishers sent, handshakes and commands included.
-    assert delta("livechannel_rtmp_received_bytes_total") == sent
+    # Every byte the publishers sent, handshakes and commands included (of the refused one,
+    # what arrived before the server closed: it may have sent more meanwhile).
+    received = delta("livechannel_rtmp_received_bytes_total")
+    assert publishing < received <= publishing + refused
     assert delta("livechannel_publishes_total", result="accepted", reason="") == 2
     assert delta("livechannel_publishes_total", result="refused", reason="auth") == 1
     assert len(segments) >= 3
@@ -175,14 +177,20 @@ def test_one_scrape_covers_every_worker(two_workers: ServeProcess, small_flv: Pa
         deadline = time.monotonic() + WAIT_S
         while True:
             samples = [scrape(url) for _ in range(6)]
-            if all(value(s, "livechannel_publishers_live") == 2 for s in samples):
+            # Both workers answer once both have started (the banner is the first one's).
+            if all(
+                value(s, "livechannel_publishers_live") == 2
+                and value(s, "livechannel_metrics_workers_answered") == 2
+                for s in samples
+            ):
                 break
             assert time.monotonic() < deadline, samples[-1]
             time.sleep(0.2)
-        sent = sum(s.bytes_sent for s in sessions)
+        publishing = sessions[0].bytes_sent + sessions[1].bytes_sent
+        sent = publishing + sessions[2].bytes_sent  # the refused one's may not all arrive
         for s in samples:
             assert value(s, "livechannel_metrics_workers_answered") == 2
-            assert value(s, "livechannel_rtmp_received_bytes_total") == sent
+            assert publishing < value(s, "livechannel_rtmp_received_bytes_total") <= sent
             assert value(s, "livechannel_publishes_total", result="accepted", reason="") == 2
             refused = value(
                 s, "livechannel_publishes_total", result="refused", reason="already_live"
