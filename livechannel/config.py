@@ -111,7 +111,7 @@ class Limits:
     # Webhook notifications waiting to be sent, per process: ~a minute of every event of 200
     # publishers with 5 s segments (3 events each per segment) when the receiver is down for
     # less than retry_for_s. Past it new ones are dropped (counted, logged): never memory.
-    max_webhook_queue: int = 10_000
+    max_webhook_queue_events: int = 10_000
     # Concurrent HTTP requests in flight; beyond this we answer 503 at once instead of queueing.
     max_http_requests: int = 1024
     # In flight from one client address: an eighth of the slots, so a few hosts that stop

@@ -189,7 +189,7 @@ async def serve(
         end_grace_s=config.end_grace_s,
     )
     hooks = {b.name: b.webhooks for b in config.buckets if b.webhooks is not None}
-    webhooks = Webhooks(hooks, worker, config.limits.max_webhook_queue)
+    webhooks = Webhooks(hooks, worker, config.limits.max_webhook_queue_events)
     await webhooks.start()
     low_latency = LowLatencyRegistry()  # LL-HLS pushes of this process (hls/low_latency.py)
     ingest = IngestServer(

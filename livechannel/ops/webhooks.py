@@ -19,7 +19,7 @@ with headers (docs/operations.md has a receiver that verifies them):
   answer, else the answer's text) in its onStatus description.
 - Notifications (`on_publish_done`, `on_segment`, `on_playlist`, `on_snapshot`,
   `on_stream_health`) never wait on the receiver: they go into one bounded queue per process
-  (Limits.max_webhook_queue), sent by SENDERS tasks; a failed request is retried with capped
+  (Limits.max_webhook_queue_events), sent by SENDERS tasks; a failed request is retried with capped
   exponential backoff for retry_for_s, then dropped. Drops (queue full, or retries spent) are
   counted in livechannel_webhook_requests_total{result="dropped"} and logged.
 """

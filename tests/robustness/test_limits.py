@@ -74,7 +74,7 @@ def test_every_limit_has_a_reason_and_a_config_override(tmp_path: Path) -> None:
     for f in fields(Limits):
         line = next(i for i, text in enumerate(source) if text.strip().startswith(f"{f.name}:"))
         assert source[line - 1].strip().startswith("#"), f"{f.name} has no reason above it"
-        units = ("_s", "_bytes", "_segments", "_size", "_jobs")
+        units = ("_s", "_bytes", "_segments", "_size", "_jobs", "_channels", "_events")
         unit_ok = f.name.endswith(units) or f.name.startswith(
             "max_connections") or f.name.startswith("max_http_requests")  # fmt: skip
         assert unit_ok, f"{f.name}: a limit names its unit"
