@@ -226,7 +226,7 @@ class RtmpProtocol(asyncio.Protocol):
             self._dropped_bytes += len(data)  # our FIN is out: what still comes is dropped
             return
         try:
-            self.conn.receive_data(data)
+            pending = self.conn.receive_data(data)
         except RtmpError as e:
             self._log("protocol error: %s", e)
             self._close()
@@ -234,7 +234,8 @@ class RtmpProtocol(asyncio.Protocol):
         if self.state is EdgeState.HANDSHAKE and self.conn.state not in HANDSHAKE_STATES:
             self.state = EdgeState.SESSION
             self._handshake_timer.cancel()
-        self._pump()
+        if pending or self.state is not EdgeState.PUBLISHING:  # publishing: usually nothing waits
+            self._pump()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()

@@ -136,11 +136,6 @@ class ChunkReader:
             stream.cost = 0
             stream.received = -1
 
-    def _rest(self, pos: int) -> None:
-        """Input is exhausted at `pos`: keep a copy of the partial header, not the input."""
-        self._buf = self._buf[pos:]
-        self._pos = 0
-
     def next_message(self) -> RawMessage | None:
         """The next complete message, or None when more input is needed."""
         buf = self._buf
@@ -151,7 +146,8 @@ class ChunkReader:
             if stream is None:
                 header_end = self._parse_header(buf, pos, end)
                 if header_end < 0:
-                    self._rest(pos)
+                    self._buf = buf[pos:]  # a partial header (a copy), not the input
+                    self._pos = 0
                     return None
                 pos = header_end
                 stream = self._current
@@ -169,7 +165,8 @@ class ChunkReader:
                     )
             avail = end - pos
             if avail <= 0:
-                self._rest(pos)
+                self._buf = b""
+                self._pos = 0
                 return None
             left = self._chunk_left
             take = left if left <= avail else avail

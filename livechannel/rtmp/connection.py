@@ -94,6 +94,13 @@ def _status_info(level: str, code: str, description: str) -> dict[str, Any]:
     return {"level": level, "code": code, "description": description}
 
 
+_CLOSING = ConnectionState.CLOSING
+_PUBLISHING = ConnectionState.PUBLISHING
+_VIDEO = int(MessageType.VIDEO)
+_AUDIO = int(MessageType.AUDIO)
+_LAST_CONTROL_TYPE = int(MessageType.SET_PEER_BANDWIDTH)  # ids 1..6: protocol control (§5.4)
+
+
 class ServerConnection:
     def __init__(
         self, *, server_chunk_size: int = SERVER_CHUNK_SIZE, limits: RtmpLimits = DEFAULT_LIMITS
@@ -129,19 +136,24 @@ class ServerConnection:
     def bytes_received(self) -> int:
         return self._transport.bytes_received
 
-    def receive_data(self, data: bytes) -> None:
-        """Consume bytes from the peer. Raises ProtocolError when the peer misbehaves."""
-        if self.closing or not data:
-            return
+    def receive_data(self, data: bytes) -> bool:
+        """Consume bytes from the peer. Raises ProtocolError when the peer misbehaves.
+        Returns whether events or bytes to send now wait (False: nothing for the caller to
+        do, the common case while media goes to the sink)."""
+        state = self._state
+        if state is _CLOSING or not data:
+            return False
         if len(self._events) >= self._limits.max_queued_events:
             raise LocalProtocolError("drain next_event() before feeding more data")
-        self._transport.account(len(data))
-        if self._state in (ConnectionState.AWAIT_C0C1, ConnectionState.AWAIT_C2):
+        transport = self._transport
+        transport.account(len(data))
+        if state is ConnectionState.AWAIT_C0C1 or state is ConnectionState.AWAIT_C2:
             data = self._handshake(data)
             if not data:
-                return
-        self._transport.feed(data)
+                return bool(transport.output)
+        transport.reader.feed(data)
         self._pump()
+        return bool(self._events) or bool(transport.output)
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
@@ -216,11 +228,23 @@ class ServerConnection:
 
     def _pump(self) -> None:
         transport = self._transport
-        while self._state is not ConnectionState.CLOSING:
-            message = transport.next_message()
+        reader = transport.reader
+        while self._state is not _CLOSING:
+            message = reader.next_message()
             if message is None:
                 return
-            self._dispatch(message, message.type_id)
+            type_id = message.type_id
+            if type_id == _VIDEO or type_id == _AUDIO:  # noqa: SIM109 - two compares beat a tuple
+                # The media path: straight to the sink while publishing with nothing queued.
+                sink = self._media_sink
+                if sink is not None and self._state is _PUBLISHING and not self._events:
+                    sink(type_id, message.timestamp_ms, message.payload)
+                else:
+                    self._on_media(message)
+            elif type_id <= _LAST_CONTROL_TYPE and type_id >= 1:
+                transport.control(message)
+            else:
+                self._dispatch(message, type_id)
 
     def _dispatch(self, message: RawMessage, type_id: int) -> None:
         if type_id == MessageType.VIDEO or type_id == MessageType.AUDIO:

@@ -33,7 +33,7 @@ class MessageTransport:
         self._limits = limits
         self.reader = ChunkReader(limits)
         self.writer = ChunkWriter()
-        self._out = bytearray()
+        self.output = bytearray()  # bytes to send, taken by data_to_send()
         self.bytes_received = 0
         self._peer_window = 0  # 0 = the peer never asked for acknowledgements
         self._acked_at = 0
@@ -59,10 +59,11 @@ class MessageTransport:
         while (message := reader.next_message()) is not None:
             if not 1 <= message.type_id <= _LAST_CONTROL_TYPE:
                 return message
-            self._control(message)
+            self.control(message)
         return None
 
-    def _control(self, message: RawMessage) -> None:
+    def control(self, message: RawMessage) -> None:
+        """React to a protocol control message (type ids 1..6)."""
         type_id, payload = message.type_id, message.payload
         if type_id == MessageType.SET_CHUNK_SIZE:
             size = parse_u32_body(payload, "Set Chunk Size")
@@ -93,7 +94,7 @@ class MessageTransport:
 
     def write_raw(self, data: bytes) -> None:
         """Handshake bytes, which precede the chunk stream."""
-        self._out += data
+        self.output += data
 
     def send(
         self,
@@ -105,7 +106,7 @@ class MessageTransport:
         *,
         fmt: int | None = None,
     ) -> None:
-        self._out += self.writer.encode(csid, timestamp_ms, type_id, stream_id, payload, fmt=fmt)
+        self.output += self.writer.encode(csid, timestamp_ms, type_id, stream_id, payload, fmt=fmt)
 
     def send_control(self, type_id: MessageType, body: bytes) -> None:
         self.send(PROTOCOL_CONTROL_CSID, type_id, 0, body)
@@ -116,8 +117,8 @@ class MessageTransport:
         self.writer.chunk_size = size
 
     def data_to_send(self) -> bytes:
-        if not self._out:
+        if not self.output:
             return b""  # the common case on the media path: nothing to say
-        data = bytes(self._out)
-        self._out.clear()
+        data = bytes(self.output)
+        self.output.clear()
         return data
