@@ -247,7 +247,7 @@ class RtmpProtocol(asyncio.Protocol):
             self.server.connections.discard(self)
             self.server.closed_received_bytes += self.received_bytes
             self.server.gate.release(self.ip)
-        push = self.push
+        push, self.push = self.push, None  # the push holds our kick and log: no cycle
         if push is not None and not push.ending:
             self._spawn(self._end_push(push, "connection closed"))
         elif push is None and not self.finished.done():
