@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support import postgres as pg
 from tests.support.moto import MotoServer, start_moto
 
 
@@ -18,3 +19,17 @@ def moto() -> Iterator[MotoServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pg.PostgresServer]:
+    """One PostgreSQL server for the session (initdb in a temporary directory, unix socket
+    only); tests take a fresh database each with `postgres.new_database()`. Stopped by its
+    PID at the end of the session."""
+    if not pg.available():
+        pytest.skip(f"PostgreSQL is not in {pg.PG_BIN} (bash scripts/test.sh installs it)")
+    server = pg.start_postgres()
+    try:
+        yield server
+    finally:
+        server.destroy()

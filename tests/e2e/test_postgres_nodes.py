@@ -17,10 +17,9 @@ from livechannel.store.base import Acl, ChannelConfig
 from livechannel.store.postgres import PostgresStore
 from livechannel.store.postgres_notices import NoticeListener
 from tests.support import publishers
-from tests.support.postgres import PostgresServer, postgres
+from tests.support.postgres import PostgresServer
 from tests.support.service import BUCKET, ServiceThread, create_channel
 
-__all__ = ["postgres"]
 KICK_DEADLINE_S = 1.0  # disabling disconnects the publisher within 1 s (docs/api.md)
 
 

@@ -19,11 +19,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
 
 
 def _pg_bin() -> Path:
@@ -173,16 +170,3 @@ def start_postgres(
         server.destroy()
         raise
     return server
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the session (unix socket only); tests take a fresh database
-    each with `postgres.new_database()`. Stopped by its PID at the end of the session."""
-    if not available():
-        pytest.skip(f"PostgreSQL is not in {PG_BIN} (bash scripts/test.sh installs it)")
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.destroy()
