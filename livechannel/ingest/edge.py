@@ -415,16 +415,6 @@ class RtmpProtocol(asyncio.Protocol):
             if not self.finished.done():
                 self.finished.set_result(None)
 
-    # --- LiveSession protocol (registry): the push answers; kept for the edge's callers ------
-
-    def stats_json(self, now_ms: int) -> str:
-        push = self.push
-        return push.stats_json(now_ms) if push is not None else "{}"
-
-    def last_media_ms(self) -> int:
-        push = self.push
-        return push.last_media_ms() if push is not None else self.deps.now_ms()
-
     # --- webhooks ---------------------------------------------------------------------------
 
     async def _ask_hook(self, bucket: str, channel: str, params: Mapping[str, str]) -> str | None:

@@ -132,8 +132,18 @@ class LivePush:
     async def end(self, reason: str) -> None:
         """End the push once; a second call waits for the first."""
         if self._ended is None:
-            self._ended = asyncio.ensure_future(self._end(reason))
+            self._ended = asyncio.ensure_future(self._ending(reason))
         await asyncio.shield(self._ended)
+
+    async def _ending(self, reason: str) -> None:
+        try:
+            await self._end(reason)
+        finally:
+            # The edge holds this push and these callbacks are its bound methods: let go of
+            # them, so that a closed connection is freed by reference counting, not left in
+            # a cycle for the collector.
+            self._on_kick = _kicked_after_end
+            self._log = _silent
 
     async def _end(self, reason: str) -> None:
         deps, pipeline = self.deps, self.pipeline
@@ -167,6 +177,14 @@ class LivePush:
              "duration_s": duration_s},
         )  # fmt: skip
         deps.registry.schedule_endlist(pipeline.live_playlist)
+
+
+def _kicked_after_end(reason: str) -> None:
+    pass  # the push is over: nothing left to disconnect
+
+
+def _silent(msg: str, *args: object, reason: str | None = None) -> None:
+    pass
 
 
 def _part_duration_ms(deps: IngestDeps, segment_format: SegmentFormat, bucket: str) -> int:

@@ -5,7 +5,9 @@ The same paths over real sockets and real publishers are in tests/e2e and tests/
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -178,4 +180,28 @@ async def test_handshake_deadline_closes_a_silent_connection() -> None:
         await h.until(lambda: h.transport.closed, "the handshake deadline")
         assert h.protocol.state is EdgeState.CLOSED
     finally:
+        await h.stop()
+
+
+async def test_a_closed_publishing_connection_is_freed_without_the_collector(
+    tags: list[FlvTag],
+) -> None:
+    """The edge holds its push and the push calls back into the edge (kicks, log lines): once
+    the push ended and the socket closed, reference counting alone frees both."""
+    h = await EdgeHarness.start(frag_duration_s=1)
+    gc.collect()
+    gc.disable()
+    try:
+        await publish(h)
+        send_tags(h, tags)
+        h.client.unpublish()
+        await h.exchange()
+        await h.protocol.finished
+        h.transport.peer_closes()
+        await asyncio.gather(*h.server.tasks)
+        gone = [weakref.ref(h.protocol), weakref.ref(h.protocol.push)]
+        del h.protocol, h.transport.protocol
+        assert [ref() for ref in gone] == [None, None]
+    finally:
+        gc.enable()
         await h.stop()
