@@ -197,9 +197,9 @@ async def test_a_closed_publishing_connection_is_freed_without_the_collector(
         h.client.unpublish()
         await h.exchange()
         await h.protocol.finished
+        gone = [weakref.ref(h.protocol), weakref.ref(h.protocol.push)]
         h.transport.peer_closes()
         await asyncio.gather(*h.server.tasks)
-        gone = [weakref.ref(h.protocol), weakref.ref(h.protocol.push)]
         del h.protocol, h.transport.protocol
         assert [ref() for ref in gone] == [None, None]
     finally:
