@@ -59,6 +59,7 @@ class TrialResult:
     cpu_user_s: float = 0.0  # cpu_s split: user time ...
     cpu_sys_s: float = 0.0  # ... and system time (the kernel's work billed to the server)
     chunk_size: int = 0  # the publishers' RTMP chunk size
+    chunk_label: str = ""  # as asked: a size, or "server" (what the server announces)
     write_interval_ms: float = 0.0  # how often each publisher wrote
     regime: str = ""  # the page-cache regime (bench/page_cache.py)
     regime_figures: dict[str, float] = field(default_factory=dict)  # what preparing it did
@@ -117,6 +118,7 @@ class TrialResult:
             "cpu_user_s": round(self.cpu_user_s, 2),
             "cpu_sys_s": round(self.cpu_sys_s, 2),
             "chunk_size": self.chunk_size,
+            "chunk_label": self.chunk_label,
             "write_interval_ms": self.write_interval_ms,
             "regime": self.regime,
             "regime_figures": self.regime_figures,

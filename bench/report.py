@@ -175,8 +175,20 @@ def markdown(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _cell_key(t: TrialResult) -> tuple[str, int, float, int]:
-    return (t.regime, t.chunk_size, t.write_interval_ms, t.n)
+def _cell_key(t: TrialResult) -> tuple[str, str, float, int]:
+    return (t.regime, t.chunk_label or str(t.chunk_size), t.write_interval_ms, t.n)
+
+
+def _chunk_order(label: str) -> int:
+    return int(label) if label.isdigit() else 1 << 40  # the server's own size last
+
+
+def chunk_cell(label: str, ours: TrialResult | None, nginx: TrialResult | None) -> str:
+    """The chunk size column: the size, or the server's own (each server's, when they differ)."""
+    if label.isdigit():
+        return label
+    sizes = " / ".join(str(t.chunk_size) for t in (ours, nginx) if t is not None)
+    return f"server's ({sizes})"
 
 
 def matrix_lines(paced: list[TrialResult]) -> list[str]:
@@ -189,7 +201,7 @@ def matrix_lines(paced: list[TrialResult]) -> list[str]:
         "/ nginx | playlist p99 ms, ours / nginx | on time, ours / nginx |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for key in sorted(cells, key=lambda k: (k[0], k[1], k[2], k[3])):
+    for key in sorted(cells, key=lambda k: (k[0], _chunk_order(k[1]), k[2], k[3])):
         rows = [t for t in paced if _cell_key(t) == key]
         ours = next((t for t in rows if t.server == OURS), None)
         nginx = next((t for t in rows if t.server.startswith("nginx")), None)
@@ -216,7 +228,7 @@ def matrix_lines(paced: list[TrialResult]) -> list[str]:
             + " | ".join(
                 [
                     key[0] or "asis",
-                    str(key[1]),
+                    chunk_cell(key[1], ours, nginx),
                     f"{key[2]:g}",
                     str(key[3]),
                     cpu(ours),

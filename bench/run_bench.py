@@ -108,6 +108,7 @@ def run_trial(
     server = make(workdir)
     result = TrialResult(server.name, n, cores=os.cpu_count() or 1)
     result.chunk_size = cell.chunk_size or server.chunk_size
+    result.chunk_label = str(cell.chunk_size) if cell.chunk_size else "server's"
     result.write_interval_ms = cell.write_interval_ms
     result.regime = cell.regime
     cap = None
