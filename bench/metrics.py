@@ -63,6 +63,9 @@ class TrialResult:
     write_interval_ms: float = 0.0  # how often each publisher wrote
     regime: str = ""  # the page-cache regime (bench/page_cache.py)
     regime_figures: dict[str, float] = field(default_factory=dict)  # what preparing it did
+    # LL-HLS: how long after a part was complete a blocking reload listing it was answered
+    # (bench/ll_probe.py), for the channels followed.
+    part_answer_ms: list[float] = field(default_factory=list)
 
     @property
     def mb_per_s(self) -> float:
@@ -122,6 +125,15 @@ class TrialResult:
             "write_interval_ms": self.write_interval_ms,
             "regime": self.regime,
             "regime_figures": self.regime_figures,
+            **(
+                {
+                    "part_answers": len(self.part_answer_ms),
+                    "part_answer_p50_ms": round(percentile(self.part_answer_ms, 0.5), 1),
+                    "part_answer_p99_ms": round(percentile(self.part_answer_ms, 0.99), 1),
+                }
+                if self.part_answer_ms
+                else {}
+            ),
         }
 
 

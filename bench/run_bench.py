@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cpu_cap, loadgen, page_cache
 from bench.chunkplan import load_flv
+from bench.ll_probe import LlProbe
 from bench.metrics import TrialResult, analyse_publishers
 from bench.report import CAPACITY_STEP, capacity_lines, markdown, update_docs
 from bench.servers import NginxServer, OursServer, Server, cpu_times, rss_bytes, version_of
@@ -124,6 +125,11 @@ def run_trial(
         server.prepare_channels(names)
         watcher = PlaylistWatcher({c: server.segment_dir(c) for c in names}, server.playlist_name())
         watcher.start()
+        probe = None
+        if isinstance(server, OursServer) and server.part_duration_s and speed:
+            base = f"http://127.0.0.1:{server.http_port}/live"
+            probe = LlProbe([f"{base}/{c}/playlist.m3u8" for c in names[: args.ll_followers]])
+            probe.start()
         pids = server.pids()
         result.baseline_rss = rss_bytes(pids)
         duration = UNPACED_S if speed == 0 else args.duration
@@ -168,6 +174,10 @@ def run_trial(
             result.cpu_s = result.cpu_user_s + result.cpu_sys_s
         result.peak_rss = max(result.peak_rss, rss_bytes(pids))
         watcher.stop()
+        if probe is not None:
+            probe.stop()
+            result.part_answer_ms = probe.delays_ms
+            result.errors += probe.errors[:3]
         if not report_path.exists():
             result.errors.append(f"no load generator report: {err.decode()[-300:]}")
             return result
@@ -176,7 +186,8 @@ def run_trial(
         result.loadgen_wall_s = report["wall_s"]
         result.bytes_sent = report["bytes_sent"]
         result.send_s = max((p["end"] - p["start"] for p in report["publishers"]), default=0)
-        written = {c: sum(1 for f in server.segment_dir(c).glob("*.ts")) for c in names}
+        written = {c: sum(1 for f in server.segment_dir(c).iterdir()
+                          if f.suffix in (".ts", ".m4s")) for c in names}  # fmt: skip
         result.snapshots = sum(1 for c in names for _ in server.segment_dir(c).glob("*.jpg"))
         analyse_publishers(result, report["publishers"], watcher.channels, written,
                            FRAG_DURATION_S * 1000)  # fmt: skip
@@ -269,7 +280,12 @@ def main() -> None:
         default="ours,nginx",
         help="of ours, nginx, snap (ours with snapshots), buffered (ours, direct_io = false), "
         "nometrics (ours, metrics = false), ours-metrics (ours, /-/metrics scraped every "
-        "--scrape-interval s): compare the last two for what metrics cost",
+        "--scrape-interval s): compare the last two for what metrics cost; "
+        "fmp4 (ours, fMP4 segments), llhls (ours, fMP4 with LL-HLS parts)",
+    )
+    p.add_argument("--part-duration-s", type=float, default=0.5, help="LL-HLS parts, for `llhls`")
+    p.add_argument(
+        "--ll-followers", type=int, default=8, help="`llhls`: channels followed by blocking reloads"
     )
     p.add_argument("--snapshot-interval", type=int, default=1, help="seconds, for `snap`")
     p.add_argument("--scrape-interval", type=float, default=1.0, help="seconds, for `ours-metrics`")
@@ -354,6 +370,12 @@ def run(args: argparse.Namespace) -> None:
         "nometrics": lambda workers: lambda d: OursServer(d, workers, metrics=False),
         "ours-metrics": lambda workers: (
             lambda d: OursServer(d, workers, scrape_interval_s=args.scrape_interval)
+        ),
+        "fmp4": lambda workers: lambda d: OursServer(d, workers, segment_format="fmp4"),
+        "llhls": lambda workers: (
+            lambda d: OursServer(
+                d, workers, segment_format="fmp4", part_duration_s=args.part_duration_s
+            )
         ),
     }
     matrix = cells(args)

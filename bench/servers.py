@@ -197,6 +197,8 @@ class OursServer(Server):
         direct_io: bool = True,
         metrics: bool = True,
         scrape_interval_s: float = 0.0,
+        segment_format: str = "ts",
+        part_duration_s: float = 0.0,
     ) -> None:
         self.name = f"livechannel --workers {workers}"
         if snapshot_interval_s:
@@ -210,6 +212,11 @@ class OursServer(Server):
         self.metrics = metrics
         self.scraper: Scraper | None = None
         self.scrape_interval_s = scrape_interval_s
+        if part_duration_s:
+            self.name += f", LL-HLS ({part_duration_s:g} s parts)"
+        elif segment_format != "ts":
+            self.name += f", {segment_format}"
+        self.segment_format, self.part_duration_s = segment_format, part_duration_s
         self.direct_io = direct_io
         self.workdir = workdir
         self.workers = workers
@@ -223,7 +230,13 @@ class OursServer(Server):
                    LIVECHANNEL_ACCESS_KEY_SECRET=BENCH_KEY_SECRET)  # fmt: skip
         config = self.workdir / "bench.toml"
         toml = ("" if self.metrics else NO_METRICS_TOML) + BENCH_TOML
-        config.write_text(toml + ("" if self.direct_io else BUFFERED_TOML))
+        toml += "" if self.direct_io else BUFFERED_TOML
+        if self.segment_format != "ts":
+            if self.direct_io:
+                toml += '\n[[buckets]]\nname = "live"\n'
+            toml += (f'[buckets.hls]\nsegment_format = "{self.segment_format}"\n'
+                     f"part_duration_s = {self.part_duration_s}\n")  # fmt: skip
+        config.write_text(toml)
         cmd = [
             sys.executable, "-m", "livechannel", "serve",
             "--config", str(config),

@@ -6,9 +6,10 @@ Where things live (decided, docs/hls.md "LL-HLS"):
 
 * Parts exist only in the owning process's memory, as the fragments the segmenter cut (the
   same bytes the segment is made of, never copied). They are kept while the playlist lists
-  them: for the segment in progress and the closed segments of the last PART_WINDOW_TARGETS
-  target durations (RFC 8216bis 4.4.4.9 asks to drop them beyond three), and never more than
-  MAX_PART_BYTES_PER_PUSH. The init section and closed segments still uploading are served
+  them: for the segment in progress, the last closed segment, and closed segments ending
+  within PART_WINDOW_PARTS part targets of the live edge (players use parts only there:
+  PART-HOLD-BACK is three part targets; RFC 8216bis 4.4.4.9 allows up to three target
+  durations), and never more than MAX_PART_BYTES_PER_PUSH. The init section and closed segments still uploading are served
   from here too, so a player never asks storage for what is not there yet.
 * Storage keeps what it always kept: segments, init sections and a classic playlist
   (written per segment). Another node (or this one after the push ended) serves that
@@ -31,7 +32,10 @@ from dataclasses import dataclass, field
 from livechannel.hls.playlist import MediaPlaylist, PartEntry, PlaylistEntry, render, rounded_s
 from livechannel.store.base import Segment
 
-PART_WINDOW_TARGETS = 3  # parts listed (and kept) for the last three target durations
+# Closed segments keep their parts while they end within this many part targets of the live
+# edge (twice PART-HOLD-BACK), the last closed one always: near the edge is where players
+# use parts, and every part kept is memory (a whole segment's worth per push, measured).
+PART_WINDOW_PARTS = 6
 ADVANCE_PART_LIMIT = 3  # RFC 8216bis 6.2.5.2: asking further ahead is a 400
 BLOCK_TIMEOUT_TARGETS = 3  # RFC 8216bis 6.2.5.2: no answer within three targets is a 503
 SKIP_TARGETS = 6  # RFC 8216bis 4.4.3.8: CAN-SKIP-UNTIL at least six target durations
@@ -142,14 +146,14 @@ class LowLatencyPlaylist:
         segment.parts = []
 
     def _trim_parts(self) -> None:
-        """Parts of closed segments older than PART_WINDOW_TARGETS go, and a closed segment's
+        """Parts of closed segments beyond PART_WINDOW_PARTS part targets go, and a closed segment's
         parts go whole (a segment lists all its parts or none), oldest first, while the push
         holds more than MAX_PART_BYTES_PER_PUSH. The open segment's stay: max_segment_bytes
         bounds them."""
-        window_ms = PART_WINDOW_TARGETS * self.target_s * 1000
+        window_ms = PART_WINDOW_PARTS * self.part_target_ms
         recent_ms = 0
-        for segment in reversed(self.closed):
-            if recent_ms >= window_ms:
+        for index, segment in enumerate(reversed(self.closed)):
+            if index > 0 and recent_ms >= window_ms:
                 self._forget_parts(segment)
             recent_ms += segment.duration_ms or 0
         for segment in self.closed:

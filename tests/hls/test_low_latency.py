@@ -53,10 +53,10 @@ def test_playlist_lists_recent_parts_and_hints_the_next() -> None:
     assert ll.segments[-1].uri is None and len(ll.segments[-1].parts) == 1
     assert ll.preload_part == "p7-21.m4s"
     assert "#EXT-X-PROGRAM-DATE-TIME:2027-01-15T08:00:10.000Z" in text
-    # Parts of segments more than three target durations from the end are gone (and not
-    # held in memory either): 12 s of parts at most here.
-    assert all(len(s.parts) == 4 for s in ll.complete)
-    assert set(state.parts) == set(range(8, 21))
+    # Parts of segments ending more than six part targets (3 s) before the live edge are
+    # gone, from the playlist and from memory: the last two closed segments keep theirs.
+    assert [len(s.parts) for s in ll.complete] == [0, 4, 4]
+    assert set(state.parts) == set(range(12, 21))
     assert_answers_blocking_reload(ll, 5, 0)
     with pytest.raises(AssertionError):
         assert_answers_blocking_reload(ll, 5, 1)
