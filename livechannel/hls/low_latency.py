@@ -9,8 +9,9 @@ Where things live (decided, docs/hls.md "LL-HLS"):
   them: for the segment in progress, the last closed segment, and closed segments ending
   within PART_WINDOW_PARTS part targets of the live edge (players use parts only there:
   PART-HOLD-BACK is three part targets; RFC 8216bis 4.4.4.9 allows up to three target
-  durations), and never more than MAX_PART_BYTES_PER_PUSH. The init section and closed segments still uploading are served
-  from here too, so a player never asks storage for what is not there yet.
+  durations), and never more than MAX_PART_BYTES_PER_PUSH. The init section and closed
+  segments still uploading are served from here too, so a player never asks storage for
+  what is not there yet.
 * Storage keeps what it always kept: segments, init sections and a classic playlist
   (written per segment). Another node (or this one after the push ended) serves that
   classic playlist; LL-HLS players then play it at classic latency. Route a channel's
@@ -146,9 +147,9 @@ class LowLatencyPlaylist:
         segment.parts = []
 
     def _trim_parts(self) -> None:
-        """Parts of closed segments beyond PART_WINDOW_PARTS part targets go, and a closed segment's
-        parts go whole (a segment lists all its parts or none), oldest first, while the push
-        holds more than MAX_PART_BYTES_PER_PUSH. The open segment's stay: max_segment_bytes
+        """Parts of closed segments beyond PART_WINDOW_PARTS part targets go, and a closed
+        segment's parts go whole (a segment lists all its parts or none), oldest first, while
+        the push holds more than MAX_PART_BYTES_PER_PUSH. The open segment's stay: max_segment_bytes
         bounds them."""
         window_ms = PART_WINDOW_PARTS * self.part_target_ms
         recent_ms = 0
