@@ -2,6 +2,7 @@
 """The ingest hot path in one process, no sockets: CPU per stream-minute and MB/s per core.
 
     python bench/hotpath.py [--input in.flv] [--seconds 300] [--storage null|local] [--profile]
+                            [--format ts|fmp4|llhls]
 
 A real `RtmpProtocol` (the ingest edge, with its ServerConnection, PushPipeline, demuxer,
 segmenter and TS muxer) is driven with a fake transport: the publisher's handshake and
@@ -25,13 +26,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.chunkplan import ChunkPlan, build_plan, load_flv
-from livechannel.config import Config
+from livechannel.config import BucketConfig, Config, HlsConfig
 from livechannel.fleet.registry import Registry
+from livechannel.hls.low_latency import LowLatencyRegistry
 from livechannel.ingest.edge import IngestDeps, IngestServer
 from livechannel.rtmp.client import ClientConnection, PublishStarted
 from livechannel.storage.base import ObjectInfo
 from livechannel.storage.local import LocalStorage
-from livechannel.store.base import Acl, ChannelConfig
+from livechannel.store.base import Acl, ChannelConfig, SegmentFormat
 from livechannel.store.memory import MemoryStore
 
 READ_BYTES = 256 * 1024  # what uvloop hands data_received at most per read
@@ -106,14 +108,17 @@ async def run(args: argparse.Namespace) -> None:
     plan = cached_plan(Path(args.input), args.chunk_size, args.seconds * 1000)
     store = await MemoryStore.open()
     await store.ensure_bucket("live", Acl.PUBLIC_READ_WRITE, 0)
+    segment_format = SegmentFormat.TS if args.format == "ts" else SegmentFormat.FMP4
+    part_s = 0.5 if args.format == "llhls" else 0.0
+    config = Config(buckets=(BucketConfig("live", hls=HlsConfig(segment_format, part_s)),))
     await store.put_channel("live", "bench", ChannelConfig(), 0)
     tmp = tempfile.TemporaryDirectory()
     storage = LocalStorage(tmp.name) if args.storage == "local" else NullStorage()
     now_ms = lambda: time.time_ns() // 1_000_000  # noqa: E731
     registry = Registry(store, now_ms=now_ms, idle_timeout_s=30, end_grace_s=10)
-    server = IngestServer(
-        IngestDeps(Config(), store, {"live": storage}, {}, registry, "bench", now_ms)  # type: ignore[arg-type]
-    )
+    deps = IngestDeps(config, store, {"live": storage}, {}, registry, "bench", now_ms,  # type: ignore[dict-item]
+                      low_latency=LowLatencyRegistry())  # fmt: skip
+    server = IngestServer(deps)
     proto = server.protocol()
     transport = FakeTransport()
     proto.connection_made(transport)  # type: ignore[arg-type]
@@ -171,6 +176,7 @@ def main() -> None:
         "--chunk-size", type=int, default=CHUNK_SIZE, help="the publisher's RTMP chunk size"
     )
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--format", choices=("ts", "fmp4", "llhls"), default="ts")
     args = p.parse_args()
     asyncio.run(run(args))
 
