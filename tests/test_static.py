@@ -4,6 +4,7 @@ package. Run here so that a fresh clone's CI catches what a local editor would."
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,35 @@ def test_tests_share_helpers_only_through_support() -> None:
                 f"{where} import {a.name}" for a in node.names if a.name.startswith("test_")
             ]
     assert offences == [], "\n".join(offences)
+
+
+# What a reader of the repository cannot follow: the founders' seed documents and spec files
+# (not in the repository), and issue numbers. Cite the public document by name and section
+# ("OSS API reference, PutLiveChannel"; "RFC 8216 4.3.3.1") or our own docs/ instead.
+DEAD_REFERENCE = re.compile(
+    "|".join(
+        [
+            r"(?<![-\w])[Ss]eed \d+(\.\d+)?\b",
+            r"\bseed chapters?\b",
+            r"\bthe seed" + "'s",  # (split: this line must not match itself)
+            r"\b[Ii]ssues? #?\d+\b",
+            r"\.\./shared",
+            r"\bspec/[a-z-]+\.md",
+            r"\bDESIGN" + r"\.md",
+        ]
+    )
+)
+CITING_TREES = ("livechannel", "tests", "bench", "scripts", "samples", "docs", "deploy")
+
+
+def test_references_lead_somewhere() -> None:
+    files = [ROOT / "README.md"]
+    for tree in CITING_TREES:
+        files += [p for p in (ROOT / tree).rglob("*") if p.suffix in (".py", ".md", ".toml")]
+    dead = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if DEAD_REFERENCE.search(line)
+    ]
+    assert dead == [], "\n".join(dead)
