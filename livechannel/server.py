@@ -43,6 +43,7 @@ from livechannel.ops.redact import http_server_logger
 from livechannel.ops.webhooks import Webhooks
 from livechannel.storage.base import ObjectStorage
 from livechannel.storage.factory import bucket_policy, make_storage
+from livechannel.storage.local import LocalStorage
 from livechannel.store.base import Acl, Channel, ChannelConfig, MetadataStore, Push
 from livechannel.store.factory import DB_FILE, open_store
 from livechannel.store.postgres import PostgresStore
@@ -164,6 +165,7 @@ async def serve(
     opened = await open_store(config.store, data_dir)
     store = cast(MetadataStore, TimedStore(opened)) if config.metrics else opened
     storages = {}
+    local_storages: dict[str, LocalStorage] = {}  # their crash leftovers are removed at start
     acls: dict[str, Acl] = {}
     now = now_ms()
     for bucket in config.buckets:
@@ -171,6 +173,8 @@ async def serve(
         acls[bucket.name] = await settle_acl(store, bucket, stored.acl)
         backend = str(bucket.storage.get("type", "local"))
         storage = make_storage(bucket, data_dir, os.environ, Path.home())
+        if isinstance(storage, LocalStorage):
+            local_storages[bucket.name] = storage
         if config.metrics:
             storage = cast(ObjectStorage, TimedStorage(storage, backend))
         storages[bucket.name] = storage
@@ -349,6 +353,9 @@ async def serve(
                 policy.public_base_url, now_ms, runs_retention,
             )  # fmt: skip
             retention.append(asyncio.create_task(sweeps, name=f"retention {bucket.name}"))
+    if worker_index == 0:  # once per node: the others would only walk the same tree
+        for name, local in local_storages.items():
+            retention.append(asyncio.create_task(_remove_leftovers(name, local)))
     await _schedule_pending_endlists(config, store, storages, registry)
     log.info(
         "RTMP on %s:%d, HTTP (and RTMP) on %s:%d",
@@ -435,6 +442,19 @@ def _schedule_endlist(
     )
     delay_s = max(0.0, config.end_grace_s - (now_ms() - end_ms) / 1000)
     registry.schedule_endlist(playlist, delay_s=delay_s)
+
+
+async def _remove_leftovers(bucket: str, storage: LocalStorage) -> None:
+    """The temp files of segments a crash left half-written (livechannel.storage.
+    local_writer): never listed, but they take disk space. In a thread: it walks the bucket."""
+    try:
+        removed = await asyncio.to_thread(storage.remove_leftovers)
+    except OSError:
+        log.exception("bucket %s: could not look for files left by a crash", bucket)
+        return
+    if removed:
+        log.warning("bucket %s: removed %d half-written segment files left by a crash",
+                    bucket, removed)  # fmt: skip
 
 
 async def _schedule_pending_endlists(

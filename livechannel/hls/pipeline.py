@@ -3,7 +3,10 @@
 The CPU part (demux, segmenter, TS muxing) runs synchronously as messages arrive; uploads run
 in one task per push, in order, through a bounded queue. When the queue is full the ingest
 edge stops reading the publisher's socket (TCP pushes back on the encoder) instead of growing
-memory. Per segment: object put, then the segment index and the playlist put together, so
+memory. The open segment goes to storage as it grows (a SegmentWriter, every
+STREAM_FLUSH_BYTES: the local store appends it to a temp file), so a push holds at most that
+much of it, not the whole segment. Per segment: the writer's close (the object appears
+whole), then the segment index and the playlist put together, so
 a playlist never names a segment that is not durable and the index never names a missing
 object; the playlist does not wait for the index (its latency is what players see, and the
 index only feeds VOD playlists, the window after a restart and retention, none of which need
@@ -18,10 +21,10 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from livechannel.errors import StorageError
+from livechannel.errors import OssError, StorageError
 from livechannel.hls.index_writer import IndexWriter
 from livechannel.hls.low_latency import LiveEndpoint, LowLatencyPlaylist, LowLatencyRegistry
 from livechannel.hls.playlist import render, target_duration_s
@@ -36,7 +39,7 @@ from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, Video
 from livechannel.media.mpegts import TsMuxer
 from livechannel.media.timestamps import Unwrapper
 from livechannel.ops import metrics
-from livechannel.storage.base import ObjectStorage, content_type_for
+from livechannel.storage.base import ObjectStorage, SegmentWriter, content_type_for
 from livechannel.store.base import MetadataStore, Push, Segment, SegmentFormat
 
 log = logging.getLogger("livechannel.pipeline")
@@ -58,6 +61,11 @@ _MUXERS: dict[SegmentFormat, MuxerFactory] = {
 AUDIO_ONLY_LIMIT_MS = 10_000
 RETRY_FIRST_DELAY_S = 0.2  # first storage retry comes quickly: most faults are blips
 RETRY_MAX_DELAY_S = 5.0  # never wait longer than this between retries of one put
+# The open segment is handed to its storage writer each time this much of it was muxed: what
+# a push holds of it (and, on local disk, the size of one write). 128 KiB is ~0.4 s at
+# 2.66 Mbit/s, instead of the whole segment held until the cut (1.7 MB for 5 s), for ~2.5
+# writes a second per publisher (docs/performance.md, "Memory per publisher").
+STREAM_FLUSH_BYTES = 128 * 1024
 
 
 class PublishRefused(Exception):
@@ -130,9 +138,12 @@ class PushPipeline:
         self.part_duration_ms = part_duration_ms
         self._ll_registry = low_latency if part_duration_ms else None
         self._ll: LiveEndpoint | None = None
-        self._open_named: _Named | None = None  # LL: named at its first part
-        self._queue: deque[SegmentReady] = deque()
+        # Named at its first part (LL) or its first bytes handed to storage (_stream_open).
+        self._open_named: _Named | None = None
+        self._writer: SegmentWriter | None = None  # the open segment's, once it has bytes
+        self._queue: deque[SegmentReady] = deque()  # their chunks are with their writers
         self._names: deque[_Named] = deque()
+        self._writers: deque[SegmentWriter] = deque()
         self._closed_at: deque[float] = deque()  # per queued segment: when it was closed
         self._queue_bytes = 0
         self._queue_changed = asyncio.Event()
@@ -250,10 +261,14 @@ class PushPipeline:
             self._enqueue(ready)
         if self._ll is not None:
             self._take_parts()
+        elif self._segmenter.open_untaken_bytes >= STREAM_FLUSH_BYTES:
+            self._stream_open()
 
     def _audio_frame(self, frame: AudioFrame, now: int) -> None:
         self.stats.on_audio_frame(now, len(frame.data), frame.pts_ms)
         self._segmenter.push_audio(frame)
+        if self._segmenter.open_untaken_bytes >= STREAM_FLUSH_BYTES:
+            self._stream_open()
 
     def _media_event(self, event: object, now: int) -> None:
         """Any demuxer event but the common frames' short way (configs, end of stream)."""
@@ -346,18 +361,40 @@ class PushPipeline:
             state.add_part(part.duration_ms, part.independent, part.chunks, part.size)
         live.changed()
 
+    def _open_writer(self, key: str) -> SegmentWriter:
+        try:
+            return self.storage.open_writer(key)
+        except OssError as e:  # a name the store cannot hold: nothing of this push can be
+            raise PublishRefused(f"storage refused the stream: {e}") from e
+
+    def _stream_open(self) -> None:
+        """Hand what was muxed of the open segment to its writer (named now: its key)."""
+        writer = self._writer
+        if writer is None:
+            named = self._open_named = self._name(*self._segmenter.open_segment())
+            writer = self._writer = self._open_writer(named.key)
+        writer.write(self._segmenter.take_open())
+
     def _enqueue(self, ready: SegmentReady) -> None:
+        # Every SegmentReady closes the open segment (segmenter.py): the writer and name of
+        # the open segment, if it has them, are this one's.
         if self._ll is not None:
             self._take_parts()  # the closing segment's last part comes first
             named = self._open_named
             assert named is not None, "an LL-HLS segment is named by its first part"
-            self._open_named = None
             self._ll.state.close_segment(ready.duration_ms, ready.chunks)
             self._ll.changed()
         else:
-            named = self._name(ready.arrival_ms, ready.init, ready.discontinuity)
+            named = self._open_named or self._name(
+                ready.arrival_ms, ready.init, ready.discontinuity
+            )
+        writer, self._writer, self._open_named = self._writer, None, None
+        if writer is None:
+            writer = self._open_writer(named.key)
+        writer.write(ready.chunks)
         self._names.append(named)
-        self._queue.append(ready)
+        self._writers.append(writer)
+        self._queue.append(replace(ready, chunks=[]))
         self._closed_at.append(time.perf_counter())  # the closing keyframe just arrived
         self._queue_bytes += ready.size
         self.upload_budget.take(ready.size)
@@ -418,9 +455,12 @@ class PushPipeline:
                     await self._queue_changed.wait()
                     continue
                 ready = self._queue[0]
-                await self._store_segment(ready, self._names[0], self._closed_at[0])
+                await self._store_segment(
+                    ready, self._names[0], self._writers[0], self._closed_at[0]
+                )
                 self._queue.popleft()
                 self._names.popleft()
+                self._writers.popleft()
                 self._closed_at.popleft()
                 self._queue_bytes -= ready.size
                 self.upload_budget.give_back(ready.size)
@@ -433,13 +473,21 @@ class PushPipeline:
     def _drop_queue(self) -> None:
         """Forget segments that will never be stored, and give their bytes back to the
         process's budget: a failed push must not shrink it for every other push."""
+        for writer in self._writers:
+            writer.abort()
+        if self._writer is not None:
+            self._writer.abort()
+            self._open_named = self._writer = None
+        self._writers.clear()
         self._queue.clear()
         self._names.clear()
         self._closed_at.clear()
         self.upload_budget.give_back(self._queue_bytes)
         self._queue_bytes = 0
 
-    async def _store_segment(self, ready: SegmentReady, named: _Named, closed_at: float) -> None:
+    async def _store_segment(
+        self, ready: SegmentReady, named: _Named, writer: SegmentWriter, closed_at: float
+    ) -> None:
         assert self._window is not None
         key, init, init_key = named.key, ready.init, named.init_key
         if init is not None and init_key != self._stored_init_key:
@@ -457,8 +505,7 @@ class PushPipeline:
             discontinuity=named.discontinuity,
             init_key=init_key,
         )
-        ctype = content_type_for(key)
-        await self._retry(lambda: self.storage.put(key, ready.chunks, ctype), key)
+        await self._retry(writer.close, key)
         if self._ll is not None:
             self._ll.state.stored(key.rsplit("/", 1)[-1])
         self._window.add(segment)

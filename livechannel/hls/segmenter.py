@@ -35,6 +35,13 @@ Rules (OSS API reference, PutLiveChannel; docs/hls.md, Segments):
   (measured by the frame interval), and at every segment cut; it is INDEPENDENT when it
   starts with a keyframe. A segment's bytes are exactly its parts' bytes, in order. (The
   late-audio re-mux of a push's first segment is off then: its parts are already out.)
+* Without parts, the open segment's bytes can be taken as they are muxed (`take_open`), so
+  that storage writes the segment as it grows instead of it being held here until the cut;
+  a SegmentReady then carries only the bytes not taken yet. Every SegmentReady closes the
+  segment that was open, so whatever took its bytes knows which segment they belonged to.
+  Nothing is handed out while the first segment may still be muxed again (TRACK_PROBE_MS),
+  nor with parts (their chunks are shared with the segment's, and LL-HLS serves them from
+  memory anyway).
 * `duration_ms` is the next segment's first DTS minus this one's. Where that is not known or
   not meaningful (flush, end of stream, discontinuity) it is estimated as
   last DTS - first DTS + one frame interval; a stall that would push a segment past the
@@ -55,7 +62,8 @@ from livechannel.media.demux import EndOfStream, MediaEvent
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.mpegts import TsMuxer
 
-# Segments are buffered whole before upload; 64 MiB holds 10 s of 50 Mbit/s video.
+# A segment is cut at this size at the latest (SIZE): what a store that holds a segment until
+# it is cut (S3) may hold per push; 64 MiB holds 10 s of 50 Mbit/s video.
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 # OSS API reference, PutLiveChannel: with no keyframe, the segment is forced closed after
 # max(2·FragDuration, 60 s).
@@ -94,10 +102,11 @@ class CutReason(Enum):
 
 @dataclass(frozen=True, slots=True)
 class SegmentReady:
-    # A complete segment (TS: starting with PAT/PMT; fMP4: moof + mdat) as the muxer's pieces:
-    # storage writes them as they are, so the segment is never copied into one buffer here.
+    # A complete segment (TS: starting with PAT/PMT; fMP4: moof + mdat) as the muxer's pieces,
+    # less what `Segmenter.take_open` handed out while it was open: storage writes them as
+    # they are, so the segment is never copied into one buffer here.
     chunks: list[bytes]
-    size: int  # bytes in chunks
+    size: int  # bytes in the whole segment (taken or not)
     first_dts_ms: int  # publisher clock
     duration_ms: int  # next segment's first DTS - this one's (estimated when unknown)
     arrival_ms: int  # now_ms when its first frame arrived (wall clock for naming/indexing)
@@ -165,8 +174,9 @@ class _OpenSegment:
     discontinuity: bool
     video_config: VideoConfig | None
     audio_config: AudioConfig | None  # None: the PMT has no audio track
-    chunks: list[bytes] = field(default_factory=list)
-    size: int = 0
+    chunks: list[bytes] = field(default_factory=list)  # not taken yet (take_open)
+    size: int = 0  # all bytes, taken or not
+    untaken: int = 0  # bytes in chunks
     # LL-HLS: where the open part starts (in chunks, and in media time), and its number.
     part_chunk: int = 0
     part_size: int = 0
@@ -178,6 +188,7 @@ class _OpenSegment:
         if data:  # fMP4 muxers hold samples until the cut: nothing to keep per frame
             self.chunks.append(data)
             self.size += len(data)
+            self.untaken += len(data)
 
 
 class Segmenter:
@@ -237,6 +248,31 @@ class Segmenter:
         elif isinstance(event, EndOfStream):
             return self.flush(now_ms)
         return []  # UnsupportedVideo/UnsupportedAudio: policy belongs to the pipeline
+
+    @property
+    def open_untaken_bytes(self) -> int:
+        """Bytes of the open segment that `take_open` would hand out now."""
+        seg = self._open
+        if seg is None or self._probe is not None or self.part_duration_ms:
+            return 0
+        return seg.untaken
+
+    def open_segment(self) -> tuple[int, bytes | None, bool]:
+        """The open segment's (arrival_ms, init section, discontinuity): what its
+        SegmentReady will carry, known from its start."""
+        seg = self._open
+        assert seg is not None, "no segment is open"
+        return seg.arrival_ms, seg.muxer.init_section, seg.discontinuity
+
+    def take_open(self) -> list[bytes]:
+        """The open segment's bytes muxed since the last call (its first ones the first
+        time), no longer held here; [] while none can be handed out (module docstring)."""
+        if not self.open_untaken_bytes:
+            return []
+        seg = self._open
+        assert seg is not None
+        chunks, seg.chunks, seg.untaken = seg.chunks, [], 0
+        return chunks
 
     def flush(self, now_ms: int) -> list[SegmentReady]:
         """Close the partial segment (end of the push). A later keyframe starts afresh."""

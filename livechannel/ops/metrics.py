@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,14 +285,10 @@ class TimedStorage:
         STORAGE_ERRORS.labels(self.backend, operation).inc()
 
     async def put(self, key: str, data: Any, content_type: str) -> Any:
-        start = time.perf_counter()
-        try:
-            return await self._inner.put(key, data, content_type)
-        except Exception:
-            self._failed("put")
-            raise
-        finally:
-            self._put_seconds.observe(time.perf_counter() - start)
+        return await self.timed_put(lambda: self._inner.put(key, data, content_type))
+
+    def open_writer(self, key: str) -> Any:
+        return _TimedWriter(self._inner.open_writer(key), self)
 
     async def head(self, key: str) -> Any:
         with self._counting("head"):
@@ -313,6 +309,16 @@ class TimedStorage:
     async def close(self) -> None:
         await self._inner.close()
 
+    async def timed_put(self, put: Callable[[], Awaitable[Any]]) -> Any:
+        start = time.perf_counter()
+        try:
+            return await put()
+        except Exception:
+            self._failed("put")
+            raise
+        finally:
+            self._put_seconds.observe(time.perf_counter() - start)
+
     @contextlib.contextmanager
     def _counting(self, operation: str) -> Iterator[None]:
         """Count StorageError (the backend failed); "no such key" and the like are answers."""
@@ -321,3 +327,23 @@ class TimedStorage:
         except StorageError:
             self._failed(operation)
             raise
+
+
+class _TimedWriter:
+    """A segment written as it grows (storage.base.SegmentWriter): its `close` (the rest of
+    the bytes, then the object appears) is what is timed and counted as its put."""
+
+    __slots__ = ("_inner", "_timed", "abort", "write")
+
+    def __init__(self, inner: Any, timed: TimedStorage) -> None:
+        self._inner = inner
+        self._timed = timed
+        self.write = inner.write  # per hand over: no wrapper call
+        self.abort = inner.abort
+
+    @property
+    def pending_bytes(self) -> int:
+        return int(self._inner.pending_bytes)
+
+    async def close(self) -> Any:
+        return await self._timed.timed_put(self._inner.close)

@@ -38,19 +38,35 @@ _local = threading.local()
 def write(fd: int, pieces: Sequence[bytes | bytearray | memoryview]) -> bool:
     """Write `pieces` to the new, empty file `fd` with O_DIRECT. False, with the file still
     empty and O_DIRECT off again, where the filesystem does not take direct writes."""
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if not enable(fd):
+        return False
     try:
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
-        _write_pieces(fd, pieces)
+        write_blocks(fd, pieces, 0, final=True)
     except OSError as e:
         if e.errno != errno.EINVAL:
             raise
-        # Refused at F_SETFL, or at the first write where the device wants a larger
-        # alignment than ALIGN: start over the buffered way.
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        # The device wants a larger alignment than ALIGN: start over the buffered way.
+        disable(fd)
         os.ftruncate(fd, 0)
         return False
     return True
+
+
+def enable(fd: int) -> bool:
+    """Turn O_DIRECT on for `fd`; False where the filesystem refuses it at once (EINVAL).
+    A device may still refuse the first write (EINVAL): the caller then `disable`s it."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        return False
+    return True
+
+
+def disable(fd: int) -> None:
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
 
 
 def _buffer() -> mmap.mmap:
@@ -60,9 +76,17 @@ def _buffer() -> mmap.mmap:
     return buf
 
 
-def _write_pieces(fd: int, pieces: Sequence[bytes | bytearray | memoryview]) -> None:
+def write_blocks(
+    fd: int, pieces: Sequence[bytes | bytearray | memoryview], offset: int, *, final: bool
+) -> tuple[int, bytes]:
+    """Write `pieces` at `offset` (a multiple of ALIGN) in whole blocks, copied through this
+    thread's aligned buffer. Returns (the offset after the last whole block, the bytes of
+    the partial block after it), which the caller passes first next time. `final`: the
+    partial block is written too, padded with zeros, and the file truncated to its true
+    end; the returned offset is then that end. A failed call changed nothing the caller
+    relies on: calling again with the same arguments writes the same blocks."""
     with memoryview(_buffer()) as view:
-        offset = filled = 0  # offset: where the buffer goes in the file (BUFFER_BYTES steps)
+        filled = 0  # bytes in the buffer; the buffer goes to the file at `offset`
         for piece in pieces:
             data = memoryview(piece)
             while data:
@@ -74,11 +98,17 @@ def _write_pieces(fd: int, pieces: Sequence[bytes | bytearray | memoryview]) -> 
                     _write_at(fd, view, offset)
                     offset += BUFFER_BYTES
                     filled = 0
-        if filled:
-            padded = -(-filled // ALIGN) * ALIGN
-            view[filled:padded] = bytes(padded - filled)
-            _write_at(fd, view[:padded], offset)
-            os.ftruncate(fd, offset + filled)
+        if final:
+            if filled:
+                padded = -(-filled // ALIGN) * ALIGN
+                view[filled:padded] = bytes(padded - filled)
+                _write_at(fd, view[:padded], offset)
+                os.ftruncate(fd, offset + filled)
+            return offset + filled, b""
+        whole = filled - filled % ALIGN
+        if whole:
+            _write_at(fd, view[:whole], offset)
+        return offset + whole, bytes(view[whole:filled])
 
 
 def _write_at(fd: int, data: memoryview, offset: int) -> None:

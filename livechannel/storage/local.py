@@ -48,6 +48,7 @@ from livechannel.storage import direct_io
 from livechannel.storage.base import Body, ListResult, ObjectInfo, content_type_for
 from livechannel.storage.keys import TEMP_PREFIX, check_file_name, key_segments
 from livechannel.storage.listing import ListState, collect
+from livechannel.storage.local_writer import LocalSegmentWriter, remove_leftovers
 
 # Reads go out in pieces this big. Not larger: blocks of 128 KiB and more make glibc's malloc
 # raise its mmap threshold and then keep them in its heap after a burst (16 viewers that
@@ -136,38 +137,58 @@ class LocalStorage:
         try:
             return await asyncio.to_thread(self._put_sync, key, path, data)
         except OSError as e:
-            if e.errno in NAME_CONFLICT_ERRNOS:
-                raise InvalidObjectName(
-                    "the name conflicts with an existing object or directory", Key=key
-                ) from e
-            raise _storage_error(e, "write", key) from e
+            raise self.write_error(e, key) from e
+
+    def open_writer(self, key: str) -> LocalSegmentWriter:
+        """The segment is appended to a temp file as it grows and renamed over `key` by
+        `close` (local_writer.py)."""
+        path = self._path(key)
+        direct = self.direct_io and not key.endswith(PLAYLIST_SUFFIX)
+        return LocalSegmentWriter(self, key, path, direct=direct)
+
+    def remove_leftovers(self) -> int:
+        """Remove the temp files a crash left in the bucket (blocking: run it in a thread
+        at start); how many were removed."""
+        return remove_leftovers(self.root)
+
+    def write_error(self, e: OSError, key: str) -> Exception:
+        if e.errno in NAME_CONFLICT_ERRNOS:
+            return InvalidObjectName(
+                "the name conflicts with an existing object or directory", Key=key
+            )
+        return _storage_error(e, "write", key)
 
     def _put_sync(self, key: str, path: str, data: Body) -> ObjectInfo:
         parent = os.path.dirname(path)
-        fd, temp = self._create_temp(parent)
+        fd, temp = self.create_temp(parent)
         try:
             try:
                 pieces = data if isinstance(data, list) else [data]
                 direct = self.direct_io and not key.endswith(PLAYLIST_SUFFIX)
                 if not (direct and direct_io.write(fd, pieces)):
                     _write_all(fd, pieces)
-                os.fchmod(fd, self.file_mode)
-                if self.fsync:
-                    os.fsync(fd)
-                st = os.fstat(fd)
+                return self.commit(key, fd, temp, path)
             finally:
                 os.close(fd)
-            os.replace(temp, path)
         except BaseException:
             # already renamed, or the disk is gone: nothing better to do
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
+
+    def commit(self, key: str, fd: int, temp: str, path: str) -> ObjectInfo:
+        """Make the written temp file `fd` the object `key`: its mode, fsync if asked, the
+        rename (atomic for readers), the directory's fsync if asked."""
+        os.fchmod(fd, self.file_mode)
         if self.fsync:
-            self._fsync_dir(parent)
+            os.fsync(fd)
+        st = os.fstat(fd)
+        os.replace(temp, path)
+        if self.fsync:
+            self._fsync_dir(os.path.dirname(path))
         return self._info(key, st)
 
-    def _create_temp(self, parent: str) -> tuple[int, str]:
+    def create_temp(self, parent: str) -> tuple[int, str]:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         for _ in range(MKDIR_RACE_RETRIES):
             temp = os.path.join(parent, TEMP_PREFIX + secrets.token_hex(8))

@@ -8,7 +8,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from livechannel.errors import NoSuchKey
-from livechannel.storage.base import Body, ListResult, ObjectInfo, content_type_for, joined
+from livechannel.storage.base import (
+    Body,
+    HeldWriter,
+    ListResult,
+    ObjectInfo,
+    content_type_for,
+    joined,
+)
 from livechannel.storage.keys import key_segments
 from livechannel.storage.listing import collect
 
@@ -40,6 +47,10 @@ class MemoryStorage:
             bisect.insort(self._sorted_keys, key)
         self._objects[key] = (info, data)
         return info
+
+    def open_writer(self, key: str) -> HeldWriter:
+        key_segments(key)
+        return HeldWriter(self.put, key)
 
     async def head(self, key: str) -> ObjectInfo | None:
         key_segments(key)

@@ -7,6 +7,18 @@ timeouts and resets with jittered backoff, and needs no Python dependencies.
 
 Semantics, matched to the local store where S3 allows:
 - `put` is one PUT request (never multipart): S3 makes it visible whole or not at all.
+- A segment is held in memory until it is cut, then put (`open_writer` is a HeldWriter), not
+  streamed as a multipart upload as the local store streams it to disk: S3's parts are at
+  least 5 MiB but the last (AWS S3 user guide, multipart upload limits), more than a whole
+  segment of a typical live stream (1.7 MB at 2.66 Mbit/s and FragDuration 5), which could
+  only be one PUT anyway;
+  for the larger ones, a part that fails past the client's retries loses the upload, and
+  with the bytes already sent gone from memory the segment could not be retried (the
+  pipeline retries a put until the store is back, holding the publisher meanwhile), and
+  obstore can neither resume nor abort an upload (one left behind costs storage until a
+  lifecycle rule removes it). What a push holds is bounded by `limits.max_segment_bytes`
+  (64 MiB) for the open segment, and the upload queue by `limits.upload_queue_segments`
+  per push and `limits.max_upload_queue_bytes` per worker (docs/storage.md).
 - ETag: S3's, unquoted and upper-cased: the content MD5 for a single PUT, as OSS reports it.
 - Times are whole seconds: HEAD carries an HTTP date, so listings are truncated to match.
 - Content type follows the key (`content_type_for`); it is also stored, for direct readers.
@@ -31,7 +43,14 @@ from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
 from obstore.store import S3Store
 
 from livechannel.errors import InvalidArgument, InvalidObjectName, NoSuchKey, StorageError
-from livechannel.storage.base import Body, ListResult, ObjectInfo, content_type_for, joined
+from livechannel.storage.base import (
+    Body,
+    HeldWriter,
+    ListResult,
+    ObjectInfo,
+    content_type_for,
+    joined,
+)
 from livechannel.storage.keys import key_segments
 from livechannel.storage.s3_config import S3Settings
 
@@ -133,11 +152,12 @@ class S3Storage:
     async def put(self, key: str, data: Body, content_type: str) -> ObjectInfo:
         key_segments(key)
         ctype = content_type_for(key)
+        body = joined(data)
         try:
             result = await obstore.put_async(
                 self._store,
                 key,
-                joined(data),
+                body,
                 attributes={"Content-Type": ctype},
                 use_multipart=False,
             )
@@ -147,12 +167,17 @@ class S3Storage:
             raise _storage_error(e, "write", key) from e
         return ObjectInfo(
             key=key,
-            size=len(data),
+            size=len(body),
             etag=_etag(result.get("e_tag")),
             # S3 answers a PUT without the object's time; ours is within a second of it.
             last_modified_ms=_ms(datetime.now().astimezone()),
             content_type=ctype,
         )
+
+    def open_writer(self, key: str) -> HeldWriter:
+        """Held until `close`, then one PUT (the module's docstring says why)."""
+        key_segments(key)
+        return HeldWriter(self.put, key)
 
     async def head(self, key: str) -> ObjectInfo | None:
         key_segments(key)

@@ -39,7 +39,8 @@ TMPFS_BYTES = 16 * 1024 * 1024
 
 
 class FaultyStorage:
-    """Delegates to a real storage; `put` fails like the local store does for `errno_`."""
+    """Delegates to a real storage; `put` and a segment writer's `close` fail like the local
+    store does for `errno_`."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
@@ -48,14 +49,33 @@ class FaultyStorage:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def put(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+    def check(self, key: str) -> None:
         if self.errno_ is not None:
             name = errno.errorcode[self.errno_]
             raise StorageError(
                 f"local storage cannot write {key!r}: {os.strerror(self.errno_)} ({name})",
                 permanent=self.errno_ in (errno.EACCES, errno.EROFS),
             )
+
+    async def put(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+        self.check(key)
         result: ObjectInfo = await self._inner.put(key, data, content_type)
+        return result
+
+    def open_writer(self, key: str) -> FaultyWriter:
+        return FaultyWriter(self, key, self._inner.open_writer(key))
+
+
+class FaultyWriter:
+    def __init__(self, storage: FaultyStorage, key: str, inner: Any) -> None:
+        self._storage, self._key, self._inner = storage, key, inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def close(self) -> ObjectInfo:
+        self._storage.check(self._key)
+        result: ObjectInfo = await self._inner.close()
         return result
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
-import itertools
 import os
-import random
 import stat
 import subprocess
 import threading
@@ -20,6 +18,7 @@ from livechannel.storage import direct_io as direct_io_module
 from livechannel.storage import local as local_module
 from livechannel.storage.direct_io import ALIGN, BUFFER_BYTES
 from livechannel.storage.local import TEMP_PREFIX, LocalStorage
+from tests.support.pieces import irregular_pieces
 
 BIG_BYTES = 8 * 1024 * 1024  # large enough that a non-atomic rewrite is caught half-done
 REWRITES = 12
@@ -312,13 +311,6 @@ def cached_bytes(path: Path) -> int:
 def filesystem_type(path: Path) -> str:
     return subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True,
                           check=True).stdout.strip()  # fmt: skip
-
-
-def irregular_pieces(body: bytes, seed: int) -> list[bytes]:
-    """`body` cut at random places, as the muxer's pieces (one per frame) are."""
-    rng = random.Random(seed)
-    cuts = sorted(rng.sample(range(1, len(body)), min(len(body) - 1, 40))) if body else []
-    return [body[a:b] for a, b in itertools.pairwise([0, *cuts, len(body)])]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,282 @@
+"""A segment written to local disk as it grows (LocalStorage.open_writer).
+
+Holding a whole segment in memory until it is cut cost ~1.4 MiB per publisher at 2.66 Mbit/s
+and FragDuration 5 (docs/performance.md); nginx-rtmp writes its fragment as it goes. Here the
+pipeline hands the open segment over every few hundred KiB (hls/pipeline.py,
+STREAM_FLUSH_BYTES) and this writer appends it to a temp file next to the key, from a small
+pool of threads of its own: a write, create or rename may wait for the disk or an ext4
+journal commit, which must never stall the event loop. `close` writes the rest, then renames
+the temp file over the key, so a reader sees the segment whole or not at all, and the
+pipeline writes the playlist naming it only after that (the put-ordering guarantee: a segment
+is stored before any playlist names it).
+
+- Direct writes (direct_io.py): whole 4096-byte blocks with O_DIRECT from each thread's
+  aligned buffer; the partial block at the end waits in memory (< 4 KiB) for the next hand
+  over, and `close` pads it and truncates the file to its size. A filesystem that refuses
+  O_DIRECT gets buffered writes for that file, with no error.
+- The event loop only appends to a list under a lock and, when no write of this file is
+  queued yet, submits one; it is never woken per write. Writes of one file run one at a time
+  and in order (positional `pwrite`s: a failed one is simply done again).
+- A fault (ENOSPC, EIO) keeps the bytes that were not written, so nothing is lost: the next
+  hand over or `close` tries again from the first unwritten byte, and `close` raises
+  StorageError meanwhile (the pipeline retries it with backoff).
+- Crash safety: the temp file carries TEMP_PREFIX, which listings skip and no key may use,
+  and its writer holds an exclusive `flock` on it. What a crash leaves is removed at the next
+  start (`remove_leftovers`): a temp file nobody holds a lock on, older than
+  LEFTOVER_MIN_AGE_S (a put's temp file lives for milliseconds and is not locked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from livechannel.storage import direct_io
+from livechannel.storage.base import ObjectInfo
+from livechannel.storage.keys import TEMP_PREFIX
+
+if TYPE_CHECKING:
+    from livechannel.storage.local import LocalStorage
+
+# Threads writing growing segments, per process. A write takes the device's time (~1 ms for
+# 256 KiB with O_DIRECT on this project's virtio disk); a few threads keep a slow device busy
+# without one file's wait holding up the others.
+WRITE_THREADS = 4
+# A temp file at least this old that no writer holds a lock on was left by a crash. A put's
+# own temp file (not locked) lives for milliseconds; this keeps a start from removing one of
+# a sibling worker's in-flight puts.
+LEFTOVER_MIN_AGE_S = 60.0
+IOV_MAX = os.sysconf("SC_IOV_MAX")  # pieces one pwritev may take (1024 on Linux)
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    """Made on first use, so in the worker process that writes (after any fork)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="segment-write")
+        return _pool
+
+
+class LocalSegmentWriter:
+    def __init__(self, storage: LocalStorage, key: str, path: str, *, direct: bool) -> None:
+        """`storage` makes the temp file, commits it (mode, fsync if asked, rename) and maps
+        errors, as for its own puts."""
+        self._storage = storage
+        self._key = key
+        self._path = path
+        self._direct = direct
+        self._lock = threading.Lock()  # the fields below it, between the loop and a thread
+        self._queued: list[bytes] = []  # handed over, not yet given to a write
+        self._queued_bytes = 0  # ... plus the bytes of a write in progress or failed
+        self._scheduled = False  # a drain of this writer is submitted or running
+        self._aborted = False
+        self._io = threading.Lock()  # one thread at a time does this file's I/O
+        self._fd = -1
+        self._temp = ""
+        self._offset = 0  # bytes (whole blocks when direct) on the file
+        self._tail = b""  # the partial block after them, direct only
+        self._info: ObjectInfo | None = None
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._queued_bytes + len(self._tail)
+
+    # --- the event loop's side ----------------------------------------------------------
+
+    def write(self, pieces: list[bytes]) -> None:
+        size = sum(map(len, pieces))
+        if not size:
+            return
+        with self._lock:
+            if self._aborted:
+                return
+            self._queued.extend(pieces)
+            self._queued_bytes += size
+            if self._scheduled:
+                return  # the running drain takes these too
+            self._scheduled = True
+        _executor().submit(self._drain)
+
+    async def close(self) -> ObjectInfo:
+        if self._info is None:
+            loop = asyncio.get_running_loop()
+            try:
+                self._info = await loop.run_in_executor(_executor(), self._close_sync)
+            except OSError as e:
+                raise self._storage.write_error(e, self._key) from e
+        return self._info
+
+    def abort(self) -> None:
+        with self._lock:
+            if self._aborted:
+                return
+            self._aborted = True
+            self._queued = []
+            self._queued_bytes = 0
+        _executor().submit(self._discard)
+
+    # --- the writing threads' side ------------------------------------------------------
+
+    def _drain(self) -> None:
+        with self._io:
+            while True:
+                with self._lock:
+                    pieces, self._queued = self._queued, []
+                    if not pieces or self._aborted:
+                        self._scheduled = False
+                        return
+                try:
+                    written = self._write(pieces, final=False)
+                except OSError:
+                    # Kept for the next hand over or `close`, which reports the fault.
+                    with self._lock:
+                        self._queued[:0] = pieces
+                        self._scheduled = False
+                    return
+                with self._lock:
+                    self._queued_bytes -= written
+
+    def _close_sync(self) -> ObjectInfo:
+        with self._io:
+            with self._lock:
+                if self._aborted:
+                    raise RuntimeError(f"{self._key}: closed after abort")
+                pieces, self._queued = self._queued, []
+            try:
+                written = self._write(pieces, final=True)
+            except BaseException:
+                with self._lock:
+                    self._queued[:0] = pieces
+                raise
+            with self._lock:
+                self._queued_bytes -= written
+            info = self._storage.commit(self._key, self._fd, self._temp, self._path)
+            os.close(self._fd)  # renamed: the file is the object now
+            self._fd, self._temp = -1, ""
+            return info
+
+    def _write(self, pieces: list[bytes], *, final: bool) -> int:
+        """Append `pieces` (after the tail); the number of bytes of `pieces` now stored
+        (or, for direct writes, held in the tail instead of the list)."""
+        if self._fd < 0:
+            self._open()
+        size = sum(map(len, pieces))
+        if self._direct:
+            try:
+                offset, tail = direct_io.write_blocks(
+                    self._fd, [self._tail, *pieces], self._offset, final=final
+                )
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                # The device wants a larger alignment than ALIGN: buffered from here on
+                # (the blocks already written stay as they are).
+                direct_io.disable(self._fd)
+                self._direct = False
+            else:
+                self._offset, self._tail = offset, tail
+                return size
+        data = [self._tail, *pieces] if self._tail else pieces
+        self._offset = _pwrite_all(self._fd, data, self._offset)
+        self._tail = b""
+        return size
+
+    def _open(self) -> None:
+        fd, temp = self._storage.create_temp(os.path.dirname(self._path))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "in use": not a leftover
+            if self._direct and not direct_io.enable(fd):
+                self._direct = False
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        self._fd, self._temp = fd, temp
+
+    def _discard(self) -> None:
+        with self._io:
+            if self._fd >= 0:
+                os.close(self._fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(self._temp)
+                self._fd, self._temp = -1, ""
+            self._tail = b""
+
+    def __del__(self) -> None:
+        # Dropped without close or abort (a crashed task): free the descriptor at least;
+        # the temp file is then a leftover for the next start.
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+
+def _pwrite_all(fd: int, pieces: list[bytes], offset: int) -> int:
+    """pwritev the pieces at `offset`, resuming after short writes; the offset after them."""
+    views = [memoryview(p) for p in pieces if p]
+    while views:
+        written = os.pwritev(fd, views[:IOV_MAX], offset)
+        if written == 0:  # never for a regular file; retrying would spin forever
+            raise OSError(errno.EIO, "the file took no bytes")
+        offset += written
+        done = 0
+        while done < len(views) and written >= len(views[done]):
+            written -= len(views[done])
+            done += 1
+        del views[:done]
+        if written:
+            views[0] = views[0][written:]
+    return offset
+
+
+def remove_leftovers(root: str, now_s: float | None = None) -> int:
+    """Remove the temp files a crash left under `root` (see the module's docstring); the
+    number removed. Runs in a thread at start; walks the whole bucket once."""
+    now_s = time.time() if now_s is None else now_s
+    removed = 0
+    for path in _temp_files(root):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone meanwhile (renamed by its writer), or not ours to open
+        try:
+            if now_s - os.fstat(fd).st_mtime < LEFTOVER_MIN_AGE_S:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer (this process or another) holds it
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                removed += 1
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _temp_files(root: str) -> Iterator[str]:
+    todo = [root]
+    while todo:
+        directory = todo.pop()
+        try:
+            with os.scandir(directory) as it:
+                for entry in it:
+                    if entry.name.startswith(TEMP_PREFIX):
+                        if entry.is_file(follow_symlinks=False):
+                            yield entry.path
+                    elif entry.is_dir(follow_symlinks=False):
+                        todo.append(entry.path)
+        except OSError:
+            continue  # removed meanwhile, or unreadable: nothing of ours to clean there
