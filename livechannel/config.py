@@ -18,6 +18,7 @@ from typing import Any
 
 from livechannel.auth.signing_v4 import DEFAULT_REGION
 from livechannel.fleet.node import NodeIdError, check_node_id
+from livechannel.ops.logs import FORMATS as LOG_FORMATS
 from livechannel.ops.webhook_config import WebhookConfig, webhook_config
 from livechannel.store.base import Acl, SegmentFormat
 
@@ -25,7 +26,6 @@ DEFAULT_RTMP_PORT = 1935
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_BUCKET = "live"
 CREDENTIALS_FILE = "credentials.json"  # generated on first start, mode 0600
-LOG_FORMATS = ("text", "json")
 BOOL_KEYS = (
     "status_loopback_unsigned",
     "metrics_per_channel",

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from livechannel.ops.logs import JsonFormatter, TextFormatter
 from samples.make_sample import SampleSpec, make_sample
 from tests.robustness.rtmp_session import RtmpSession, flv_tags, url_parts
 from tests.robustness.serve_process import ServeProcess
@@ -149,3 +152,23 @@ def _json_log_scenario(
     assert failed and failed[0]["level"] == "ERROR" and failed[0]["channel"] == "cam", failed
     assert any(r.get("status") == 403 and "nothing\x1bhere" in r["event"] for r in records)
     assert all(r["time"].endswith("Z") for r in records)
+
+
+def test_no_field_or_traceback_line_passes_for_a_record() -> None:
+    """An exception's message may quote a client: its lines stay indented under the record."""
+    try:
+        raise ValueError("bad name\n" + FORGED)
+    except ValueError:
+        record = logging.LogRecord("livechannel.x", logging.ERROR, __file__, 1, "failed: %s",
+                                   ("a\rb\x1b[2J",), exc_info=sys.exc_info())  # fmt: skip
+    record.__dict__.update(channel="cam\n" + FORGED, peer="1.2.3.4:5", reason="Signature=abc")
+    text = TextFormatter().format(record)
+    first, *rest = text.split("\n")
+    assert "a\\rb\\x1b[2J" in first and "cam\\n" + FORGED in first
+    assert rest and all(line.startswith(" ") for line in rest), text
+    assert "abc" not in text and "Signature=<redacted>" in text
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert parsed["channel"] == "cam\n" + FORGED and parsed["reason"] == "Signature=<redacted>"
+    assert FORGED in parsed["exception"] and parsed["level"] == "ERROR"
