@@ -86,7 +86,10 @@ class LowLatencyPlaylist:
         self.parts: dict[int, LivePart] = {}
         self.part_bytes = 0
         self.init: tuple[str, bytes] | None = None  # (name, bytes) of the current init section
-        self.ended = False
+        # The push is over: waiters are released and no part is hinted; the playlist gets no
+        # ENDLIST here (a republish within the grace period continues it: storage's playlist
+        # says when it ended, as for classic HLS).
+        self.finished = False
 
     # --- what the pipeline tells it ----------------------------------------------------
 
@@ -184,7 +187,7 @@ class LowLatencyPlaylist:
 
     def satisfied(self, msn: int | None, part: int | None) -> bool:
         """Does the playlist now hold segment `msn` (with part `part`), or something later?"""
-        if self.ended or msn is None:
+        if self.finished or msn is None:
             return True
         if msn <= self.last_msn():
             return True
@@ -241,13 +244,13 @@ class LowLatencyPlaylist:
                 open_segment.seq if open_segment else 0),
             discontinuity_sequence=self.discontinuity_sequence,
             entries=tuple(entries[skipped:]),
-            ended=self.ended,
+            ended=False,
             part_target_ms=self.part_target_ms,
             open_parts=tuple(self._entries(open_segment.parts)) if open_segment else (),
             open_map_uri=open_segment.map_name if open_segment else "",
             open_discontinuity=open_segment.discontinuity if open_segment else False,
             open_program_date_ms=open_segment.start_ms if open_segment else None,
-            preload_uri="" if self.ended else self.part_name(self.next_part),
+            preload_uri="" if self.finished else self.part_name(self.next_part),
             can_skip_until_ms=can_skip_ms,
             skipped=skipped,
         )  # fmt: skip
@@ -301,7 +304,7 @@ class LiveEndpoint:
         state = self.state
         if number == state.next_part:
             await self.wait_until(
-                lambda: number < state.next_part or state.ended, self.block_timeout_s
+                lambda: number < state.next_part or state.finished, self.block_timeout_s
             )
         return state.part(number)
 

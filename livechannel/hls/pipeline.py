@@ -437,7 +437,7 @@ class PushPipeline:
             await self.index.stop()
             if self._ll is not None and self._ll_registry is not None:
                 # Storage's playlist (classic, complete) answers from now on.
-                self._ll.state.ended = True
+                self._ll.state.finished = True
                 self._ll.changed()
                 self._ll_registry.remove(self.bucket, self._ll)
         if self.snapshotter is not None:

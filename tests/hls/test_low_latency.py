@@ -115,3 +115,20 @@ async def test_waiters_wake_when_the_part_arrives() -> None:
     part = await asyncio.wait_for(hinted, 1)
     assert text is not None and part is not None and part.chunks == [b"part"]
     assert_answers_blocking_reload(validate_ll_playlist(text), 1, 0)
+
+
+async def test_the_end_of_the_push_releases_waiters_without_endlist() -> None:
+    """A republish within the grace period continues the playlist, so the last LL answer
+    must not say ENDLIST; waiting players are answered at once, with no hint."""
+    state = new_state()
+    grow(state, 2)
+    endpoint = LiveEndpoint(state, "cam", "playlist.m3u8")
+    waiting = asyncio.ensure_future(endpoint.playlist(2, 1, False))
+    hinted = asyncio.ensure_future(endpoint.part(state.next_part))
+    await asyncio.sleep(0.05)
+    state.finished = True
+    endpoint.changed()
+    text = await asyncio.wait_for(waiting, 1)
+    assert text is not None and "#EXT-X-ENDLIST" not in text and "PRELOAD-HINT" not in text
+    validate_ll_playlist(text, live=False)
+    assert await asyncio.wait_for(hinted, 1) is None

@@ -74,8 +74,9 @@ class LlPlaylist:
         return self.segments[index].parts if 0 <= index < len(self.segments) else None
 
 
-def validate_ll_playlist(text: str) -> LlPlaylist:
-    """Check an LL-HLS media playlist (RFC 8216bis 4.4.3.7-8, 4.4.4.9, 4.4.5.3, 6.2.5)."""
+def validate_ll_playlist(text: str, *, live: bool = True) -> LlPlaylist:
+    """Check an LL-HLS media playlist (RFC 8216bis 4.4.3.7-8, 4.4.4.9, 4.4.5.3, 6.2.5).
+    `live`: the push is running, so the next part must be hinted."""
     validate_media_playlist(text)
     lines = [line for line in text.split("\n") if line]
     version = int(next(x for x in lines if x.startswith("#EXT-X-VERSION:")).split(":")[1])
