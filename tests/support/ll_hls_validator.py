@@ -151,9 +151,8 @@ def validate_ll_playlist(text: str, *, live: bool = True) -> LlPlaylist:
             current = LlSegment(None, None)
     if current.parts:
         segments.append(current)
-    assert preload is not None or "#EXT-X-ENDLIST" in lines, (
-        "a live LL playlist hints its next part"
-    )
+    if live:
+        assert preload is not None, "a live LL playlist hints its next part (RFC 8216bis 4.4.5.3)"
     part_uris = [p[0] for s in segments for p in s.parts]
     assert len(part_uris) == len(set(part_uris)), "a part URI is listed twice"
     assert preload not in part_uris, "the preload hint names a part already listed"
