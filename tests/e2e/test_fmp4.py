@@ -110,7 +110,9 @@ def test_pyav_into_a_channel_whose_segment_format_says_fmp4(
     body = (
         b"<LiveChannelConfiguration><Status>enabled</Status><Target><Type>HLS</Type>"
         b"<FragDuration>2</FragDuration><FragCount>3</FragCount>"
-        b"<SegmentFormat>fmp4</SegmentFormat></Target></LiveChannelConfiguration>"
+        b"<SegmentFormat>fmp4</SegmentFormat></Target>"
+        b"<Snapshot><RoleName>r</RoleName><DestBucket></DestBucket><NotifyTopic>t</NotifyTopic>"
+        b"<Interval>2</Interval></Snapshot></LiveChannelConfiguration>"
     )
     bucket._Bucket__do_object("PUT", "cam", data=body, params={"live": ""})  # type: ignore[attr-defined]
     info = bucket.get_live_channel("cam")  # the unmodified SDK still reads the answer
@@ -125,6 +127,9 @@ def test_pyav_into_a_channel_whose_segment_format_says_fmp4(
     assert r.returncode == 0, r.stderr
     service.wait_idle("cam")
     check_channel(service, "cam", tmp_path)
+    # Snapshots work the same on fMP4 channels (they decode the H.264 keyframes).
+    jpegs = list(service.object_path("cam").glob("*.jpg"))
+    assert jpegs and all(j.read_bytes()[:2] == b"\xff\xd8" for j in jpegs)
     start_s = service.call(service.store.segments_between(BUCKET, "cam", 0, 2**62))[0].start_ms
     vod = bucket._Bucket__do_object(  # type: ignore[attr-defined]
         "GET", "cam", params={"vod": "", "startTime": str(start_s // 1000 - 1),
