@@ -73,7 +73,13 @@ def write_config(config_home: Path, profile: str, collection: str, server: str, 
 class HeadlessObs:
     """Xvfb on a free display plus OBS streaming to `server` + `key`; stop() ends both by PID."""
 
-    def __init__(self, workdir: Path, server: str, key: str) -> None:
+    def __init__(
+        self, workdir: Path, server: str, key: str, *, trusted_certs: Path | None = None
+    ) -> None:
+        """`trusted_certs`: a directory of PEM certificates OBS trusts instead of the system's
+        (RTMPS to a test certificate): OBS reads /etc/ssl/certs, so it runs in a mount
+        namespace of its own where that directory is bind-mounted over it (root only)."""
+        self.trusted_certs = trusted_certs
         self.workdir = workdir
         self.config_home = workdir / "config"
         write_config(self.config_home, "P", "C", server, key)
@@ -117,6 +123,11 @@ class HeadlessObs:
         )
         cmd = ["obs", "--startstreaming", "--multi", "--profile", "P", "--collection", "C",
                "--disable-missing-files-check"]  # fmt: skip
+        if self.trusted_certs is not None:
+            # The mount is private to this namespace: the host's trust store is untouched.
+            cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                   'mount --bind "$0" /etc/ssl/certs && exec "$@"', str(self.trusted_certs),
+                   *cmd]  # fmt: skip
         with (self.workdir / "obs.log").open("wb") as log:
             self.obs = subprocess.Popen(
                 cmd,
