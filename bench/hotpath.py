@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.chunkplan import ChunkPlan, build_plan, load_flv
 from livechannel.config import BucketConfig, Config, HlsConfig
 from livechannel.fleet.registry import Registry
-from livechannel.hls.low_latency import LowLatencyRegistry
+from livechannel.hls.live_endpoint import LowLatencyRegistry
 from livechannel.ingest.edge import IngestDeps, IngestServer
 from livechannel.rtmp.client import ClientConnection, PublishStarted
 from livechannel.storage.base import ObjectInfo

@@ -29,7 +29,7 @@ from livechannel.fleet.liveness import STALE_PUSH_MS, dead_workers, runs_here
 from livechannel.fleet.node import NodeIdentity, WorkerName, earlier_lives
 from livechannel.fleet.registry import Registry
 from livechannel.fleet.retention import retention_loop
-from livechannel.hls.low_latency import LowLatencyRegistry
+from livechannel.hls.live_endpoint import LowLatencyRegistry
 from livechannel.hls.pipeline import LivePlaylist, live_target_s
 from livechannel.ingest.edge import IngestDeps, IngestServer
 from livechannel.ingest.proxied import ProxyProtocolReader
@@ -195,7 +195,7 @@ async def serve(
     hooks = {b.name: b.webhooks for b in config.buckets if b.webhooks is not None}
     webhooks = Webhooks(hooks, worker, config.limits.max_webhook_queue_events)
     await webhooks.start()
-    low_latency = LowLatencyRegistry()  # LL-HLS pushes of this process (hls/low_latency.py)
+    low_latency = LowLatencyRegistry()  # LL-HLS pushes of this process (hls/live_endpoint.py)
     ingest = IngestServer(
         IngestDeps(
             config=config,

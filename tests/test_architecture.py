@@ -23,6 +23,7 @@ SANS_IO = sorted(
         *(p.relative_to(PACKAGE).as_posix() for p in (PACKAGE / "media").glob("*.py")),
         "hls/segmenter.py",
         "hls/playlist.py",
+        "hls/low_latency.py",
         "auth/signing.py",
         "api/xml.py",
         "api/addressing.py",

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from livechannel.auth.signing_v4 import DEFAULT_REGION
 from livechannel.auth.urls import ServiceUrls
-from livechannel.hls.low_latency import LowLatencyRegistry
+from livechannel.hls.live_endpoint import LowLatencyRegistry
 from livechannel.storage.base import ObjectStorage
 from livechannel.store.base import MetadataStore
 

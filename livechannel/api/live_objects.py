@@ -17,7 +17,8 @@ from aiohttp import web
 from livechannel.api.call import Call
 from livechannel.api.hls_sign import sign_playlist
 from livechannel.errors import InvalidArgument, NoSuchKey, ServiceUnavailable
-from livechannel.hls.low_latency import BadReload, LiveEndpoint
+from livechannel.hls.live_endpoint import LiveEndpoint
+from livechannel.hls.low_latency import BadReload
 
 MAX_QUERY_NUMBER_DIGITS = 12  # a sequence number of a live stream never needs more
 HEADER_SIGNED_EXPIRES_S = 3600  # hls/sign of a header-signed GET: oss2's sign_url default

@@ -1,6 +1,6 @@
-"""LL-HLS (RFC 8216bis) on the node that owns a push: its parts in memory, its playlist with
-parts rendered on request, blocking playlist reloads and preload-hinted parts answered as
-soon as the part exists.
+"""LL-HLS (RFC 8216bis) on the node that owns a push: its parts in memory and its playlist
+with parts (sans-IO: `live_endpoint.py` does the waiting for blocking playlist reloads and
+preload-hinted parts, answered as soon as the part exists).
 
 Where things live (decided, docs/hls.md "LL-HLS"):
 
@@ -24,10 +24,7 @@ a new segment.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from livechannel.hls.playlist import MediaPlaylist, PartEntry, PlaylistEntry, render, rounded_s
@@ -38,7 +35,6 @@ from livechannel.store.base import Segment
 # use parts, and every part kept is memory (a whole segment's worth per push, measured).
 PART_WINDOW_PARTS = 6
 ADVANCE_PART_LIMIT = 3  # RFC 8216bis 6.2.5.2: asking further ahead is a 400
-BLOCK_TIMEOUT_TARGETS = 3  # RFC 8216bis 6.2.5.2: no answer within three targets is a 503
 SKIP_TARGETS = 6  # RFC 8216bis 4.4.3.8: CAN-SKIP-UNTIL at least six target durations
 # Parts held per push at most (32 MiB: 3 targets of 8 s at 10 Mbit/s); the oldest go first.
 MAX_PART_BYTES_PER_PUSH = 32 * 1024 * 1024
@@ -70,7 +66,7 @@ class LiveSegment:
 
 
 class LowLatencyPlaylist:
-    """One push's LL-HLS view (no I/O; `LiveEndpoint` adds the waiting)."""
+    """One push's LL-HLS view (no I/O; `live_endpoint.LiveEndpoint` adds the waiting)."""
 
     def __init__(
         self, *, push_id: int, part_target_ms: int, frag_count: int, target_s: int
@@ -260,71 +256,3 @@ class LowLatencyPlaylist:
 
     def render(self, *, skip: bool = False) -> str:
         return render(self.playlist(skip=skip))
-
-
-class LiveEndpoint:
-    """A push's LL-HLS state plus the waiting players do on it (blocking reloads, preload
-    hints). Every change wakes the waiters, which re-check their condition."""
-
-    def __init__(self, state: LowLatencyPlaylist, channel: str, playlist_name: str) -> None:
-        self.state = state
-        self.channel = channel
-        self.playlist_name = playlist_name
-        self._changed = asyncio.Event()
-
-    def changed(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    @property
-    def block_timeout_s(self) -> float:
-        return BLOCK_TIMEOUT_TARGETS * self.state.target_s
-
-    async def wait_until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            event = self._changed
-            try:
-                await asyncio.wait_for(event.wait(), remaining)
-            except TimeoutError:
-                return condition()
-        return True
-
-    async def playlist(self, msn: int | None, part: int | None, skip: bool) -> str | None:
-        """The playlist once it satisfies the request; None after the block timeout."""
-        self.state.check(msn, part)
-        ready = await self.wait_until(lambda: self.state.satisfied(msn, part), self.block_timeout_s)
-        return self.state.render(skip=skip) if ready else None
-
-    async def part(self, number: int) -> LivePart | None:
-        """A listed part, or the hinted next one once it exists (None: not here)."""
-        state = self.state
-        if number == state.next_part:
-            await self.wait_until(
-                lambda: number < state.next_part or state.finished, self.block_timeout_s
-            )
-        return state.part(number)
-
-
-class LowLatencyRegistry:
-    """Which pushes of this process serve LL-HLS, by bucket and channel."""
-
-    def __init__(self) -> None:
-        self._live: dict[tuple[str, str], LiveEndpoint] = {}
-
-    def add(self, bucket: str, endpoint: LiveEndpoint) -> None:
-        self._live[(bucket, endpoint.channel)] = endpoint
-
-    def remove(self, bucket: str, endpoint: LiveEndpoint) -> None:
-        if self._live.get((bucket, endpoint.channel)) is endpoint:
-            del self._live[(bucket, endpoint.channel)]
-
-    def find(self, bucket: str, key: str) -> LiveEndpoint | None:
-        channel, slash, _ = key.partition("/")
-        return self._live.get((bucket, channel)) if slash else None
-
-    def __len__(self) -> int:
-        return len(self._live)

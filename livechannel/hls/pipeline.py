@@ -26,7 +26,8 @@ from typing import Any
 
 from livechannel.errors import OssError, StorageError
 from livechannel.hls.index_writer import IndexWriter
-from livechannel.hls.low_latency import LiveEndpoint, LowLatencyPlaylist, LowLatencyRegistry
+from livechannel.hls.live_endpoint import LiveEndpoint, LowLatencyRegistry
+from livechannel.hls.low_latency import LowLatencyPlaylist
 from livechannel.hls.playlist import render, target_duration_s
 from livechannel.hls.segmenter import MuxerFactory, Segmenter, SegmentReady
 from livechannel.hls.snapshot import SnapshotPlan, Snapshotter

@@ -19,7 +19,7 @@ from typing import cast
 from livechannel.config import Config
 from livechannel.errors import StorageError
 from livechannel.fleet.registry import Registry
-from livechannel.hls.low_latency import LowLatencyRegistry
+from livechannel.hls.live_endpoint import LowLatencyRegistry
 from livechannel.hls.pipeline import PublishRefused, PushPipeline
 from livechannel.hls.snapshot import JobSlots
 from livechannel.hls.upload_budget import UploadBudget

@@ -8,12 +8,8 @@ import asyncio
 
 import pytest
 
-from livechannel.hls.low_latency import (
-    MAX_PART_BYTES_PER_PUSH,
-    BadReload,
-    LiveEndpoint,
-    LowLatencyPlaylist,
-)
+from livechannel.hls.live_endpoint import LiveEndpoint
+from livechannel.hls.low_latency import MAX_PART_BYTES_PER_PUSH, BadReload, LowLatencyPlaylist
 from tests.support.ll_hls_validator import (
     assert_answers_blocking_reload,
     assert_delta_matches,
