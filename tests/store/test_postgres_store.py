@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from livechannel.errors import ChannelStillLive, StorageError
 from livechannel.store.base import Acl, ChannelConfig, ChannelStatus
 from livechannel.store.postgres import NOTICE_CHANNEL, PostgresStore
+from livechannel.store.postgres_notices import LEADER_RETRY_S, NoticeListener
 from livechannel.store.postgres_schema import SCHEMA_VERSION
 from tests.support.postgres import PostgresServer, free_port
 
@@ -101,3 +103,33 @@ async def test_disable_notifies_the_push_owner(postgres: PostgresServer) -> None
     finally:
         await listener.close()
         await store.close()
+
+
+async def test_one_leader_and_a_successor_when_it_goes(postgres: PostgresServer) -> None:
+    """Cluster-wide jobs run on one worker: the one whose notice session holds the leader
+    lock. When that session ends (its process died), another takes over."""
+    url = postgres.url(postgres.new_database())
+    listeners = [NoticeListener(url, lambda notice: None) for _ in range(3)]
+    for listener in listeners:
+        listener.start()
+    try:
+        await _until(lambda: sum(x.leader for x in listeners) == 1, 10)
+        await asyncio.sleep(LEADER_RETRY_S * 1.5)  # the others keep trying: still one
+        assert sum(x.leader for x in listeners) == 1
+        assert all(x.connected and x.up_since_ms for x in listeners)
+        leader = next(x for x in listeners if x.leader)
+        await leader.stop()
+        rest = [x for x in listeners if x is not leader]
+        t0 = time.monotonic()
+        await _until(lambda: sum(x.leader for x in rest) == 1, LEADER_RETRY_S * 3)
+        assert time.monotonic() - t0 <= LEADER_RETRY_S + 1
+    finally:
+        for listener in listeners:
+            await listener.stop()
+
+
+async def _until(check: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
