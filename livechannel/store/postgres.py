@@ -62,7 +62,10 @@ CONNECT_TIMEOUT_S = 3.0
 STATEMENT_TIMEOUT_S = 10.0
 ACQUIRE_TIMEOUT_S = 5.0  # waiting for a free pooled connection, or a new one
 
-# What "cannot talk to the database" looks like through asyncpg: retryable.
+# What "cannot talk to the database (now)" looks like through asyncpg: retryable. Besides
+# the connection failing: a server restarting or shutting down, a primary demoted by a
+# failover (read-only until the client reaches the new one), a statement cancelled by the
+# server's statement_timeout, lock or serialization conflicts.
 UNREACHABLE = (
     OSError,
     TimeoutError,
@@ -74,6 +77,9 @@ UNREACHABLE = (
     asyncpg.TooManyConnectionsError,
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.QueryCanceledError,
+    asyncpg.LockNotAvailableError,
 )
 
 
