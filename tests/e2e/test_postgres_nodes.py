@@ -54,7 +54,10 @@ def _listeners(node: ServiceThread) -> NoticeListener:
 def test_two_nodes_one_channel(nodes: tuple[ServiceThread, ServiceThread]) -> None:
     a, b = nodes
     _wait("notice sessions up", lambda: _listeners(a).connected and _listeners(b).connected)
-    assert _listeners(a).leader != _listeners(b).leader  # exactly one runs the cluster's jobs
+    # exactly one runs the cluster's jobs
+    _wait("a leader", lambda: _listeners(a).leader != _listeners(b).leader)
+    time.sleep(0.5)
+    assert _listeners(a).leader != _listeners(b).leader
     create_channel(a.bucket(), "cam", frag_duration=1, frag_count=3)
     pub = publishers.start(publishers.ffmpeg_live(a.signed_publish_url("cam"), duration_s=60))
     try:
