@@ -63,6 +63,13 @@ def test_blocking_reloads_parts_and_hls_sign(live: ServiceThread) -> None:
     bucket = svc.bucket()
     signed = bucket.sign_url("GET", "cam/playlist.m3u8", 300, params={"x-oss-process": "hls/sign"})
     session = requests.Session()
+    try:
+        _follow(svc, session, signed)
+    finally:
+        session.close()  # its keep-alive connection must not outlive the service
+
+
+def _follow(svc: ServiceThread, session: requests.Session, signed: str) -> None:
     deadline = time.monotonic() + 20
     while "#EXT-X-PART:" not in (text := session.get(signed, timeout=10).text):
         assert time.monotonic() < deadline, text
