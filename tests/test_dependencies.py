@@ -91,8 +91,9 @@ def uncovered(imports: dict[str, str], allowed: set[str]) -> list[str]:
     ]
 
 
-def _key(req: Requirement, extra: str) -> tuple[str, str, str]:
-    return canonicalize_name(req.name), str(req.specifier), extra
+def _key(req: Requirement, extra: str) -> tuple[str, str]:
+    """Names only: a changed version bound leaves what is installed able to run the code."""
+    return canonicalize_name(req.name), extra
 
 
 def installed_requires() -> list[str]:
