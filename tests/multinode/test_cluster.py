@@ -173,9 +173,10 @@ def test_three_nodes_behind_haproxy(cluster: Cluster, tmp_path: Path) -> None:
             for n in alive
         ]  # fmt: skip
         assert len(histories[0]) == 2 and all(h == histories[0] for h in histories)
-        now_s = int(time.time())
-        vods = [c.bucket(n).get_vod_playlist(CHANNEL, now_s - 300, now_s).playlist for n in alive]
-        assert vods[0].count(".ts") >= 6 and all(v == vods[0] for v in vods)
+        # up to 10 s ago: segments still arriving must not make the nodes' answers differ
+        end_s = int(time.time()) - 10
+        vods = [c.bucket(n).get_vod_playlist(CHANNEL, end_s - 300, end_s).playlist for n in alive]
+        assert vods[0].count(".ts") >= 4 and all(v == vods[0] for v in vods)
 
         # --- PostgreSQL stopped for 20 s and started again loses nothing -------------------
         assert c.pg is not None
