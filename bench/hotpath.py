@@ -31,7 +31,7 @@ from livechannel.fleet.registry import Registry
 from livechannel.hls.live_endpoint import LowLatencyRegistry
 from livechannel.ingest.edge import IngestDeps, IngestServer
 from livechannel.rtmp.client import ClientConnection, PublishStarted
-from livechannel.storage.base import ObjectInfo
+from livechannel.storage.base import Body, HeldWriter, ObjectInfo
 from livechannel.storage.local import LocalStorage
 from livechannel.store.base import Acl, ChannelConfig, SegmentFormat
 from livechannel.store.memory import MemoryStore
@@ -49,10 +49,14 @@ class NullStorage:
         self.bytes = 0
         self.puts = 0
 
-    async def put(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
-        self.bytes += len(data)
+    async def put(self, key: str, data: Body, content_type: str) -> ObjectInfo:
+        size = sum(map(len, data)) if isinstance(data, list) else len(data)
+        self.bytes += size
         self.puts += 1
-        return ObjectInfo(key, len(data), "", 0, content_type)
+        return ObjectInfo(key, size, "", 0, content_type)
+
+    def open_writer(self, key: str) -> HeldWriter:
+        return HeldWriter(self.put, key)
 
     async def close(self) -> None:
         pass
