@@ -263,3 +263,27 @@ def test_each_store_returns_a_segment_writer(tmp_path: Path) -> None:
     for writer in writers:
         assert writer.pending_bytes == 0
         writer.abort()
+
+
+async def test_hand_overs_of_many_writers_wake_the_threads_once_per_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per batch, one job per writing thread, whatever the number of publishers."""
+    submitted: list[object] = []
+    real_submit = local_writer._submit
+
+    def submit(job: Callable[[], None]) -> None:
+        submitted.append(job)
+        real_submit(job)
+
+    monkeypatch.setattr(local_writer, "_submit", submit)
+    storage = LocalStorage(str(tmp_path))
+    writers = [storage.open_writer(f"c{i}/1.ts") for i in range(40)]
+    for writer in writers:
+        writer.write([b"x" * 50_000])
+    assert submitted == []  # nothing until the batch goes
+    await _until(lambda: all(w.pending_bytes < ALIGN for w in writers))
+    assert len(submitted) == local_writer.WRITE_THREADS
+    for writer in writers:
+        await writer.close()
+    assert all((tmp_path / f"c{i}" / "1.ts").stat().st_size == 50_000 for i in range(40))
