@@ -16,8 +16,8 @@ frames, as Enhanced RTMP carries them). AAC arrives behind a 7-byte ADTS header 
 `media/aac.py`), which is stripped.
 
 The last sample of a fragment has no successor to measure its duration against: the caller
-passes the next video DTS when it knows it (a cut before the next keyframe), otherwise the
-median-free estimate "same as the previous sample" is used.
+passes the next video DTS when it knows it (a cut before the next keyframe or part),
+otherwise the previous sample's duration is used.
 """
 
 from __future__ import annotations
