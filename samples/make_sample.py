@@ -34,6 +34,7 @@ class SampleSpec:
     only_first_keyframe: bool = False  # one IDR at the start, never again
     # "libx264"; "libx265" or "libsvtav1" make an Enhanced RTMP FLV (hvc1 / av01 FourCC).
     video_codec: str = "libx264"
+    audio_codec: str = "aac"  # or "libopus" (Enhanced RTMP audio, `Opus` FourCC; 48 kHz)
 
 
 def make_sample(path: str | Path, spec: SampleSpec = SampleSpec()) -> Path:
@@ -59,7 +60,7 @@ def make_sample(path: str | Path, spec: SampleSpec = SampleSpec()) -> Path:
             }
         a = None
         if spec.audio:
-            a = out.add_stream("aac", rate=spec.sample_rate)
+            a = out.add_stream(spec.audio_codec, rate=spec.sample_rate)
             a.codec_context.layout = "stereo" if spec.channels == 2 else "mono"
             a.bit_rate = 128_000
         src = av.open(

@@ -118,7 +118,7 @@ class PushPipeline:
         self.snapshotter = (
             Snapshotter(snapshot, push.channel, self.stats, notify) if snapshot else None
         )
-        self._demuxer = Demuxer()
+        self._demuxer = Demuxer(enhanced_audio=segment_format is SegmentFormat.FMP4)
         self._video_clock = Unwrapper()
         self._audio_clock = Unwrapper()
         self.segment_format = segment_format

@@ -46,7 +46,7 @@ def video_codec_string(config: VideoConfig) -> str:
 
 
 def audio_codec_string(config: AudioConfig) -> str:
-    return f"mp4a.40.{config.object_type}"
+    return "opus" if config.codec == "Opus" else f"mp4a.40.{config.object_type}"
 
 
 def codecs_attribute(video: VideoConfig | None, audio: AudioConfig | None) -> str:

@@ -24,6 +24,7 @@ from livechannel.media.flv import (
     FRAME_TYPE_COMMAND,
     SOUND_FORMAT_AAC,
     VIDEO_CODEC_AVC,
+    AudioTag,
     PacketKind,
     VideoTag,
     parse_audio_tag,
@@ -32,6 +33,7 @@ from livechannel.media.flv import (
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.h264 import build_access_unit, parse_avc_decoder_config, split_avcc
 from livechannel.media.hevc import is_irap, parse_hevc_decoder_config
+from livechannel.media.opus import parse_opus_head
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +77,12 @@ class Demuxer:
     config. Frames that arrive before their config are dropped: they cannot be decoded.
     """
 
-    __slots__ = ("_adts", "_audio_config", "_audio_refused", "_video_config")
+    __slots__ = ("_adts", "_audio_config", "_audio_refused", "_video_config", "enhanced_audio")
 
-    def __init__(self) -> None:
+    def __init__(self, *, enhanced_audio: bool = False) -> None:
+        # Opus (Enhanced RTMP audio) is taken only where it can be carried: into fMP4. For
+        # MPEG-TS it stays "unsupported audio" (dropped, the video goes on).
+        self.enhanced_audio = enhanced_audio
         self._video_config: VideoConfig | None = None
         self._audio_config: AudioConfig | None = None
         self._adts: AdtsFramer | None = None  # for _audio_config
@@ -178,6 +183,8 @@ class Demuxer:
 
     def _audio(self, timestamp_ms: int, payload: bytes) -> list[MediaEvent]:
         tag = parse_audio_tag(payload)
+        if tag.codec == "Opus" and self.enhanced_audio:
+            return self._opus(timestamp_ms, tag)
         if tag.codec != "AAC":
             return self._refuse_audio(tag.codec)
         if tag.kind == PacketKind.SEQUENCE_HEADER:
@@ -198,6 +205,21 @@ class Demuxer:
             return []
         header = adts_header(audio_config, len(tag.data))
         return [AudioFrame(pts_ms=timestamp_ms, data=header + tag.data)]
+
+    def _opus(self, timestamp_ms: int, tag: AudioTag) -> list[MediaEvent]:
+        """Enhanced RTMP Opus, passed through as raw packets (fMP4 only)."""
+        if tag.kind == PacketKind.SEQUENCE_HEADER:
+            if not tag.data:
+                return []
+            config = parse_opus_head(tag.data)
+            if config == self._audio_config:
+                return []
+            self._audio_config, self._adts = config, None
+            return [config]
+        current = self._audio_config
+        if tag.kind != PacketKind.CODED_FRAMES or current is None or current.codec != "Opus":
+            return []
+        return [AudioFrame(timestamp_ms, bytes(tag.data))] if tag.data else []
 
     def _refuse_audio(self, codec: str) -> list[MediaEvent]:
         if self._audio_refused:

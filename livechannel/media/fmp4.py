@@ -25,6 +25,7 @@ from __future__ import annotations
 import struct
 
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
+from livechannel.media.opus import OPUS_RATE, dops_payload, packet_samples
 
 VIDEO_TRACK_ID = 1
 AUDIO_TRACK_ID = 2
@@ -113,6 +114,17 @@ def _video_sample_entry(config: VideoConfig) -> bytes:
 
 
 def _audio_sample_entry(config: AudioConfig) -> bytes:
+    if config.codec == "Opus":
+        return box(
+            b"Opus",
+            bytes(6),
+            struct.pack(">H", 1),
+            bytes(8),
+            struct.pack(">HH", config.channels, 16),
+            bytes(4),
+            struct.pack(">I", OPUS_RATE << 16),
+            box(b"dOps", dops_payload(config)),
+        )
     return box(
         b"mp4a",
         bytes(6),
@@ -211,6 +223,8 @@ class Fmp4Muxer:
         self.audio_config = audio_config if has_audio else None
         self.init_section = init_section(self.video_config, self.audio_config)
         self._h264 = self.video_config is not None and self.video_config.codec == "H264"
+        self._opus = self.audio_config is not None and self.audio_config.codec == "Opus"
+        self._audio_header_bytes = 0 if self._opus else ADTS_HEADER_BYTES
         self._sequence = 0  # mfhd sequence_number, 1 for the first fragment
         self._video: list[tuple[int, int, bool, bytes]] = []  # dts_90k, cts_90k, key, sample
         self._audio: list[bytes] = []
@@ -232,8 +246,8 @@ class Fmp4Muxer:
     def audio(self, frame: AudioFrame) -> bytes:
         if not self._audio:
             self._audio_first_pts_ms = frame.pts_ms
-        self._audio.append(frame.data[ADTS_HEADER_BYTES:])
-        self.buffered_bytes += len(frame.data) - ADTS_HEADER_BYTES
+        self._audio.append(frame.data[self._audio_header_bytes :])
+        self.buffered_bytes += len(frame.data) - self._audio_header_bytes
         return b""
 
     def end_fragment(self, next_video_dts_ms: int | None) -> list[bytes]:
@@ -298,7 +312,10 @@ class Fmp4Muxer:
         assert self.audio_config is not None
         rate = self.audio_config.sample_rate
         base = max(self._audio_first_pts_ms, 0) * rate // 1000
-        rows = [struct.pack(">II", AAC_FRAME_SAMPLES, len(a)) for a in audio]
+        if self._opus:
+            rows = [struct.pack(">II", packet_samples(a), len(a)) for a in audio]
+        else:
+            rows = [struct.pack(">II", AAC_FRAME_SAMPLES, len(a)) for a in audio]
         trun = full_box(
             b"trun", 0, TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE,
             struct.pack(">Ii", len(audio), offset), *rows,

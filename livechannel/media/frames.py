@@ -24,13 +24,14 @@ class VideoConfig:
 
 @dataclass(frozen=True, slots=True)
 class AudioConfig:
-    """From the AAC sequence header (AudioSpecificConfig)."""
+    """From the AAC sequence header (AudioSpecificConfig), or the Opus one (OpusHead)."""
 
-    codec: str  # "AAC"
+    codec: str  # "AAC" or "Opus" (Enhanced RTMP, fMP4 only)
     object_type: int
     sample_rate: int
     channels: int
     sampling_index: int
+    record: bytes = b""  # Opus: the OpusHead as sent
 
 
 @dataclass(frozen=True, slots=True)

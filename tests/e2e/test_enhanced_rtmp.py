@@ -5,15 +5,18 @@ each segment alone too. Into an MPEG-TS channel the same publish is refused, rea
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+import av
 import pytest
 
-from livechannel.config import HlsConfig
+from livechannel.config import BucketConfig, HlsConfig
+from livechannel.media.flv import iter_flv_tags
 from livechannel.store.base import SegmentFormat
 from samples.make_sample import SampleSpec, make_sample
 from tests.support import publishers
@@ -96,3 +99,40 @@ def test_enhanced_codecs_into_a_ts_channel_are_refused(
         service.wait_idle("cam")
     assert service.call(service.store.last_segments(BUCKET, "cam", 1)) == []
     assert f"{CODECS[codec][1]} video needs fMP4 segments" in caplog.text
+
+
+def test_opus_over_enhanced_rtmp_into_fmp4_and_dropped_from_ts(tmp_path: Path) -> None:
+    """H.264 + Opus (the v2 audio FourCC) from PyAV: fMP4 carries the Opus track (every packet,
+    decodable); an MPEG-TS channel keeps the video and drops the audio it cannot carry."""
+    spec = SampleSpec(duration_s=SECONDS, width=320, height=240, fps=FPS, gop_s=1.0,
+                      sample_rate=48_000, audio_codec="libopus")  # fmt: skip
+    flv = make_sample(tmp_path / "opus.flv", spec)
+    sent = sum(1 for t, _, b in iter_flv_tags(flv.read_bytes()) if t == 8 and b[0] & 0x0F == 1)
+    service = fmp4_service(tmp_path / "data")
+    ts_bucket = BucketConfig("tsb", service.config.buckets[0].acl)
+    service.config = replace(service.config, buckets=(*service.config.buckets, ts_bucket))
+    with service.start() as svc:
+        for bucket in (BUCKET, "tsb"):
+            create_channel(svc.bucket(bucket), "cam", frag_duration=1)
+            url = svc.bucket(bucket).sign_rtmp_url("cam", "playlist.m3u8", 3600)
+            r = publishers.run(publishers.pyav(flv, url, realtime=False),
+                               timeout_s=PUBLISH_TIMEOUT_S)  # fmt: skip
+            assert r.returncode == 0, r.stderr
+            svc.wait_idle("cam", bucket)
+        segments = svc.call(svc.store.segments_between(BUCKET, "cam", 0, 2**62))
+        init = svc.object_path(segments[0].init_key).read_bytes()
+        whole = init + b"".join(svc.object_path(s.key).read_bytes() for s in segments)
+        ts_segments = svc.call(svc.store.segments_between("tsb", "cam", 0, 2**62))
+        ts_data = b"".join(svc.object_path(s.key, "tsb").read_bytes() for s in ts_segments)
+    video, audio, logs, first_key = decode_all(whole)
+    assert logs == [] and first_key and video == SECONDS * FPS
+    assert audio == sent  # every Opus packet the publisher sent
+    (tmp_path / "whole.mp4").write_bytes(whole)
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-of", "json", "-show_streams", str(tmp_path / "whole.mp4")],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    streams = {s["codec_type"]: s for s in json.loads(probe.stdout)["streams"]}
+    assert streams["audio"]["codec_name"] == "opus" and streams["audio"]["sample_rate"] == "48000"
+    with av.open(io.BytesIO(ts_data), format="mpegts") as ts:
+        assert [s.type for s in ts.streams] == ["video"]

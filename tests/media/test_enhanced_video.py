@@ -13,6 +13,7 @@ from livechannel.media.codecs import audio_codec_string, codecs_attribute, video
 from livechannel.media.demux import Demuxer, EndOfStream, UnsupportedVideo
 from livechannel.media.flv import TAG_TYPE_VIDEO, iter_flv_tags
 from livechannel.media.frames import AudioConfig, VideoConfig, VideoFrame
+from livechannel.media.opus import dops_payload, packet_samples, parse_opus_head
 from samples.make_sample import SampleSpec, make_sample
 
 FRAMES = 30
@@ -87,3 +88,24 @@ def test_codecs_attribute() -> None:
     assert audio_codec_string(aac) == "mp4a.40.2"
     av1 = VideoConfig("AV1", 0, 0, 0, (), (), bytes((0x81, 0x08, 0x0C, 0)))
     assert video_codec_string(av1) == "av01.0.08M.08"
+
+
+def test_opus_packet_durations_and_head() -> None:
+    """RFC 6716 3.1 TOC bytes -> 48 kHz samples; OpusHead -> dOps (big-endian, version 0)."""
+    assert packet_samples(bytes((31 << 3,))) == 960  # CELT FB 20 ms, one frame
+    assert packet_samples(bytes((3 << 3 | 1,))) == 2 * 2880  # SILK 60 ms, two frames
+    assert packet_samples(bytes((30 << 3 | 3, 3))) == 3 * 480  # CELT 10 ms, three frames
+    assert packet_samples(bytes((3 << 3 | 3, 5))) == 5760  # capped at 120 ms
+    head = (
+        b"OpusHead"
+        + bytes((1, 2))
+        + (312).to_bytes(2, "little")
+        + (48000).to_bytes(4, "little")
+        + bytes(3)
+    )
+    config = parse_opus_head(head)
+    assert (config.codec, config.channels, config.sample_rate) == ("Opus", 2, 48000)
+    assert dops_payload(config) == bytes((0, 2)) + (312).to_bytes(2, "big") + (48000).to_bytes(
+        4, "big"
+    ) + bytes(3)
+    assert audio_codec_string(config) == "opus"
