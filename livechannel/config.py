@@ -18,7 +18,6 @@ from typing import Any
 
 from livechannel.auth.signing_v4 import DEFAULT_REGION
 from livechannel.fleet.node import NodeIdError, check_node_id
-from livechannel.ops.logs import FORMATS as LOG_FORMATS
 from livechannel.ops.webhook_config import WebhookConfig, webhook_config
 from livechannel.store.base import Acl, SegmentFormat
 
@@ -32,6 +31,9 @@ BOOL_KEYS = (
     "metrics",
 )  # top-level true/false settings
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})  # listen hosts that mean "every address"
+
+
+LOG_FORMATS = ("text", "json")  # --log-format; rendered by livechannel.ops.logs
 
 
 class ConfigError(Exception):

@@ -20,9 +20,9 @@ import sys
 import time
 from typing import IO, Any
 
+from livechannel.config import LOG_FORMATS as FORMATS
 from livechannel.ops.redact import redact
 
-FORMATS = ("text", "json")
 # Context a record may carry (`log.info(..., extra={...})`); JSON keys, in this order.
 FIELDS = ("conn", "peer", "bucket", "channel", "push_id", "reason", "request_id", "status")
 # The text prefix shows these; the others follow the message as key=value.
