@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from livechannel.config import Limits
+from livechannel.ingest import edge as edge_module
 from livechannel.ingest.edge import EdgeState
 from livechannel.rtmp.client import PublishStarted
 from samples.make_sample import SampleSpec, make_sample
@@ -205,3 +206,38 @@ async def test_a_closed_publishing_connection_is_freed_without_the_collector(
     finally:
         gc.enable()
         await h.stop()
+
+
+async def test_a_publisher_is_read_once_per_rest_while_few_publish(
+    h: EdgeHarness, tags: list[FlvTag]
+) -> None:
+    """After a read, a publishing connection's reading pauses until the process's next
+    wake-up (READ_REST_S): one timer for all resting connections, not a read per write."""
+    await publish(h)
+    send_tags(h, tags[:5])
+    assert h.protocol.resting and not h.transport.reading
+    await h.until(lambda: h.transport.reading, "the rest to end")
+    assert not h.protocol.resting
+    send_tags(h, tags[5:10])  # rests again: no timer of its own per connection
+    assert h.protocol.resting and len(h.server._resting) == 1
+
+
+async def test_no_rest_with_many_publishers(
+    h: EdgeHarness, tags: list[FlvTag], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more publishers than READ_REST_MAX_PUBLISHERS, reads are not delayed."""
+    monkeypatch.setattr(edge_module, "READ_REST_MAX_PUBLISHERS", 0)
+    await publish(h)
+    send_tags(h, tags)
+    assert not h.protocol.resting and h.transport.reading
+
+
+async def test_a_large_read_does_not_rest(
+    h: EdgeHarness, tags: list[FlvTag], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More is waiting after a read of READ_REST_MAX_BYTES or more: resting would cap the
+    publisher's rate, so it is read on at once."""
+    monkeypatch.setattr(edge_module, "READ_REST_MAX_BYTES", 1000)
+    await publish(h)
+    send_tags(h, tags[:20])  # one read of far more than 1000 bytes
+    assert not h.protocol.resting and h.transport.reading
