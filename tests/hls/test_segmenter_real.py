@@ -12,7 +12,7 @@ import av
 import pytest
 
 from livechannel.hls.playlist import MediaPlaylist, PlaylistEntry, render, target_duration_s
-from livechannel.hls.segmenter import CutReason, Segmenter, SegmentReady
+from livechannel.hls.segmenter import TRACK_PROBE_MS, CutReason, Segmenter, SegmentReady
 from livechannel.media.demux import Demuxer
 from samples.make_sample import SampleSpec, make_sample
 from tests.support.hls import probe_segment
@@ -138,3 +138,33 @@ def test_late_audio_header_joins_with_a_discontinuity_and_decodes(
         assert probe.decode_errors == [] and probe.starts_with_keyframe
         assert ffmpeg_decode_errors(path) == ""
         assert (probe.audio_frames > 0) == (i >= 2)
+
+
+@pytest.mark.parametrize("take_every", [1, 7])
+def test_bytes_taken_while_open_are_the_segment_exactly(sample: Path, take_every: int) -> None:
+    """`take_open` (storage writes the open segment as it grows) hands out exactly the
+    segment's bytes, in order, the rest coming with its SegmentReady; nothing during the
+    first segment's late-audio window, and the same cuts as without taking."""
+    tags = list(flv_tags(sample))
+    whole = [s.data for s in segment_flv(tags, 2000)]
+    demuxer, seg = Demuxer(), Segmenter(2000)
+    taken: list[bytes] = []
+    streamed: list[bytes] = []
+    opened: list[int] = []
+    for n, (kind, ts, body) in enumerate(tags):
+        if kind not in (FLV_VIDEO, FLV_AUDIO):
+            continue
+        events = demuxer.video(ts, body) if kind == FLV_VIDEO else demuxer.audio(ts, body)
+        for event in events:
+            for ready in seg.push(event, 1_000_000 + ts):
+                streamed.append(b"".join(taken) + ready.data)
+                assert len(streamed[-1]) == ready.size
+                taken = []
+        if n % take_every == 0 and seg.open_untaken_bytes:
+            opened.append(ts)  # when bytes were first handed out
+            taken += seg.take_open()
+            assert seg.open_untaken_bytes == 0
+    for ready in seg.flush(0):
+        streamed.append(b"".join(taken) + ready.data)
+    assert streamed == whole
+    assert opened and min(opened) > TRACK_PROBE_MS  # not while the first segment may be re-muxed
