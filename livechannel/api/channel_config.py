@@ -72,13 +72,17 @@ def _int_in(text: str, allowed: range, name: str) -> int:
     return int(text)
 
 
-def _status(text: str | None) -> ChannelStatus:
-    if not text:
-        return ChannelStatus.ENABLED
+def parse_status(text: str, argument: str = "status") -> ChannelStatus:
+    """`enabled` or `disabled` (PutLiveChannelStatus's `status`, the XML's `<Status>`, the
+    console's form), else InvalidArgument naming `argument`."""
     try:
         return ChannelStatus(text)
     except ValueError:
-        raise _argument("Status must be enabled or disabled", "Status", text) from None
+        raise _argument(f"{argument} must be enabled or disabled", argument, text) from None
+
+
+def _status(text: str | None) -> ChannelStatus:
+    return parse_status(text, "Status") if text else ChannelStatus.ENABLED
 
 
 def _snapshot(root: ET.Element) -> Snapshot | None:

@@ -11,7 +11,7 @@ from aiohttp import web
 from livechannel.api import xml
 from livechannel.api.body import read_limited
 from livechannel.api.call import Call
-from livechannel.api.channel_config import check_channel_name, parse_channel_config
+from livechannel.api.channel_config import check_channel_name, parse_channel_config, parse_status
 from livechannel.api.context import ApiContext
 from livechannel.api.dates import iso8601_ms
 from livechannel.api.responses import empty_response, xml_response
@@ -104,13 +104,7 @@ async def put_live_channel(call: Call) -> web.StreamResponse:
 
 
 async def put_live_channel_status(call: Call) -> web.StreamResponse:
-    text = call.target.param("status") or ""
-    try:
-        status = ChannelStatus(text)
-    except ValueError:
-        raise InvalidArgument(
-            "status must be enabled or disabled", ArgumentName="status", ArgumentValue=text
-        ) from None
+    status = parse_status(call.target.param("status") or "")
     await set_channel_status(call.ctx, call.bucket, call.target.key, status, call.now_ms())
     return empty_response(200)
 

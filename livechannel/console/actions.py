@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from livechannel.api.channel_config import check_channel_name, parse_channel_config
+from livechannel.api.channel_config import check_channel_name, parse_channel_config, parse_status
 from livechannel.api.channels import create_channel, delete_channel, set_channel_status
 from livechannel.api.vod import store_vod_playlist
 from livechannel.console import figures
@@ -79,13 +79,7 @@ async def create(request: web.Request, console: Console, session: Session) -> Re
 async def set_status(request: web.Request, console: Console, session: Session) -> Reply:
     body = await json_body(request, console)
     bucket = bucket_of(console, _text(body, "bucket"))
-    text = _text(body, "status")
-    try:
-        status = ChannelStatus(text)
-    except ValueError:
-        raise InvalidArgument(
-            "status must be enabled or disabled", ArgumentName="status", ArgumentValue=text
-        ) from None
+    status = parse_status(_text(body, "status"))
     name = _text(body, "name")
     await set_channel_status(console.api, bucket, name, status, console.api.now_ms())
     return {"bucket": bucket, "name": name, "status": status.value}
