@@ -110,3 +110,16 @@ class StorageError(Exception):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+# The store's refusals, worded once for every MetadataStore implementation.
+def no_channel(name: str) -> NoSuchLiveChannel:
+    return NoSuchLiveChannel("the live channel does not exist", ChannelName=name)
+
+
+def still_live(name: str) -> ChannelStillLive:
+    return ChannelStillLive("the channel is being pushed to", ChannelName=name)
+
+
+def no_bucket(name: str) -> NoSuchBucket:
+    return NoSuchBucket("the bucket does not exist", BucketName=name)

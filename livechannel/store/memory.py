@@ -12,8 +12,9 @@ from collections.abc import Collection, Sequence
 from livechannel.errors import (
     ChannelStillLive,
     LiveChannelDisabled,
-    NoSuchBucket,
-    NoSuchLiveChannel,
+    no_bucket,
+    no_channel,
+    still_live,
 )
 from livechannel.store.base import (
     Acl,
@@ -60,7 +61,7 @@ class MemoryStore:
     async def set_bucket_acl(self, name: str, acl: Acl) -> None:
         bucket = self._buckets.get(name)
         if bucket is None:
-            raise NoSuchBucket("the bucket does not exist", BucketName=name)
+            raise no_bucket(name)
         self._buckets[name] = dataclasses.replace(bucket, acl=acl)
 
     # --- channels -----------------------------------------------------------------------
@@ -68,7 +69,7 @@ class MemoryStore:
         self, bucket: str, name: str, config: ChannelConfig, now_ms: int
     ) -> Channel:
         if bucket not in self._buckets:
-            raise NoSuchBucket("the bucket does not exist", BucketName=bucket)
+            raise no_bucket(bucket)
         if (bucket, name) in self._live:
             raise ChannelStillLive("the channel is being pushed to")
         channel = Channel(bucket=bucket, name=name, config=config, last_modified_ms=now_ms)
@@ -82,7 +83,7 @@ class MemoryStore:
         self, bucket: str, prefix: str, marker: str, limit: int
     ) -> list[Channel]:
         if bucket not in self._buckets:
-            raise NoSuchBucket("the bucket does not exist", BucketName=bucket)
+            raise no_bucket(bucket)
         names = sorted(
             name
             for (b, name) in self._channels
@@ -115,7 +116,7 @@ class MemoryStore:
     def _channel(self, bucket: str, name: str) -> Channel:
         channel = self._channels.get((bucket, name))
         if channel is None:
-            raise NoSuchLiveChannel("the live channel does not exist", ChannelName=name)
+            raise no_channel(name)
         return channel
 
     # --- pushes -------------------------------------------------------------------------
@@ -125,7 +126,7 @@ class MemoryStore:
         if self._channel(bucket, channel).config.status is ChannelStatus.DISABLED:
             raise LiveChannelDisabled("the live channel is disabled", ChannelName=channel)
         if (bucket, channel) in self._live:
-            raise ChannelStillLive("the channel is being pushed to", ChannelName=channel)
+            raise still_live(channel)
         push = Push(
             push_id=self._next_push_id,
             bucket=bucket,

@@ -26,11 +26,11 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from livechannel.errors import (
-    ChannelStillLive,
     LiveChannelDisabled,
-    NoSuchBucket,
-    NoSuchLiveChannel,
     StorageError,
+    no_bucket,
+    no_channel,
+    still_live,
 )
 from livechannel.store.base import Acl, Bucket, Channel, ChannelConfig, ChannelStatus, Push, Segment
 from livechannel.store.conflicts import SegmentConflict
@@ -81,18 +81,6 @@ UNREACHABLE = (
     asyncpg.QueryCanceledError,
     asyncpg.LockNotAvailableError,
 )
-
-
-def _no_channel(name: str) -> NoSuchLiveChannel:
-    return NoSuchLiveChannel("the live channel does not exist", ChannelName=name)
-
-
-def _still_live(name: str) -> ChannelStillLive:
-    return ChannelStillLive("the channel is being pushed to", ChannelName=name)
-
-
-def _no_bucket(name: str) -> NoSuchBucket:
-    return NoSuchBucket("the bucket does not exist", BucketName=name)
 
 
 def redact_url(url: str) -> str:
@@ -188,7 +176,7 @@ class PostgresStore:
                 "UPDATE buckets SET acl = $1 WHERE name = $2", acl.value, name
             )
         if done == "UPDATE 0":
-            raise _no_bucket(name)
+            raise no_bucket(name)
 
     # --- channels -----------------------------------------------------------------------
     async def put_channel(
@@ -196,10 +184,10 @@ class PostgresStore:
     ) -> Channel:
         async with self._tx() as conn:
             if await conn.fetchval("SELECT 1 FROM buckets WHERE name = $1", bucket) is None:
-                raise _no_bucket(bucket)
+                raise no_bucket(bucket)
             await self._lock_channel(conn, bucket, name)
             if await self._running_push_id(conn, bucket, name) is not None:
-                raise _still_live(name)
+                raise still_live(name)
             await conn.execute(
                 f"INSERT INTO channels ({CHANNEL_COLUMNS}) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
@@ -230,7 +218,7 @@ class PostgresStore:
     ) -> list[Channel]:
         async with self._conn() as conn:
             if await conn.fetchval("SELECT 1 FROM buckets WHERE name = $1", bucket) is None:
-                raise _no_bucket(bucket)
+                raise no_bucket(bucket)
             # starts_with: a literal prefix (LIKE would treat "_" and "%" as wildcards)
             rows = await conn.fetch(
                 f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE bucket = $1 "
@@ -249,7 +237,7 @@ class PostgresStore:
                 status.value, now_ms, bucket, name,
             )  # fmt: skip
             if done == "UPDATE 0":
-                raise _no_channel(name)
+                raise no_channel(name)
             if status is ChannelStatus.DISABLED:
                 kicked = await conn.fetch(
                     "UPDATE pushes SET kick = true "
@@ -268,12 +256,12 @@ class PostgresStore:
         async with self._tx() as conn:
             await self._lock_channel(conn, bucket, name)
             if await self._running_push_id(conn, bucket, name) is not None:
-                raise _still_live(name)
+                raise still_live(name)
             done = await conn.execute(
                 "DELETE FROM channels WHERE bucket = $1 AND name = $2", bucket, name
             )
             if done == "DELETE 0":
-                raise _no_channel(name)
+                raise no_channel(name)
             # its history goes with it (a re-created channel starts afresh); segments stay
             await conn.execute(
                 "DELETE FROM pushes WHERE bucket = $1 AND channel = $2", bucket, name
@@ -309,11 +297,11 @@ class PostgresStore:
         async with self._tx() as conn:
             status = await self._lock_channel(conn, bucket, channel)
             if status is None:
-                raise _no_channel(channel)
+                raise no_channel(channel)
             if status == ChannelStatus.DISABLED.value:
                 raise LiveChannelDisabled("the live channel is disabled", ChannelName=channel)
             if await self._running_push_id(conn, bucket, channel) is not None:
-                raise _still_live(channel)
+                raise still_live(channel)
             row = await conn.fetchrow(
                 "INSERT INTO pushes (bucket, channel, remote_addr, start_ms, worker, "
                 "heartbeat_ms, stats_json) VALUES ($1, $2, $3, $4, $5, $6, $7) "

@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from livechannel.errors import (
-    ChannelStillLive,
     LiveChannelDisabled,
-    NoSuchBucket,
-    NoSuchLiveChannel,
+    no_bucket,
+    no_channel,
+    still_live,
 )
 from livechannel.store.base import (
     Acl,
@@ -50,18 +50,6 @@ from livechannel.store.sqlite_schema import (
 
 T = TypeVar("T")
 DELETE_BATCH = 500  # seqs per statement: under SQLite's default limit of 999 parameters
-
-
-def _no_channel(name: str) -> NoSuchLiveChannel:
-    return NoSuchLiveChannel("the live channel does not exist", ChannelName=name)
-
-
-def _still_live(name: str) -> ChannelStillLive:
-    return ChannelStillLive("the channel is being pushed to", ChannelName=name)
-
-
-def _no_bucket(name: str) -> NoSuchBucket:
-    return NoSuchBucket("the bucket does not exist", BucketName=name)
 
 
 def _bucket_exists(conn: sqlite3.Connection, name: str) -> bool:
@@ -146,7 +134,7 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> None:
             cur = conn.execute("UPDATE buckets SET acl = ? WHERE name = ?", (acl.value, name))
             if cur.rowcount == 0:
-                raise _no_bucket(name)
+                raise no_bucket(name)
 
         await self._run(op)
 
@@ -157,9 +145,9 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> Channel:
             with write_transaction(conn):
                 if not _bucket_exists(conn, bucket):
-                    raise _no_bucket(bucket)
+                    raise no_bucket(bucket)
                 if _running_push_id(conn, bucket, name) is not None:
-                    raise _still_live(name)
+                    raise still_live(name)
                 conn.execute(
                     f"INSERT OR REPLACE INTO channels ({CHANNEL_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -184,7 +172,7 @@ class SqliteStore:
     ) -> list[Channel]:
         def op(conn: sqlite3.Connection) -> list[Channel]:
             if not _bucket_exists(conn, bucket):
-                raise _no_bucket(bucket)
+                raise no_bucket(bucket)
             # TEXT compares as memcmp of UTF-8 (BINARY collation): the order OSS lists in.
             rows = conn.execute(
                 f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE bucket = ? AND name > ? "
@@ -206,7 +194,7 @@ class SqliteStore:
                     (status.value, now_ms, bucket, name),
                 )
                 if cur.rowcount == 0:
-                    raise _no_channel(name)
+                    raise no_channel(name)
                 if status is ChannelStatus.DISABLED:
                     conn.execute(
                         "UPDATE pushes SET kick = 1 "
@@ -220,12 +208,12 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> None:
             with write_transaction(conn):
                 if _running_push_id(conn, bucket, name) is not None:
-                    raise _still_live(name)
+                    raise still_live(name)
                 cur = conn.execute(
                     "DELETE FROM channels WHERE bucket = ? AND name = ?", (bucket, name)
                 )
                 if cur.rowcount == 0:
-                    raise _no_channel(name)
+                    raise no_channel(name)
                 # its history goes with it (a re-created channel starts afresh); segments stay
                 conn.execute("DELETE FROM pushes WHERE bucket = ? AND channel = ?", (bucket, name))
 
@@ -242,7 +230,7 @@ class SqliteStore:
                     (bucket, channel),
                 ).fetchone()
                 if row is None:
-                    raise _no_channel(channel)
+                    raise no_channel(channel)
                 if row[0] == ChannelStatus.DISABLED.value:
                     raise LiveChannelDisabled("the live channel is disabled", ChannelName=channel)
                 try:
@@ -253,7 +241,7 @@ class SqliteStore:
                         (bucket, channel, remote_addr, now_ms, worker, now_ms, INITIAL_STATS_JSON),
                     ).fetchall()
                 except sqlite3.IntegrityError:
-                    raise _still_live(channel) from None  # pushes_one_running said no
+                    raise still_live(channel) from None  # pushes_one_running said no
             return push_from_row(rows[0])
 
         return await self._run(op)
