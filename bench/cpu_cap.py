@@ -11,13 +11,19 @@ of that size with the load generator elsewhere. Needs root and the cgroup cpu co
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import time
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # CFS accounting period. Shorter than the kernel's default 100 ms: a group that spends its
 # quota early waits for the next period, and a 100 ms wait would show in playlist latency.
 PERIOD_US = 20_000
+# cgroup v1 refused (EINVAL) a process just started by a long test run, and took it when
+# asked again: a few tries, 50 ms apart, before the refusal stands.
+ATTACH_ATTEMPTS = 20
+ATTACH_RETRY_S = 0.05
 
 
 def _hierarchy() -> tuple[Path, bool] | None:
@@ -59,8 +65,16 @@ class CpuCap:
     def add(self, pids: list[int]) -> None:
         """Move these processes (all their threads) in; their children are born inside."""
         for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                (self.path / "cgroup.procs").write_text(str(pid))
+            for attempt in range(ATTACH_ATTEMPTS):
+                try:
+                    (self.path / "cgroup.procs").write_text(str(pid))
+                    break
+                except ProcessLookupError:
+                    break
+                except OSError as e:
+                    if e.errno != errno.EINVAL or attempt == ATTACH_ATTEMPTS - 1:
+                        raise
+                    time.sleep(ATTACH_RETRY_S)
 
     def close(self) -> None:
         """Move what is left back to the root group and remove the group."""

@@ -77,10 +77,22 @@ def test_a_cpu_cap_holds_a_server_to_its_quota() -> None:
     if not cpu_cap.available():
         pytest.skip("a CPU quota needs root and a cgroup cpu controller (the benchmark's option)")
     busy = "import os, time; os.fork(); t = time.time() + 30\nwhile time.time() < t: pass"
-    proc = subprocess.Popen([sys.executable, "-c", busy])
+    # The ordinary time-sharing policy, whatever the test process has: cgroup v1's cpu
+    # controller refuses (EINVAL) a real-time task in a group without an RT budget.
+    ordinary = os.sched_param(0)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", busy],
+        preexec_fn=lambda: os.sched_setscheduler(0, os.SCHED_OTHER, ordinary),
+    )
     cap = cpu_cap.CpuCap(f"lctest-{proc.pid}", CAP_CORES)
     try:
-        cap.add([proc.pid])  # the fork may come before or after: both end inside
+        policy = os.sched_getscheduler(proc.pid)
+        try:
+            cap.add([proc.pid])  # the fork may come before or after: both end inside
+        except OSError as e:
+            raise AssertionError(
+                f"{e}; policy {policy}, in {Path(f'/proc/{proc.pid}/cgroup').read_text()}"
+            ) from e
         deadline = time.monotonic() + FORK_WAIT_S
         while len(pids := process_tree(proc.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)  # the interpreter starts inside a quarter of a core
