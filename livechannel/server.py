@@ -35,7 +35,7 @@ from livechannel.ingest.edge import IngestDeps, IngestServer
 from livechannel.ingest.proxied import ProxyProtocolReader
 from livechannel.ingest.sniff import SniffingProtocol
 from livechannel.ingest.tls import ServerTls
-from livechannel.ops import metrics
+from livechannel.ops import memory, metrics
 from livechannel.ops.faults import RepeatedFault
 from livechannel.ops.metrics import TimedStorage, TimedStore
 from livechannel.ops.metrics_workers import WorkerMetrics, metrics_handler, serve_metrics_only
@@ -377,11 +377,13 @@ async def serve(
     if on_ready is not None:
         on_ready(Running(rtmp_port, http_port, urls, store, acls, metrics_port, rtmps_port, tls))
     tls_reloads = asyncio.create_task(_reload_tls(tls, reload_tls), name="TLS reloads")
+    trims = asyncio.create_task(memory.trim_loop(), name="malloc trim")
     try:
         await shutdown.wait()
     finally:
         log.info("shutting down")
         tls_reloads.cancel()
+        trims.cancel()
         rtmp_server.close()
         if rtmps_server is not None:
             rtmps_server.close()

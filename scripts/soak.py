@@ -55,6 +55,7 @@ import oss2  # noqa: E402
 import uvloop  # noqa: E402
 
 from livechannel.config import BucketConfig, Config, Limits, Listen  # noqa: E402
+from livechannel.ops.memory import TRIM_INTERVAL_S  # noqa: E402
 from livechannel.server import Running, serve  # noqa: E402
 from livechannel.store.base import Acl  # noqa: E402
 from samples.make_sample import SampleSpec, make_sample  # noqa: E402
@@ -288,7 +289,7 @@ def pin_round(svc: Service, mp: Any, results: Any) -> tuple[int, int, list[str]]
     release.set()
     proc.join(30)
     proc.close()
-    time.sleep(3.0)
+    time.sleep(TRIM_INTERVAL_S + 2.0)  # the service gives free heap pages back this often
     after = rss_bytes()  # no gc.collect(): reference counting alone must have freed it
     counted = PIN_CONNECTIONS * PIN_ROUNDS * pinning.CHUNK_BYTES
     problems: list[str] = []
