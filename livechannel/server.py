@@ -30,7 +30,7 @@ from livechannel.fleet.node import NodeIdentity, WorkerName, earlier_lives
 from livechannel.fleet.registry import Registry
 from livechannel.fleet.retention import retention_loop
 from livechannel.hls.live_endpoint import LowLatencyRegistry
-from livechannel.hls.pipeline import LivePlaylist, live_target_s
+from livechannel.hls.live_playlist import LivePlaylist, live_target_s
 from livechannel.ingest.edge import IngestDeps, IngestServer
 from livechannel.ingest.proxied import ProxyProtocolReader
 from livechannel.ingest.sniff import SniffingProtocol

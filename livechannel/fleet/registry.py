@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from livechannel.errors import StorageError
-from livechannel.hls.pipeline import LivePlaylist, end_playlist
+from livechannel.hls.live_playlist import LivePlaylist, end_playlist
 from livechannel.ops.faults import RepeatedFault
 from livechannel.store.base import MetadataStore
 

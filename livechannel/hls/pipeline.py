@@ -5,47 +5,37 @@ in one task per push, in order, through a bounded queue. When the queue is full 
 edge stops reading the publisher's socket (TCP pushes back on the encoder) instead of growing
 memory. The open segment goes to storage as it grows (a SegmentWriter, every
 STREAM_FLUSH_BYTES: the local store appends it to a temp file), so a push holds at most that
-much of it, not the whole segment. Per segment: the writer's close (the object appears
-whole), then the segment index and the playlist put together, so
-a playlist never names a segment that is not durable and the index never names a missing
-object; the playlist does not wait for the index (its latency is what players see, and the
-index only feeds VOD playlists, the window after a restart and retention, none of which need
-it first).
+much of it, not the whole segment. What happens to a closed segment, in which order (the
+object, then the index and the playlist), is uploads.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from typing import Any
 
-from livechannel.errors import OssError, StorageError
+from livechannel.errors import OssError
 from livechannel.hls.index_writer import IndexWriter
 from livechannel.hls.live_endpoint import LiveEndpoint, LowLatencyRegistry
+from livechannel.hls.live_playlist import LivePlaylist, live_target_s
 from livechannel.hls.low_latency import LowLatencyPlaylist
-from livechannel.hls.playlist import render, target_duration_s
 from livechannel.hls.segmenter import MuxerFactory, Segmenter, SegmentReady
 from livechannel.hls.snapshot import SnapshotPlan, Snapshotter
 from livechannel.hls.stats import PushStats
 from livechannel.hls.upload_budget import UploadBudget
+from livechannel.hls.uploads import Notify, SegmentName, SegmentUploads
 from livechannel.hls.window import LiveWindow
 from livechannel.media.demux import Demuxer, UnsupportedAudio, UnsupportedVideo
 from livechannel.media.fmp4 import Fmp4Muxer
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.mpegts import TsMuxer
 from livechannel.media.timestamps import Unwrapper
-from livechannel.ops import metrics
-from livechannel.storage.base import ObjectStorage, SegmentWriter, content_type_for
-from livechannel.store.base import MetadataStore, Push, Segment, SegmentFormat
+from livechannel.storage.base import ObjectStorage, SegmentWriter
+from livechannel.store.base import MetadataStore, Push, SegmentFormat
 
 log = logging.getLogger("livechannel.pipeline")
-
-Notify = Callable[[str, Mapping[str, Any]], None]  # (event, fields): see ops.webhooks
 
 
 def ignore_events(event: str, fields: Mapping[str, Any]) -> None:
@@ -60,8 +50,6 @@ _MUXERS: dict[SegmentFormat, MuxerFactory] = {
 # Audio with no video for this long means an audio-only publisher (OSS API reference,
 # LiveChannel overview: video is required).
 AUDIO_ONLY_LIMIT_MS = 10_000
-RETRY_FIRST_DELAY_S = 0.2  # first storage retry comes quickly: most faults are blips
-RETRY_MAX_DELAY_S = 5.0  # never wait longer than this between retries of one put
 # The open segment is handed to its storage writer each time this much of it was muxed: what
 # a push holds of it (and, on local disk, the size of one write). 128 KiB is ~0.4 s at
 # 2.66 Mbit/s, instead of the whole segment held until the cut (1.7 MB for 5 s), for ~2.5
@@ -111,8 +99,6 @@ class PushPipeline:
         self._first_video_dts_ms: int | None = None  # until the first keyframe
         self.target_s = live_target_s(frag_duration_s, max_segment_s)
         self.playlist_name = playlist_name
-        self.queue_segments = queue_segments
-        self.upload_budget = upload_budget
         self.now_ms = now_ms
         self.stats = PushStats()
         self.snapshotter = (
@@ -133,30 +119,27 @@ class PushPipeline:
         # fMP4: the init section last named, and its key (a new one per configuration).
         self._init: bytes | None = None
         self._init_key = ""
-        self._stored_init_key = ""
         self._next_seq = 0
         # LL-HLS: parts and the playlist with parts, served from memory (low_latency.py).
         self.part_duration_ms = part_duration_ms
         self._ll_registry = low_latency if part_duration_ms else None
         self._ll: LiveEndpoint | None = None
         # Named at its first part (LL) or its first bytes handed to storage (_stream_open).
-        self._open_named: _Named | None = None
+        self._open_named: SegmentName | None = None
         self._writer: SegmentWriter | None = None  # the open segment's, once it has bytes
-        self._queue: deque[SegmentReady] = deque()  # their chunks are with their writers
-        self._names: deque[_Named] = deque()
-        self._writers: deque[SegmentWriter] = deque()
-        self._closed_at: deque[float] = deque()  # per queued segment: when it was closed
-        self._queue_bytes = 0
-        self._queue_changed = asyncio.Event()
         self._window: LiveWindow | None = None
         self._last_key_ms = 0
         self._first_of_push = True
         self._audio_only_since_ms: int | None = None
         self._audio_dropped = False
-        self._closing = False
         self._uploader: asyncio.Task[None] | None = None
         self._last_media_ms = push.start_ms
         self.index = IndexWriter(store, max_pending_index_segments, self._on_index_fault)
+        self._uploads = SegmentUploads(storage=storage, push=push,
+                                       playlist_key=self.playlist_key,
+                                       queue_segments=queue_segments,
+                                       upload_budget=upload_budget, stats=self.stats,
+                                       index=self.index, notify=notify)  # fmt: skip
 
     def _on_index_fault(self, error: str) -> None:
         self.stats.storage_error = error
@@ -176,6 +159,7 @@ class PushPipeline:
             state.seed(list(self._window.segments), self._window.discontinuity_sequence)
             self._ll = LiveEndpoint(state, self.channel, self.playlist_key.split("/", 1)[1])
             self._ll_registry.add(self.bucket, self._ll)
+        self._uploads.window, self._uploads.ll = self._window, self._ll
         self._uploader = asyncio.create_task(self._upload_loop(), name=f"upload {self.channel}")
         self.index.start()
 
@@ -326,7 +310,7 @@ class PushPipeline:
             self.frag_duration_ms // 1000,
         )
 
-    def _name(self, arrival_ms: int, init: bytes | None, discontinuity: bool) -> _Named:
+    def _name(self, arrival_ms: int, init: bytes | None, discontinuity: bool) -> SegmentName:
         """A segment's sequence number, name, init section and discontinuity, fixed when it
         is closed (LL-HLS: when its first part is out, since parts and the playlist name it)."""
         assert self._window is not None
@@ -339,8 +323,8 @@ class PushPipeline:
         self._first_of_push = False
         seq, self._next_seq = self._next_seq, self._next_seq + 1
         init_key = self._init_key if init is not None else ""
-        return _Named(seq, key_ms, f"{self.channel}/{key_ms}{self.segment_format.extension}",
-                      init_key, discontinuity)  # fmt: skip
+        key = f"{self.channel}/{key_ms}{self.segment_format.extension}"
+        return SegmentName(seq, key_ms, key, init_key, discontinuity)
 
     def _take_parts(self) -> None:
         """LL-HLS: hand the parts the segmenter completed to the playlist in memory."""
@@ -393,33 +377,15 @@ class PushPipeline:
         if writer is None:
             writer = self._open_writer(named.key)
         writer.write(ready.chunks)
-        self._names.append(named)
-        self._writers.append(writer)
-        self._queue.append(replace(ready, chunks=[]))
-        self._closed_at.append(time.perf_counter())  # the closing keyframe just arrived
-        self._queue_bytes += ready.size
-        self.upload_budget.take(ready.size)
-        self.stats.on_upload_queue(len(self._queue), self._queue_bytes)
-        self._queue_changed.set()
+        self._uploads.put(ready, named, writer)
 
     @property
     def backlog_full(self) -> bool:
-        """This push's queue is full, or the process's budget is spent and we hold part of
-        it (a push with nothing queued may always queue one segment: none starves)."""
-        queued = len(self._queue)
-        return queued >= self.queue_segments or (queued > 0 and self.upload_budget.spent)
+        return self._uploads.backlog_full
 
     async def wait_for_room(self) -> None:
         while self.backlog_full and self._uploader is not None and not self._uploader.done():
-            self._queue_changed.clear()
-            waits: set[asyncio.Future[object]] = {asyncio.ensure_future(self._queue_changed.wait())}
-            if self.upload_budget.spent:
-                waits.add(asyncio.ensure_future(self.upload_budget.wait_for_room()))
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiting in waits:
-                    waiting.cancel()
+            await self._uploads.wait_for_change()
 
     # --- end of push ------------------------------------------------------------------------
 
@@ -427,8 +393,7 @@ class PushPipeline:
         """Flush the partial segment and wait until everything queued is stored."""
         for ready in self._segmenter.flush(self.now_ms()):
             self._enqueue(ready)
-        self._closing = True
-        self._queue_changed.set()
+        self._uploads.close()
         try:
             if self._uploader is not None:
                 await self._uploader
@@ -444,91 +409,20 @@ class PushPipeline:
         if self.snapshotter is not None:
             await self.snapshotter.close()
 
-    # --- uploads (one task per push, strictly in order) -----------------------------------
+    # --- uploads (one task per push, strictly in order: uploads.py) -----------------------
 
     async def _upload_loop(self) -> None:
         try:
-            while True:
-                if not self._queue:
-                    if self._closing:
-                        return
-                    self._queue_changed.clear()
-                    await self._queue_changed.wait()
-                    continue
-                ready = self._queue[0]
-                await self._store_segment(
-                    ready, self._names[0], self._writers[0], self._closed_at[0]
-                )
-                self._queue.popleft()
-                self._names.popleft()
-                self._writers.popleft()
-                self._closed_at.popleft()
-                self._queue_bytes -= ready.size
-                self.upload_budget.give_back(ready.size)
-                del ready  # not held while waiting for the next one: a whole segment per push
-                self.stats.on_upload_queue(len(self._queue), self._queue_bytes)
-                self._queue_changed.set()
+            await self._uploads.run()
         finally:
             self._drop_queue()  # empty unless the task failed or was cancelled
 
     def _drop_queue(self) -> None:
-        """Forget segments that will never be stored, and give their bytes back to the
-        process's budget: a failed push must not shrink it for every other push."""
-        for writer in self._writers:
-            writer.abort()
+        """Forget segments that will never be stored (the open one's writer too)."""
+        self._uploads.drop()
         if self._writer is not None:
             self._writer.abort()
             self._open_named = self._writer = None
-        self._writers.clear()
-        self._queue.clear()
-        self._names.clear()
-        self._closed_at.clear()
-        self.upload_budget.give_back(self._queue_bytes)
-        self._queue_bytes = 0
-
-    async def _store_segment(
-        self, ready: SegmentReady, named: _Named, writer: SegmentWriter, closed_at: float
-    ) -> None:
-        assert self._window is not None
-        key, init, init_key = named.key, ready.init, named.init_key
-        if init is not None and init_key != self._stored_init_key:
-            await self._retry(lambda: self.storage.put(init_key, init, "video/mp4"), init_key)
-            self._stored_init_key = init_key
-        segment = Segment(
-            bucket=self.bucket,
-            channel=self.channel,
-            seq=named.seq,
-            key=key,
-            start_ms=named.key_ms,
-            duration_ms=ready.duration_ms,
-            size=ready.size,
-            push_id=self.push.push_id,
-            discontinuity=named.discontinuity,
-            init_key=init_key,
-        )
-        await self._retry(writer.close, key)
-        if self._ll is not None:
-            self._ll.state.stored(key.rsplit("/", 1)[-1])
-        self._window.add(segment)
-        self.stats.segments += 1
-        # The row waits in the index writer if the metadata store is down; the playlist
-        # does not wait for it.
-        await self.index.add(segment)
-        await self.write_playlist(ended=False)
-        metrics.PLAYLIST_SECONDS.observe(time.perf_counter() - closed_at)
-        metrics.SEGMENTS.inc()
-        metrics.SEGMENT_SECONDS.observe(ready.duration_ms / 1000)
-        push_id = self.push.push_id
-        seq, duration_s = segment.seq, ready.duration_ms / 1000
-        self.notify(
-            "on_segment",
-            {"push_id": push_id, "key": key, "sequence": seq, "duration_s": duration_s,
-             "size": ready.size},
-        )  # fmt: skip
-        self.notify(
-            "on_playlist",
-            {"push_id": push_id, "key": self.playlist_key, "sequence": seq, "ended": False},
-        )
 
     def report_health(self) -> None:
         """Tell the webhooks when the push's warnings change (called once per heartbeat):
@@ -538,80 +432,7 @@ class PushPipeline:
             self._health = warnings
             self.notify("on_stream_health", {"push_id": self.push.push_id, "warnings": warnings})
 
-    async def write_playlist(self, *, ended: bool) -> None:
-        assert self._window is not None
-        text = render(self._window.playlist(ended=ended)).encode()
-        key = self.playlist_key
-        await self._retry(lambda: self.storage.put(key, text, content_type_for(key)), key)
-
-    def _log_context(self, reason: str | None) -> dict[str, object]:
-        """Fields of this push's log records (livechannel.ops.logs)."""
-        return {"bucket": self.bucket, "channel": self.channel, "push_id": self.push.push_id,
-                "reason": reason}  # fmt: skip
-
-    async def _retry(self, op: Callable[[], object], what: str) -> None:
-        """Retry storage faults with capped exponential backoff and jitter, forever: the
-        queue bound (and the paused socket) keeps memory in check meanwhile."""
-        delay_s = RETRY_FIRST_DELAY_S
-        while True:
-            try:
-                await op()  # type: ignore[misc]
-            except StorageError as e:
-                self.stats.storage_error = str(e)
-                log.error("storage failed for %s: %s; retrying in %.1fs", what, e, delay_s,
-                          extra=self._log_context(str(e)))  # fmt: skip
-                await asyncio.sleep(delay_s * random.uniform(0.5, 1.0))
-                delay_s = min(delay_s * 2, RETRY_MAX_DELAY_S)
-                continue
-            if self.stats.storage_error:
-                log.info("storage recovered for %s", what, extra=self._log_context(None))
-                self.stats.storage_error = ""
-            return
-
-
-@dataclass(frozen=True, slots=True)
-class _Named:
-    seq: int
-    key_ms: int
-    key: str
-    init_key: str
-    discontinuity: bool
-
 
 def _key_ms(key: str) -> int:
     stem = key.rsplit("/", 1)[-1].partition(".")[0]
     return int(stem) if stem.isdigit() else 0
-
-
-def live_target_s(frag_duration_s: int, max_segment_s: int) -> int:
-    """A channel's live TARGETDURATION, from its FragDuration and forced-cut bound (the rule
-    is `hls.playlist.target_duration_s`'s). The one place it is worked out, for the pushes
-    and for the playlists ended after a restart."""
-    return target_duration_s(frag_duration_s, max_segment_s * 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class LivePlaylist:
-    """A channel's live playlist: where it is stored and how it is windowed; what rewriting
-    it with #EXT-X-ENDLIST needs."""
-
-    storage: ObjectStorage
-    bucket: str
-    channel: str
-    name: str
-    frag_count: int
-    target_s: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.channel}/{self.name}"
-
-
-async def end_playlist(store: MetadataStore, playlist: LivePlaylist) -> None:
-    """Rewrite a channel's live playlist with #EXT-X-ENDLIST (publisher gone, grace passed)."""
-    p = playlist
-    window = await LiveWindow.load(store, p.bucket, p.channel, p.frag_count, p.target_s)
-    if not window.segments:
-        return
-    rendered = render(window.playlist(ended=True)).encode()
-    await p.storage.put(p.key, rendered, content_type_for(p.key))

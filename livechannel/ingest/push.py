@@ -15,9 +15,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from livechannel.errors import StorageError
-from livechannel.hls.pipeline import Notify, PushPipeline, ignore_events
+from livechannel.hls.pipeline import PushPipeline, ignore_events
 from livechannel.hls.snapshot import JobSlots, SnapshotPlan
 from livechannel.hls.upload_budget import UploadBudget
+from livechannel.hls.uploads import Notify
 from livechannel.ingest.admission import Admission
 from livechannel.rtmp.messages import MessageType
 from livechannel.store.base import ChannelConfig, SegmentFormat
