@@ -22,6 +22,7 @@ SANS_IO = sorted(
         *(p.relative_to(PACKAGE).as_posix() for p in (PACKAGE / "rtmp").glob("*.py")),
         *(p.relative_to(PACKAGE).as_posix() for p in (PACKAGE / "media").glob("*.py")),
         "hls/segmenter.py",
+        "hls/segments.py",
         "hls/playlist.py",
         "hls/low_latency.py",
         "auth/signing.py",

@@ -21,7 +21,8 @@ from livechannel.hls.index_writer import IndexWriter
 from livechannel.hls.live_endpoint import LiveEndpoint, LowLatencyRegistry
 from livechannel.hls.live_playlist import LivePlaylist, live_target_s
 from livechannel.hls.low_latency import LowLatencyPlaylist
-from livechannel.hls.segmenter import MuxerFactory, Segmenter, SegmentReady
+from livechannel.hls.segmenter import Segmenter
+from livechannel.hls.segments import MuxerFactory, SegmentReady
 from livechannel.hls.snapshot import SnapshotPlan, Snapshotter
 from livechannel.hls.stats import PushStats
 from livechannel.hls.upload_budget import UploadBudget

@@ -26,7 +26,7 @@ from livechannel.errors import StorageError
 from livechannel.hls.index_writer import IndexWriter
 from livechannel.hls.live_endpoint import LiveEndpoint
 from livechannel.hls.playlist import render
-from livechannel.hls.segmenter import SegmentReady
+from livechannel.hls.segments import SegmentReady
 from livechannel.hls.stats import PushStats
 from livechannel.hls.upload_budget import UploadBudget
 from livechannel.hls.window import LiveWindow

@@ -7,13 +7,8 @@ from collections.abc import Iterable, Sequence
 import pytest
 
 from livechannel.hls.playlist import forced_cut_bound_s, rounded_s
-from livechannel.hls.segmenter import (
-    MAX_DTS_GAP_MS,
-    CutReason,
-    Segmenter,
-    SegmentReady,
-    default_max_segment_ms,
-)
+from livechannel.hls.segmenter import MAX_DTS_GAP_MS, Segmenter, default_max_segment_ms
+from livechannel.hls.segments import CutReason, SegmentReady
 from livechannel.media.demux import EndOfStream, MediaEvent, UnsupportedAudio, UnsupportedVideo
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from tests.hls.recording_muxer import MuxLog

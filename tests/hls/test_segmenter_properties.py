@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livechannel.hls.playlist import forced_cut_bound_s, rounded_s
-from livechannel.hls.segmenter import CutReason, Segmenter, SegmentReady
+from livechannel.hls.segmenter import Segmenter
+from livechannel.hls.segments import CutReason, SegmentReady
 from livechannel.media.demux import EndOfStream, MediaEvent, UnsupportedAudio, UnsupportedVideo
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.mpegts import TS_PACKET_BYTES, TsMuxer

@@ -12,7 +12,8 @@ import av
 import pytest
 
 from livechannel.hls.playlist import MediaPlaylist, PlaylistEntry, render, target_duration_s
-from livechannel.hls.segmenter import TRACK_PROBE_MS, CutReason, Segmenter, SegmentReady
+from livechannel.hls.segmenter import TRACK_PROBE_MS, Segmenter
+from livechannel.hls.segments import CutReason, SegmentReady
 from livechannel.media.demux import Demuxer
 from samples.make_sample import SampleSpec, make_sample
 from tests.support.hls import probe_segment

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from livechannel.hls.segmenter import Segmenter, SegmentReady
+from livechannel.hls.segmenter import Segmenter
+from livechannel.hls.segments import SegmentReady
 from livechannel.media.demux import Demuxer
 from livechannel.media.flv import TAG_TYPE_AUDIO, TAG_TYPE_VIDEO, iter_flv_tags
 from livechannel.media.fmp4 import Fmp4Muxer
