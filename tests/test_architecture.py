@@ -93,8 +93,8 @@ def test_the_guard_sees_what_it_bans() -> None:
 # --- layers -------------------------------------------------------------------------------
 
 # Lowest first. A module may import from its own layer or below, never above. Two pure
-# modules that config.py validates with sit apart from the rest of their package (which needs
-# the store, storage and the HLS pipeline): `fleet.node` (a node's identity) and
+# modules that the config package validates with sit apart from the rest of their package
+# (which needs the store, storage and the HLS pipeline): `fleet.node` (a node's identity) and
 # `ops.webhook_config` (a bucket's [buckets.webhooks] table).
 LAYERS: list[set[str]] = [
     {"errors", "__init__"},

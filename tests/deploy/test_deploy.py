@@ -232,10 +232,10 @@ def test_systemd_analyze_verify_passes(tmp_path: Path) -> None:
 
 
 def our_variables() -> set[str]:
-    """The LIVECHANNEL_* variables config.py reads, from its source (not a list kept here),
-    and the AWS_* ones the S3 settings read."""
+    """The LIVECHANNEL_* variables livechannel.config reads, from its source (not a list
+    kept here), and the AWS_* ones the S3 settings read."""
     names: set[str] = set()
-    for module in ("config.py", "storage/s3_config.py"):
+    for module in ("config/loading.py", "storage/s3_config.py"):
         tree = ast.parse((ROOT / "livechannel" / module).read_text())
         names |= {
             node.value
@@ -320,7 +320,7 @@ def test_compose_has_the_cluster_topology() -> None:
 
 def test_compose_nodes_use_only_our_flags_and_variables() -> None:
     """Each node's command goes through our real argument parser, its LIVECHANNEL_* names are
-    variables config.py reads, and the whole — mounted config file, environment (with
+    variables livechannel.config reads, and the whole — mounted config file, environment (with
     env.example's values) and flags — loads as the node would load it."""
     env_example = dotenv()
     known = our_variables()
