@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.interop.obs_studio import FPS, HEIGHT, WIDTH, HeadlessObs
+from tests.support.obs_studio import FPS, HEIGHT, WIDTH, stream_with_obs
 from tests.support.output import Cuts, check_output
 from tests.support.service import BUCKET, ServiceThread, create_channel
 
-CONNECT_TIMEOUT_S = 30.0  # OBS under Xvfb with software GL starts streaming in 1-3 s
 STREAM_S = 18  # two of OBS's default GOPs plus a tail: at least two full segments
 OBS_DEFAULT_KEYINT_FRAMES = 250  # x264's default; OBS sets none for a Custom server
 OBS_GOP_MS = OBS_DEFAULT_KEYINT_FRAMES * 1000 // FPS
@@ -26,20 +24,8 @@ def test_obs_studio_streams_with_default_keyframe_interval(
     service: ServiceThread, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     create_channel(service.bucket(), "obs", frag_duration=FRAG_DURATION_S, frag_count=2)
-    # OBS's "Server" field takes the URL up to the app, "Stream Key" the rest: as users paste it.
-    server, _, key = service.signed_publish_url("obs", rtmp_port=True).rpartition("/")
-    obs = HeadlessObs(tmp_path / "obs", server, key).start()
-    try:
-        deadline = time.monotonic() + CONNECT_TIMEOUT_S
-        while service.call(service.store.live_push(BUCKET, "obs")) is None:
-            assert obs.running(), obs.log()[-3000:]
-            assert time.monotonic() < deadline, obs.log()[-3000:]
-            time.sleep(0.2)
-        time.sleep(STREAM_S)
-        assert obs.running(), obs.log()[-3000:]
-    finally:
-        obs.stop()
-
+    url = service.signed_publish_url("obs", rtmp_port=True)
+    stream_with_obs(service, "obs", url, tmp_path / "obs", STREAM_S)
     check_output(
         service,
         "obs",

@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from livechannel.config import Listen
-from tests.interop.obs_studio import HeadlessObs
+from tests.support.obs_studio import stream_with_obs
 from tests.support.output import Cuts, check_output
 from tests.support.service import BUCKET, ServiceThread, create_channel
 
 pytestmark = pytest.mark.slow
 
-CONNECT_TIMEOUT_S = 30.0
 STREAM_S = 10
 FRAG_DURATION_S = 2
 
@@ -51,18 +49,7 @@ def test_obs_publishes_over_rtmps(tmp_path: Path) -> None:
         url = svc.signed_publish_url("obs", rtmp_port=True).replace(
             f"rtmp://127.0.0.1:{svc.rtmp_port}/", f"rtmps://127.0.0.1:{svc.running.rtmps_port}/"
         )
-        server, _, stream_key = url.rpartition("/")
-        obs = HeadlessObs(tmp_path / "obs", server, stream_key, trusted_certs=cert.parent).start()
-        try:
-            deadline = time.monotonic() + CONNECT_TIMEOUT_S
-            while svc.call(svc.store.live_push(BUCKET, "obs")) is None:
-                assert obs.running(), obs.log()[-3000:]
-                assert time.monotonic() < deadline, obs.log()[-3000:]
-                time.sleep(0.2)
-            time.sleep(STREAM_S)
-            assert obs.running(), obs.log()[-3000:]
-        finally:
-            obs.stop()
+        stream_with_obs(svc, "obs", url, tmp_path / "obs", STREAM_S, trusted_certs=cert.parent)
         svc.wait_idle("obs")
         stored = len(svc.call(svc.store.segments_between(BUCKET, "obs", 0, 2**62)))
         # OBS keeps its default keyframe interval for a Custom server (250 frames): segments

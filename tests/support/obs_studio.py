@@ -17,10 +17,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from tests.interop.loopback import stop
+from tests.support.service import BUCKET, ServiceThread
 
+CONNECT_TIMEOUT_S = 30.0  # OBS under Xvfb with software GL starts streaming in 1-3 s
 DISPLAY_TIMEOUT_S = 10.0  # Xvfb prints its display number once it accepts clients
 CLOSED_PORT_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens, connects fail at once
 WIDTH, HEIGHT, FPS = 640, 360, 30
@@ -151,3 +154,29 @@ class HeadlessObs:
     def log(self) -> str:
         path = self.workdir / "obs.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def stream_with_obs(
+    service: ServiceThread,
+    channel: str,
+    url: str,
+    workdir: Path,
+    stream_s: float,
+    *,
+    trusted_certs: Path | None = None,
+) -> None:
+    """OBS streams to `url` until `channel` is live, then `stream_s` seconds more, and must
+    still be streaming then; stopped by PID whatever happens. The URL is split as users paste
+    it: OBS's "Server" field takes it up to the app, "Stream Key" the rest."""
+    server, _, key = url.rpartition("/")
+    obs = HeadlessObs(workdir, server, key, trusted_certs=trusted_certs).start()
+    try:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while service.call(service.store.live_push(BUCKET, channel)) is None:
+            assert obs.running(), obs.log()[-3000:]
+            assert time.monotonic() < deadline, obs.log()[-3000:]
+            time.sleep(0.2)
+        time.sleep(stream_s)
+        assert obs.running(), obs.log()[-3000:]
+    finally:
+        obs.stop()
