@@ -21,12 +21,13 @@ from livechannel.hls.index_writer import IndexWriter
 from livechannel.hls.live_endpoint import LiveEndpoint, LowLatencyRegistry
 from livechannel.hls.live_playlist import LivePlaylist, live_target_s
 from livechannel.hls.low_latency import LowLatencyPlaylist
+from livechannel.hls.naming import SegmentName, SegmentNamer
 from livechannel.hls.segmenter import Segmenter
 from livechannel.hls.segments import MuxerFactory, SegmentReady
 from livechannel.hls.snapshot import SnapshotPlan, Snapshotter
 from livechannel.hls.stats import PushStats
 from livechannel.hls.upload_budget import UploadBudget
-from livechannel.hls.uploads import Notify, SegmentName, SegmentUploads
+from livechannel.hls.uploads import Notify, SegmentUploads
 from livechannel.hls.window import LiveWindow
 from livechannel.media.demux import Demuxer, UnsupportedAudio, UnsupportedVideo
 from livechannel.media.fmp4 import Fmp4Muxer
@@ -117,10 +118,7 @@ class PushPipeline:
             part_duration_ms=part_duration_ms,
             stats=self.stats,
         )
-        # fMP4: the init section last named, and its key (a new one per configuration).
-        self._init: bytes | None = None
-        self._init_key = ""
-        self._next_seq = 0
+        self._namer: SegmentNamer | None = None  # from the live window, at open
         # LL-HLS: parts and the playlist with parts, served from memory (low_latency.py).
         self.part_duration_ms = part_duration_ms
         self._ll_registry = low_latency if part_duration_ms else None
@@ -128,9 +126,6 @@ class PushPipeline:
         # Named at its first part (LL) or its first bytes handed to storage (_stream_open).
         self._open_named: SegmentName | None = None
         self._writer: SegmentWriter | None = None  # the open segment's, once it has bytes
-        self._window: LiveWindow | None = None
-        self._last_key_ms = 0
-        self._first_of_push = True
         self._audio_only_since_ms: int | None = None
         self._audio_dropped = False
         self._uploader: asyncio.Task[None] | None = None
@@ -146,21 +141,19 @@ class PushPipeline:
         self.stats.storage_error = error
 
     async def open(self) -> None:
-        self._window = await LiveWindow.load(
+        window = await LiveWindow.load(
             self.store, self.bucket, self.channel, self.frag_count, self.target_s
         )
-        if self._window.segments:
-            self._last_key_ms = _key_ms(self._window.segments[-1].key)
-        self._next_seq = self._window.next_seq
+        self._namer = SegmentNamer(self.channel, self.segment_format, window)
         if self._ll_registry is not None:
             state = LowLatencyPlaylist(push_id=self.push.push_id,
                                        part_target_ms=self.part_duration_ms,
                                        frag_count=self.frag_count,
-                                       target_s=self._window.target_duration_s)  # fmt: skip
-            state.seed(list(self._window.segments), self._window.discontinuity_sequence)
+                                       target_s=window.target_duration_s)  # fmt: skip
+            state.seed(list(window.segments), window.discontinuity_sequence)
             self._ll = LiveEndpoint(state, self.channel, self.playlist_key.split("/", 1)[1])
             self._ll_registry.add(self.bucket, self._ll)
-        self._uploads.window, self._uploads.ll = self._window, self._ll
+        self._uploads.window, self._uploads.ll = window, self._ll
         self._uploader = asyncio.create_task(self._upload_loop(), name=f"upload {self.channel}")
         self.index.start()
 
@@ -312,20 +305,9 @@ class PushPipeline:
         )
 
     def _name(self, arrival_ms: int, init: bytes | None, discontinuity: bool) -> SegmentName:
-        """A segment's sequence number, name, init section and discontinuity, fixed when it
-        is closed (LL-HLS: when its first part is out, since parts and the playlist name it)."""
-        assert self._window is not None
-        key_ms = max(arrival_ms, self._last_key_ms + 1)  # names are never reused
-        self._last_key_ms = key_ms
-        if init is not None and init != self._init:
-            # Named after the first segment that needs it: never reused either.
-            self._init, self._init_key = init, f"{self.channel}/{key_ms}.mp4"
-        discontinuity = discontinuity or (self._first_of_push and bool(self._window.segments))
-        self._first_of_push = False
-        seq, self._next_seq = self._next_seq, self._next_seq + 1
-        init_key = self._init_key if init is not None else ""
-        key = f"{self.channel}/{key_ms}{self.segment_format.extension}"
-        return SegmentName(seq, key_ms, key, init_key, discontinuity)
+        """Name a segment (naming.py) when it is closed, or at its first part or bytes."""
+        assert self._namer is not None, "a push names segments once open"
+        return self._namer.name(arrival_ms, init, discontinuity)
 
     def _take_parts(self) -> None:
         """LL-HLS: hand the parts the segmenter completed to the playlist in memory."""
@@ -432,8 +414,3 @@ class PushPipeline:
         if warnings != self._health:
             self._health = warnings
             self.notify("on_stream_health", {"push_id": self.push.push_id, "warnings": warnings})
-
-
-def _key_ms(key: str) -> int:
-    stem = key.rsplit("/", 1)[-1].partition(".")[0]
-    return int(stem) if stem.isdigit() else 0

@@ -25,6 +25,7 @@ from typing import Any
 from livechannel.errors import StorageError
 from livechannel.hls.index_writer import IndexWriter
 from livechannel.hls.live_endpoint import LiveEndpoint
+from livechannel.hls.naming import SegmentName
 from livechannel.hls.playlist import render
 from livechannel.hls.segments import SegmentReady
 from livechannel.hls.stats import PushStats
@@ -40,17 +41,6 @@ Notify = Callable[[str, Mapping[str, Any]], None]  # (event, fields): see ops.we
 
 RETRY_FIRST_DELAY_S = 0.2  # first storage retry comes quickly: most faults are blips
 RETRY_MAX_DELAY_S = 5.0  # never wait longer than this between retries of one put
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentName:
-    """What the pipeline fixed for a segment when it named it (pipeline.py, `_name`)."""
-
-    seq: int
-    key_ms: int
-    key: str
-    init_key: str
-    discontinuity: bool
 
 
 @dataclass(frozen=True, slots=True)
