@@ -199,8 +199,12 @@ class OursServer(Server):
         scrape_interval_s: float = 0.0,
         segment_format: str = "ts",
         part_duration_s: float = 0.0,
+        tree: Path | None = None,
     ) -> None:
         self.name = f"livechannel --workers {workers}"
+        if tree is not None:
+            self.name += f", from {tree}"
+        self.tree = tree or ROOT  # the checkout whose livechannel runs (python -m from there)
         if snapshot_interval_s:
             self.name += f", snapshots every {snapshot_interval_s} s"
         if not direct_io:
@@ -248,7 +252,7 @@ class OursServer(Server):
             "--log-level", "WARNING",
         ]  # fmt: skip
         log = open(self.workdir / "server.log", "wb")  # noqa: SIM115 - lives with the process
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
+        self.proc = subprocess.Popen(cmd, cwd=self.tree, env=env, stdout=log, stderr=log)
         wait_listening(self.rtmp_port, self.proc, self.name, self.workdir / "server.log")
         wait_listening(self.http_port, self.proc, self.name, self.workdir / "server.log")
         if self.scrape_interval_s:

@@ -9,7 +9,6 @@ of growing our memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Coroutine, Mapping
@@ -27,6 +26,7 @@ from livechannel.hls.upload_budget import UploadBudget
 from livechannel.ingest.admission import REJECTED, Refusal, admit
 from livechannel.ingest.gate import ConnectionGate
 from livechannel.ingest.push import LivePush, record_end
+from livechannel.ingest.reads import ReadBatch, ReadPacing
 from livechannel.ops import metrics
 from livechannel.ops.metrics import ChannelFigures, LiveFigures, channel_figures
 from livechannel.ops.webhooks import Webhooks
@@ -53,21 +53,6 @@ UNPUBLISHED_LINGER_S = 5.0  # after unpublish, the client closes; we close if it
 # it and close: closing with its media unread would send a TCP reset, which can destroy the
 # status before the publisher reads it.
 KICK_LINGER_S = 2.0
-# While this process has few publishers, a publishing connection that was read rests this long
-# before it is read again: its bytes wait in the socket's buffer and the next read takes them
-# all, and one timer for the process wakes every resting connection together. A wake-up of a
-# quiet process costs ~0.14 ms whatever it reads (bench/idle.py: one publisher writing every
-# 20 ms cost 1.3 % of a core, every 100 ms 0.73 %), so reads every 20-33 ms (encoders write
-# a frame at a time) were most of what a publisher costs at low counts. Adds at most this
-# much to when a segment is listed.
-READ_REST_S = 0.1
-# Only a read this small rests: it emptied the socket (event loops read up to 256 KiB at once).
-# A larger one means more is waiting (a stream above ~5 Mbit/s, or one catching up): it is
-# read on at once, so resting never limits a publisher's rate.
-READ_REST_MAX_BYTES = 64 * 1024
-# Past this many publishers in the process, each wake-up already serves many connections and
-# resting would only add latency: connections are read as their bytes come.
-READ_REST_MAX_PUBLISHERS = 32
 # What a publisher reads when the metadata store cannot be reached (a database restart).
 STORE_UNAVAILABLE = "service unavailable: the metadata store cannot be reached; retry shortly"
 HANDSHAKE_STATES = frozenset({ConnectionState.AWAIT_C0C1, ConnectionState.AWAIT_C2})
@@ -112,8 +97,7 @@ class IngestServer:
         self.upload_budget = UploadBudget(limits.max_upload_queue_bytes)
         self._ids = itertools.count(1)
         self.closed_received_bytes = 0  # RTMP bytes of the connections already closed
-        self._resting: list[RtmpProtocol] = []  # paused until the rest timer fires
-        self._rest_timer: asyncio.TimerHandle | None = None
+        self.reads = ReadPacing(lambda: len(deps.registry.sessions))
 
     def live_figures(self, max_channels: int) -> LiveFigures:
         """For the metrics scrape (livechannel.ops.metrics): read now, nothing kept per chunk.
@@ -141,28 +125,6 @@ class IngestServer:
             figures.channels, figures.channels_omitted = channel_figures(live, max_channels)
         return figures
 
-    def rest(self, conn: RtmpProtocol) -> bool:
-        """Pause reading `conn` until the process's next wake-up (READ_REST_S); False when
-        the process has too many publishers for resting to pay."""
-        if len(self.deps.registry.sessions) > READ_REST_MAX_PUBLISHERS:
-            return False
-        self._resting.append(conn)
-        if self._rest_timer is None:
-            loop = asyncio.get_running_loop()
-            self._rest_timer = loop.call_later(READ_REST_S, self._wake_resting)
-        return True
-
-    def unrest(self, conn: RtmpProtocol) -> None:
-        """`conn` closed while resting: not held until the wake-up (at most
-        READ_REST_MAX_PUBLISHERS rest, so the search is short)."""
-        with contextlib.suppress(ValueError):
-            self._resting.remove(conn)
-
-    def _wake_resting(self) -> None:
-        resting, self._resting, self._rest_timer = self._resting, [], None
-        for conn in resting:
-            conn.wake()
-
     def protocol(self) -> RtmpProtocol:
         return RtmpProtocol(self, next(self._ids))
 
@@ -174,6 +136,7 @@ class IngestServer:
         await asyncio.gather(*(c.finished for c in conns), return_exceptions=True)
         for conn in conns:
             conn._close()  # do not linger: the service is stopping
+        self.reads.close()
         self.snapshot_slots.executor.shutdown(wait=False)  # every push's snapshots are done
 
 
@@ -222,7 +185,9 @@ class RtmpProtocol(asyncio.Protocol):
         self.push_id = 0
         self._max_access_unit = limits.max_access_unit_bytes
         self._dropped_bytes = 0  # received after our FIN, dropped unread
-        self.resting = False  # reading paused until the process's next wake-up (rest)
+        self.resting = False  # reading paused until the process's next wake-up (ingest/reads)
+        self.paced = False  # publishing and read less often (ingest/reads.py)
+        self.batch: ReadBatch | None = None  # its receive low-water mark, a plain TCP socket
         self._timers: list[asyncio.TimerHandle] = []
         loop = asyncio.get_running_loop()
         # Resolved once this connection has no push left to flush (shutdown waits on it).
@@ -277,20 +242,12 @@ class RtmpProtocol(asyncio.Protocol):
             self._handshake_timer.cancel()
         if pending or self.state is not EdgeState.PUBLISHING:  # publishing: usually nothing waits
             self._pump()
-        if (
-            len(data) < READ_REST_MAX_BYTES
-            and self.state is EdgeState.PUBLISHING
-            and not self.resting
-            and self._may_rest()
-        ):
-            self.resting = self.server.rest(self)
-            if self.resting:
-                self._pause()
+        if self.paced and self.state is EdgeState.PUBLISHING:
+            self.server.reads.after_read(self, len(data))
 
-    def _may_rest(self) -> bool:
-        """Not an LL-HLS push: its parts are due every part target, rests would delay them."""
-        pipeline = self.pipeline
-        return pipeline is not None and not pipeline.part_duration_ms
+    @property
+    def publishing(self) -> bool:
+        return self.state is EdgeState.PUBLISHING
 
     def wake(self) -> None:
         """The rest is over: read again (unless something else holds reading paused)."""
@@ -303,9 +260,7 @@ class RtmpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
         self.state = EdgeState.CLOSED
-        if self.resting:
-            self.resting = False
-            self.server.unrest(self)
+        self.server.reads.forget(self)
         # The sink is a bound method of this protocol held by its own connection: a cycle
         # that would keep both (and what they hold) until a full GC pass.
         self.conn.set_media_sink(None)
@@ -336,7 +291,7 @@ class RtmpProtocol(asyncio.Protocol):
                 self.app, self.tc_url = event.app, event.tc_url
             elif isinstance(event, PublishRequested):
                 self.state = EdgeState.DECIDING
-                self._pause()
+                self.pause()
                 self._spawn(self._decide(event))
             elif isinstance(event, Unpublished):
                 if self.state is EdgeState.PUBLISHING and event.stream_id == self.stream_id:
@@ -371,7 +326,7 @@ class RtmpProtocol(asyncio.Protocol):
         if push.backlog_full:
             self.state = EdgeState.HELD
             self.conn.set_media_sink(None)  # the rest of this read waits in the event queue
-            self._pause()
+            self.pause()
             self._spawn(self._wait_for_room(push))
 
     async def _wait_for_room(self, push: LivePush) -> None:
@@ -435,8 +390,21 @@ class RtmpProtocol(asyncio.Protocol):
         metrics.accepted()
         self._log("publishing (playlist %s)", admission.playlist_name)
         self.state = EdgeState.PUBLISHING
+        self._pace(live)
         self._resume()
         self._pump()
+
+    def _pace(self, push: LivePush) -> None:
+        """Read this publisher less often (ingest/reads.py), unless it is LL-HLS."""
+        if push.pipeline.part_duration_ms:
+            return
+        self.paced = True
+        transport = self.transport
+        if transport is None or transport.get_extra_info("sslcontext") is not None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.batch = ReadBatch(sock, self.conn)
 
     def _refuse(self, code: str, description: str, reason: str) -> None:
         """`reason`: a short fixed word for the metrics label (never client text)."""
@@ -537,7 +505,7 @@ class RtmpProtocol(asyncio.Protocol):
         self.state = EdgeState.LINGERING
         self._later(KICK_LINGER_S, self._close)
 
-    def _pause(self) -> None:
+    def pause(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
 

@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 from livechannel.rtmp.errors import LocalProtocolError, MessageTooLarge, ProtocolError
 from livechannel.rtmp.limits import DEFAULT_LIMITS, RtmpLimits
+from livechannel.rtmp.messages import MessageType
 
 DEFAULT_CHUNK_SIZE = 128  # §5.4.1: both directions start with 128-byte chunks
 MAX_CHUNK_SIZE = 0x7FFFFFFF  # §5.4.1: Set Chunk Size is 31 bits, the top bit must be 0
@@ -43,6 +44,10 @@ MIN_CSID = 2  # 0 and 1 select the 2- and 3-byte basic header forms
 MAX_CSID = 65599  # 3-byte form: 64 + 0xFFFF
 _MESSAGE_HEADER_SIZE = (11, 7, 3, 0)  # by header type (fmt)
 _CONTINUATION = 3 << 6  # fmt 3 in the top bits of a basic header
+_VIDEO = int(MessageType.VIDEO)
+# The frame type in bits 4-6 of a video payload's first byte (FLV VideoTagHeader; Enhanced
+# RTMP keeps it there beside IsExHeader in bit 7): 1 = a keyframe.
+_KEYFRAME = 1
 # What one held piece of a partial message costs beyond its bytes (object header, list slot):
 # counted, so that a peer sending tiny chunks cannot hold more than the limit says.
 _PIECE_OVERHEAD = 64
@@ -114,6 +119,22 @@ class ChunkReader:
     def held_bytes(self) -> int:
         """Bytes of partial messages held, as counted against `max_partial_bytes`."""
         return self._partial_bytes
+
+    def keyframe_remaining(self) -> int:
+        """At least how many more input bytes complete a video keyframe being received (0: none
+        is): its payload still to come and one header byte per chunk it needs. A reader that
+        batches reads asks to be woken once that much has arrived, for a keyframe is what
+        cuts a segment."""
+        for stream in self._streams.values():
+            received = stream.received
+            if received <= 0 or stream.type_id != _VIDEO or not stream.parts:
+                continue
+            if (stream.parts[0][0] >> 4) & 7 != _KEYFRAME:  # FLV and Enhanced RTMP alike
+                continue
+            rest = stream.length - received
+            in_chunk = self._chunk_left if stream is self._current else 0
+            return rest + -(-(rest - in_chunk) // self.chunk_size)
+        return 0
 
     def feed(self, data: bytes) -> None:
         if not isinstance(data, bytes):

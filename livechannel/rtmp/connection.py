@@ -136,6 +136,10 @@ class ServerConnection:
     def bytes_received(self) -> int:
         return self._transport.bytes_received
 
+    def keyframe_remaining(self) -> int:
+        """At least how many more bytes complete a video keyframe being received (0: none)."""
+        return self._transport.reader.keyframe_remaining()
+
     def receive_data(self, data: bytes) -> bool:
         """Consume bytes from the peer. Raises ProtocolError when the peer misbehaves.
         Returns whether events or bytes to send now wait (False: nothing for the caller to

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from livechannel.config import Limits
-from livechannel.ingest import edge as edge_module
+from livechannel.ingest import reads as reads_module
 from livechannel.ingest.edge import EdgeState
 from livechannel.rtmp.client import PublishStarted
 from samples.make_sample import SampleSpec, make_sample
@@ -219,14 +219,14 @@ async def test_a_publisher_is_read_once_per_rest_while_few_publish(
     await h.until(lambda: h.transport.reading, "the rest to end")
     assert not h.protocol.resting
     send_tags(h, tags[5:10])  # rests again: no timer of its own per connection
-    assert h.protocol.resting and len(h.server._resting) == 1
+    assert h.protocol.resting and len(h.server.reads._resting) == 1
 
 
 async def test_no_rest_with_many_publishers(
     h: EdgeHarness, tags: list[FlvTag], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With more publishers than READ_REST_MAX_PUBLISHERS, reads are not delayed."""
-    monkeypatch.setattr(edge_module, "READ_REST_MAX_PUBLISHERS", 0)
+    monkeypatch.setattr(reads_module, "READ_REST_MAX_PUBLISHERS", 0)
     await publish(h)
     send_tags(h, tags)
     assert not h.protocol.resting and h.transport.reading
@@ -237,7 +237,7 @@ async def test_a_large_read_does_not_rest(
 ) -> None:
     """More is waiting after a read of READ_REST_MAX_BYTES or more: resting would cap the
     publisher's rate, so it is read on at once."""
-    monkeypatch.setattr(edge_module, "READ_REST_MAX_BYTES", 1000)
+    monkeypatch.setattr(reads_module, "READ_REST_MAX_BYTES", 1000)
     await publish(h)
     send_tags(h, tags[:20])  # one read of far more than 1000 bytes
     assert not h.protocol.resting and h.transport.reading

@@ -365,3 +365,43 @@ def test_reader_keeps_no_reference_to_its_input() -> None:
     reader.feed(wire[300:])
     assert [m.payload for m in _read_all(reader)] == [bytes(range(256)) * 3, b"x"]
     assert reader.held_bytes == 0 and reader.buffered == 0
+
+
+@pytest.mark.parametrize("chunk_size", [128, 4096, 65536])
+def test_keyframe_remaining_counts_exactly_the_bytes_that_complete_it(chunk_size: int) -> None:
+    """An edge that reads in batches asks to be woken once a keyframe is whole
+    (ingest/reads.py): after any split of a lone keyframe, what it is told is exactly the rest
+    of the wire, headers included; an inter frame or audio never counts."""
+    keyframe = bytes([0x17, 1]) + bytes(9000)  # FLV: keyframe, AVC NALU
+    writer = ChunkWriter(chunk_size)
+    wire = writer.encode(6, 0, 9, 1, keyframe)
+    for split in range(20, len(wire), 97):
+        reader = ChunkReader()
+        reader.set_chunk_size(chunk_size)
+        reader.feed(wire[:split])
+        assert _read_all(reader) == []
+        assert reader.keyframe_remaining() == len(wire) - split, split
+        reader.feed(wire[split:])
+        assert [m.payload for m in _read_all(reader)] == [keyframe]
+        assert reader.keyframe_remaining() == 0
+    enhanced = bytes([0x80 | 0x10 | 1]) + b"hvc1" + bytes(5000)  # ExHeader, keyframe, CodedFrames
+    for payload, counted in [(bytes([0x27, 1]) + bytes(5000), False), (enhanced, True)]:
+        reader = ChunkReader()
+        reader.set_chunk_size(chunk_size)
+        reader.feed(ChunkWriter(chunk_size).encode(6, 0, 9, 1, payload)[:100])
+        assert _read_all(reader) == []
+        assert (reader.keyframe_remaining() > 0) is counted
+
+
+def test_keyframe_remaining_is_a_lower_bound_with_interleaved_audio() -> None:
+    """Audio chunks between the keyframe's make the rest longer than counted, never shorter:
+    woken early, the edge just counts again."""
+    writer = ChunkWriter(128)
+    video = writer.encode(6, 0, 9, 1, bytes([0x17, 1]) + bytes(1000))
+    audio = writer.encode(4, 0, 8, 1, bytes([0xAF, 1]) + bytes(100))
+    wire = video[:300] + audio + video[300:]
+    reader = ChunkReader()
+    reader.set_chunk_size(128)
+    reader.feed(wire[:200])
+    assert _read_all(reader) == []
+    assert 0 < reader.keyframe_remaining() <= len(wire) - 200

@@ -1,0 +1,185 @@
+"""When a publishing connection is read next.
+
+A read costs the event loop about the same whatever it carries (a wake-up, a system call, a
+Python call: ~6-12 us at 200 publishers, bench/read_bench.py), and encoders and load
+generators write every 10-33 ms: read per write, the reads alone were a fifth of what a
+publisher costs us. So a publishing connection is read less often, two ways by how many
+publishers the process has:
+
+- **Few** (at most READ_REST_MAX_PUBLISHERS): a connection that was read *rests* (its reading
+  paused) until the process's next tick, READ_REST_S; one tick resumes every resting
+  connection together, so a quiet process wakes once per tick, not once per write (bench/idle.py).
+- **Many**: each connection's socket wakes us only once it holds READ_BATCH_S of its stream
+  (SO_RCVLOWAT, socket(7); TCP's poll honours it). Nothing is paused, so no epoll change per
+  read: pausing and resuming at 200 publishers cost more than the reads it saved
+  (docs/performance.md, "Per-chunk and per-read cost"). While a video keyframe is arriving
+  the mark is what completes it, so the keyframe that cuts a segment is read the moment it is
+  whole and segments are listed as early as with a read per write. A tick every
+  READ_BATCH_TICK_S measures each stream's rate and drops the mark to one byte on a
+  connection that was not read since the previous tick (its stream slowed or stopped): no byte
+  waits in the kernel more than two ticks.
+
+LL-HLS pushes take neither (their parts are due every part target), nor do TLS connections
+(the mark would count record bytes, and a read that ends mid-record hands us nothing, so the
+keyframe rule could not see the keyframe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable
+from typing import Protocol
+
+from livechannel.rtmp.connection import ServerConnection
+
+# A connection that was read rests this long before it is read again while the process has
+# few publishers. A wake-up of a quiet process costs ~0.14 ms whatever it reads (bench/idle.py:
+# one publisher writing every 20 ms cost 1.3 % of a core, every 100 ms 0.73 %). Adds at most
+# this much to when a segment is listed.
+READ_REST_S = 0.1
+# Only a read this small rests: it emptied the socket (event loops read up to 256 KiB at once).
+# A larger one means more is waiting (a stream above ~5 Mbit/s, or one catching up): it is
+# read on at once, so resting never limits a publisher's rate.
+READ_REST_MAX_BYTES = 64 * 1024
+# Past this many publishers in the process each wake-up already serves many connections, and a
+# pause and a resume per read cost more than they save: connections batch instead.
+READ_REST_MAX_PUBLISHERS = 32
+# Above READ_REST_MAX_PUBLISHERS, a socket wakes us once it holds this long of its stream:
+# 2-5 writes of a load generator or an encoder (10-33 ms apart) per read instead of one.
+READ_BATCH_S = 0.05
+# How often each batching stream's rate is measured and a stalled connection is read; twice
+# READ_BATCH_S, so a steady stream is always read between two ticks and never looks stalled.
+READ_BATCH_TICK_S = 0.1
+# The highest mark: below what uvloop reads at once (256 KiB), and small enough that raising
+# the socket's receive buffer to fit it (the kernel does, to twice the mark) costs little.
+READ_BATCH_MAX_BYTES = 128 * 1024
+
+
+class Paced(Protocol):
+    """What the pacing needs of a connection (ingest/edge.py's RtmpProtocol)."""
+
+    resting: bool
+    batch: ReadBatch | None
+
+    @property
+    def publishing(self) -> bool: ...
+
+    def pause(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+
+class ReadBatch:
+    """One connection's receive low-water mark and the figures the tick keeps for it."""
+
+    __slots__ = ("conn", "mark", "reads", "size", "sock", "tick_bytes", "tick_reads")
+
+    def __init__(self, sock: socket.socket, conn: ServerConnection) -> None:
+        self.sock = sock
+        self.conn = conn
+        self.mark = 1  # what the socket is set to now (1: the kernel's default)
+        self.size = 1  # the mark for this stream's rate, READ_BATCH_S of it
+        self.reads = 0
+        self.tick_reads = 0
+        self.tick_bytes = conn.bytes_received
+
+    def after_read(self) -> None:
+        self.reads += 1
+        mark = self.conn.keyframe_remaining()  # reading it before it is whole gains nothing
+        if not mark:
+            mark = self.size
+        elif mark > READ_BATCH_MAX_BYTES:
+            mark = READ_BATCH_MAX_BYTES
+        if mark != self.mark:
+            self.set_mark(mark)
+
+    def tick(self) -> None:
+        received = self.conn.bytes_received
+        size = int((received - self.tick_bytes) * (READ_BATCH_S / READ_BATCH_TICK_S))
+        self.size = max(1, min(size, READ_BATCH_MAX_BYTES))
+        self.tick_bytes = received
+        if self.reads == self.tick_reads and self.mark > 1:
+            self.set_mark(1)  # not read for a whole tick: whatever waits, read it now
+        self.tick_reads = self.reads
+
+    def set_mark(self, mark: int) -> None:
+        self.mark = mark
+        with contextlib.suppress(OSError):  # the socket closed meanwhile: nothing to pace
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
+
+
+class ReadPacing:
+    """The process's side: the rest timer and the batch tick (one each, not one per
+    connection)."""
+
+    def __init__(self, publishers: Callable[[], int]) -> None:
+        self._publishers = publishers
+        self._resting: list[Paced] = []
+        self._rest_timer: asyncio.TimerHandle | None = None
+        self._batching: set[Paced] = set()
+        self._batch_timer: asyncio.TimerHandle | None = None
+
+    def after_read(self, conn: Paced, nbytes: int) -> None:
+        """`conn` (publishing, neither LL-HLS nor TLS) was just read `nbytes`."""
+        if self._publishers() <= READ_REST_MAX_PUBLISHERS:
+            if nbytes < READ_REST_MAX_BYTES and not conn.resting:
+                self._rest(conn)
+            return
+        batch = conn.batch
+        if batch is not None:
+            batch.after_read()
+            if conn not in self._batching:
+                self._batching.add(conn)
+                if self._batch_timer is None:
+                    self._schedule_tick()
+
+    def forget(self, conn: Paced) -> None:
+        """`conn` closed: not held until a timer fires (at most READ_REST_MAX_PUBLISHERS
+        rest, so the search is short)."""
+        if conn.resting:
+            conn.resting = False
+            with contextlib.suppress(ValueError):
+                self._resting.remove(conn)
+        self._batching.discard(conn)
+
+    def close(self) -> None:
+        for timer in (self._rest_timer, self._batch_timer):
+            if timer is not None:
+                timer.cancel()
+        self._rest_timer = self._batch_timer = None
+        self._resting.clear()
+        self._batching.clear()
+
+    def _rest(self, conn: Paced) -> None:
+        conn.resting = True
+        conn.pause()
+        self._resting.append(conn)
+        if self._rest_timer is None:
+            loop = asyncio.get_running_loop()
+            self._rest_timer = loop.call_later(READ_REST_S, self._wake_resting)
+
+    def _wake_resting(self) -> None:
+        resting, self._resting, self._rest_timer = self._resting, [], None
+        for conn in resting:
+            conn.wake()
+
+    def _schedule_tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._batch_timer = loop.call_later(READ_BATCH_TICK_S, self._tick)
+
+    def _tick(self) -> None:
+        self._batch_timer = None
+        many = self._publishers() > READ_REST_MAX_PUBLISHERS
+        for conn in list(self._batching):
+            batch = conn.batch
+            if batch is None:
+                self._batching.discard(conn)
+            elif many and conn.publishing:
+                batch.tick()
+            else:  # back to few publishers, or this one ends (its goodbye must be read)
+                batch.set_mark(1)
+                self._batching.discard(conn)
+        if self._batching:
+            self._schedule_tick()

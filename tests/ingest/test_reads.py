@@ -1,0 +1,140 @@
+"""Read batching over a real socket (ingest/reads.py): with many publishers in the process,
+a publishing connection's receive low-water mark follows its stream's rate, drops to exactly
+what completes a keyframe while one arrives, and drops to one byte when the stream stops.
+The marks are read back from the server's own socket (getsockopt), so what is asserted is
+what the kernel was told; that the kernel honours SO_RCVLOWAT is socket(7)'s promise, and
+what the batching saves is measured in bench/read_bench.py and the benchmark."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from livechannel.ingest import reads as reads_module
+from livechannel.ingest.edge import RtmpProtocol
+from livechannel.rtmp.client import ClientConnection, PublishStarted
+from samples.make_sample import SampleSpec, make_sample
+from tests.support.rtmp_publisher import FlvTag, read_flv, split_url
+from tests.support.service import ServiceThread, create_channel
+
+SAMPLE = SampleSpec(duration_s=4, width=640, height=360, fps=30, gop_s=2, bframes=0)
+WAIT_S = 10.0  # for the service to do what each step waits on
+CHUNK_SIZE = 4096
+
+
+@pytest.fixture(scope="module")
+def tags(tmp_path_factory: pytest.TempPathFactory) -> list[FlvTag]:
+    flv = make_sample(tmp_path_factory.mktemp("reads") / "sample.flv", SAMPLE)
+    return [t for t in read_flv(flv) if t.type_id in (8, 9)]
+
+
+@pytest.fixture
+def svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServiceThread]:
+    # Batching is for processes with many publishers: make one publisher many.
+    monkeypatch.setattr(reads_module, "READ_REST_MAX_PUBLISHERS", 0)
+    with ServiceThread(tmp_path / "data").start() as service:
+        create_channel(service.bucket(), "batch")
+        yield service
+
+
+def wait_until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+class Publisher:
+    """A publisher on a blocking socket, writing exactly the bytes a test chooses."""
+
+    def __init__(self, url: str) -> None:
+        host, port, app, stream, tc_url = split_url(url)
+        self.client = ClientConnection(app, stream, tc_url, chunk_size=CHUNK_SIZE)
+        self.sock = socket.create_connection((host, port), timeout=WAIT_S)
+        self.client.initiate()
+        self.flush()
+        while not any(isinstance(e, PublishStarted) for e in self._events()):
+            self.client.receive_data(self.sock.recv(65536))
+            self.flush()
+
+    def _events(self) -> Iterator[object]:
+        while (event := self.client.next_event()) is not None:
+            yield event
+
+    def flush(self) -> None:
+        self.sock.sendall(self.client.data_to_send())
+
+    def encode(self, tag: FlvTag) -> bytes:
+        send = self.client.send_video if tag.type_id == 9 else self.client.send_audio
+        send(tag.timestamp_ms, tag.body)
+        return self.client.data_to_send()
+
+
+def server_side(svc: ServiceThread) -> RtmpProtocol:
+    [conn] = [c for c in svc.ingest_server().connections if c.batch is not None]
+    return conn
+
+
+def mark_of(conn: RtmpProtocol) -> int:
+    assert conn.batch is not None
+    return conn.batch.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+
+
+def test_the_mark_follows_the_rate_then_a_keyframe_then_a_stall(
+    svc: ServiceThread, tags: list[FlvTag]
+) -> None:
+    pub = Publisher(svc.signed_publish_url("batch"))
+    try:
+        wait_until(lambda: any(c.batch for c in svc.ingest_server().connections), "a batch")
+        conn = server_side(svc)
+        keyframes = [i for i, t in enumerate(tags) if t.type_id == 9 and t.is_video_keyframe]
+        second = keyframes[1]  # the first GOP goes at its own pace: the rate to batch by
+        start = time.monotonic()
+        for tag in tags[:second]:
+            time.sleep(max(0.0, start + tag.timestamp_ms / 1000 - time.monotonic()))
+            pub.sock.sendall(pub.encode(tag))
+        rate_bps = conn.received_bytes / (time.monotonic() - start)
+        batch = conn.batch
+        assert batch is not None
+        wait_until(lambda: batch.size > 1, "a tick to measure the rate")
+        # READ_BATCH_S of the stream (the tick saw one READ_BATCH_TICK_S of it)
+        expected = rate_bps * reads_module.READ_BATCH_S
+        assert expected / 3 < batch.size < expected * 3, (batch.size, expected)
+        assert mark_of(conn) == batch.mark > 1
+
+        # A keyframe arrives: once the part that woke us is read, the mark is exactly what
+        # completes it, so it is read the moment it is whole (and not before: the part
+        # gains nothing).
+        wire = pub.encode(tags[second])
+        held_back = len(wire) // 3
+        pub.sock.sendall(wire[:-held_back])
+        wait_until(lambda: mark_of(conn) == held_back, f"the mark at {held_back}")
+        before = conn.received_bytes
+        pub.sock.sendall(wire[-held_back:])
+        wait_until(lambda: conn.received_bytes == before + held_back, "the keyframe's rest read")
+        assert batch.mark == batch.size or batch.mark == 1  # a keyframe no more
+
+        # The stream stops: within two ticks the mark is one byte, so nothing waits unread.
+        wait_until(lambda: mark_of(conn) == 1, "the mark back at one byte")
+    finally:
+        pub.sock.close()
+
+
+def test_few_publishers_rest_instead_of_batching(
+    svc: ServiceThread, tags: list[FlvTag], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reads_module, "READ_REST_MAX_PUBLISHERS", 32)
+    pub = Publisher(svc.signed_publish_url("batch"))
+    try:
+        wait_until(lambda: any(c.batch for c in svc.ingest_server().connections), "a batch")
+        conn = server_side(svc)
+        for tag in tags[:30]:
+            pub.sock.sendall(pub.encode(tag))
+        wait_until(lambda: conn.received_bytes > 10_000, "the tags read")
+        assert conn.batch is not None and mark_of(conn) == 1 and conn.batch.mark == 1
+    finally:
+        pub.sock.close()
