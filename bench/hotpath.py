@@ -29,6 +29,7 @@ from bench.chunkplan import ChunkPlan, build_plan, load_flv
 from livechannel.config import BucketConfig, Config, HlsConfig
 from livechannel.fleet.registry import Registry
 from livechannel.hls.live_endpoint import LowLatencyRegistry
+from livechannel.ingest import reads
 from livechannel.ingest.edge import IngestDeps, IngestServer
 from livechannel.rtmp.client import ClientConnection, PublishStarted
 from livechannel.storage.base import Body, HeldWriter, ObjectInfo
@@ -122,6 +123,9 @@ async def run(args: argparse.Namespace) -> None:
     registry = Registry(store, now_ms=now_ms, idle_timeout_s=30, end_grace_s=10)
     deps = IngestDeps(config, store, {"live": storage}, {}, registry, "bench", now_ms,  # type: ignore[dict-item]
                       low_latency=LowLatencyRegistry())  # fmt: skip
+    # This one publisher stands for one of many: it must not rest between reads (a process
+    # with few publishers rests them, ingest/reads.py), or the feed would wait on the timer.
+    reads.READ_REST_MAX_PUBLISHERS = -1
     server = IngestServer(deps)
     proto = server.protocol()
     transport = FakeTransport()

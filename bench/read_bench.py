@@ -67,12 +67,17 @@ class ReadPacer:
 
 
 class Counting(asyncio.Protocol):
-    def __init__(self, stats: dict[str, int], pacer: ReadPacer | None) -> None:
-        self.stats, self.pacer = stats, pacer
+    def __init__(
+        self, stats: dict[str, int], pacer: ReadPacer | None, lowat_bytes: int = 0
+    ) -> None:
+        self.stats, self.pacer, self.lowat_bytes = stats, pacer, lowat_bytes
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.lowat_bytes:
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, self.lowat_bytes)
 
     def data_received(self, data: bytes) -> None:
         self.stats["reads"] += 1
@@ -100,7 +105,9 @@ class BufferedCounting(asyncio.BufferedProtocol):
         self.stats["bytes"] += nbytes
 
 
-def server(variant: str, pacing_ms: float, window_s: float, port_q: Any, out_q: Any) -> None:
+def server(
+    variant: str, pacing_ms: float, lowat_bytes: int, window_s: float, port_q: Any, out_q: Any
+) -> None:
     import uvloop
 
     async def main() -> dict[str, float]:
@@ -111,7 +118,7 @@ def server(variant: str, pacing_ms: float, window_s: float, port_q: Any, out_q: 
         def factory() -> asyncio.BaseProtocol:
             if variant == "buffered":
                 return BufferedCounting(stats)
-            return Counting(stats, pacer)
+            return Counting(stats, pacer, lowat_bytes if variant == "lowat" else 0)
 
         srv = await loop.create_server(factory, "127.0.0.1", 0)
         port_q.put(srv.sockets[0].getsockname()[1])
@@ -152,7 +159,10 @@ def writers(port: int, n: int, interval_s: float, write_bytes: int, run_s: float
 def run_variant(variant: str, args: argparse.Namespace) -> dict[str, float]:
     ctx = multiprocessing.get_context("spawn")
     port_q, out_q = ctx.Queue(), ctx.Queue()
-    proc = ctx.Process(target=server, args=(variant, args.pacing_ms, args.seconds, port_q, out_q))
+    proc = ctx.Process(
+        target=server,
+        args=(variant, args.pacing_ms, args.lowat_bytes, args.seconds, port_q, out_q),
+    )
     proc.start()
     port = port_q.get(timeout=20)
     run_s = SETTLE_S + args.seconds + 1
@@ -176,10 +186,13 @@ def main() -> None:
     p.add_argument("--write-bytes", type=int, default=0, help="default: 2.66 Mbit/s's share")
     p.add_argument("--pacing-ms", type=float, default=20.0)
     p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--lowat-bytes", type=int, default=0, help="default: --pacing-ms of bytes")
     p.add_argument("--variants", default="protocol,buffered,paced")
     args = p.parse_args()
     if not args.write_bytes:
         args.write_bytes = round(2_660_000 / 8 * args.write_interval_ms / 1000)
+    if not args.lowat_bytes:
+        args.lowat_bytes = round(2_660_000 / 8 * args.pacing_ms / 1000)
     for variant in args.variants.split(","):
         r = run_variant(variant, args)
         cpu = r["user_s"] + r["sys_s"]

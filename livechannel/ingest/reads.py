@@ -48,10 +48,10 @@ READ_REST_MAX_BYTES = 64 * 1024
 READ_REST_MAX_PUBLISHERS = 32
 # Above READ_REST_MAX_PUBLISHERS, a socket wakes us once it holds this long of its stream:
 # 2-5 writes of a load generator or an encoder (10-33 ms apart) per read instead of one.
-READ_BATCH_S = 0.05
+READ_BATCH_S = 0.1
 # How often each batching stream's rate is measured and a stalled connection is read; twice
 # READ_BATCH_S, so a steady stream is always read between two ticks and never looks stalled.
-READ_BATCH_TICK_S = 0.1
+READ_BATCH_TICK_S = 0.2
 # The highest mark: below what uvloop reads at once (256 KiB), and small enough that raising
 # the socket's receive buffer to fit it (the kernel does, to twice the mark) costs little.
 READ_BATCH_MAX_BYTES = 128 * 1024
