@@ -12,8 +12,11 @@ interval) every interval. Variants of the server, one after the other on fresh s
   read; two Python calls per read instead of one);
 - `paced`: Protocol, and each connection rests after a read (its transport paused) until a
   process-wide tick every `--pacing-ms` resumes all resting ones: fewer, larger reads, at the
-  cost of a pause and a resume (epoll changes) per read. Measured and not kept in the edge
-  (docs/performance.md, "Reads").
+  cost of a pause and a resume (epoll changes) per read. Measured and not kept in the edge;
+- `lowat`: Protocol, each socket's receive low-water mark (SO_RCVLOWAT) at `--lowat-bytes`
+  (default: `--pacing-ms` of the stream), so the kernel wakes the server once that much
+  waits: fewer, larger reads with no epoll change. What the edge does with many publishers
+  (livechannel/ingest/reads.py; docs/performance.md, "Per-chunk and per-read cost").
 
 Printed per variant: reads per connection per second, bytes per read, the server's CPU
 (user + system, from getrusage in the server process) per second and per read, and per
@@ -187,7 +190,7 @@ def main() -> None:
     p.add_argument("--pacing-ms", type=float, default=20.0)
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--lowat-bytes", type=int, default=0, help="default: --pacing-ms of bytes")
-    p.add_argument("--variants", default="protocol,buffered,paced")
+    p.add_argument("--variants", default="protocol,buffered,paced,lowat")
     args = p.parse_args()
     if not args.write_bytes:
         args.write_bytes = round(2_660_000 / 8 * args.write_interval_ms / 1000)
