@@ -34,6 +34,7 @@ from bench.servers import OursServer, cpu_times
 
 ROOT = Path(__file__).resolve().parent.parent
 WARMUP_S = 20.0  # publishers connected, first segments cut: then the window opens
+MIN_WINDOW_S = 1.0
 WINDOW_END_MARGIN_S = 2.0  # closes before the first publisher stops
 LOADGEN_TIMEOUT_EXTRA_S = 60.0  # duration + ramp + this, then a load generator is killed
 
@@ -70,9 +71,9 @@ def round_(variants: list[str], args: argparse.Namespace, flv: Path) -> dict[str
                 "--write-interval-ms", str(args.write_interval_ms),
             ]  # fmt: skip
             loadgens.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
-        time.sleep(max(0.0, start + WARMUP_S - time.time()))
+        time.sleep(max(0.0, start + args.warmup_s - time.time()))
         before = [cpu_times(s.pids()) for s in servers]
-        window_s = args.duration - WARMUP_S - WINDOW_END_MARGIN_S
+        window_s = args.duration - args.warmup_s - WINDOW_END_MARGIN_S
         time.sleep(window_s)
         after = [cpu_times(s.pids()) for s in servers]
         stream_min = args.n * window_s / 60
@@ -106,13 +107,14 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=float, default=60.0, help="seconds each publisher sends")
     p.add_argument("--ramp", type=float, default=5.0)
+    p.add_argument("--warmup-s", type=float, default=WARMUP_S, help="the window opens here")
     p.add_argument("--chunk-size", type=int, default=65536, help="what the server announces")
     p.add_argument("--write-interval-ms", type=float, default=20.0)
     p.add_argument("--scrape-interval", type=float, default=1.0, help="for ours-metrics")
     p.add_argument("--base-tree", default=None, help="a checkout of livechannel, for `base`")
     p.add_argument("--json", default=None, help="also write the rounds here")
     args = p.parse_args()
-    if args.duration - WARMUP_S - WINDOW_END_MARGIN_S < 10:
+    if args.duration - args.warmup_s - WINDOW_END_MARGIN_S < MIN_WINDOW_S:
         p.error("--duration leaves no window after the warm-up")
     flv = input_path(args)
     first, second = args.pair.split(",")

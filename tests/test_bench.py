@@ -108,3 +108,20 @@ def test_a_cpu_cap_holds_a_server_to_its_quota() -> None:
         proc.wait()
         cap.close()
     assert not cap.path.exists()
+
+
+def test_a_pair_run_measures_both_variants_in_one_window(tmp_path: Path) -> None:
+    """bench/pair.py: both servers under load at once, who starts first alternating."""
+    out = tmp_path / "pair.json"
+    cmd = [
+        sys.executable, "bench/pair.py", "--pair", "nometrics,ours-metrics", "-n", "2",
+        "--rounds", "2", "--duration", "8", "--ramp", "1", "--warmup-s", "3",
+        "--input", str(tmp_path / "input.flv"), "--json", str(out),
+    ]  # fmt: skip
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rounds = json.loads(out.read_text())["rounds"]
+    assert [x["started_first"] for x in rounds] == ["nometrics", "ours-metrics"]
+    for x in rounds:
+        assert x["nometrics"] > 0 and x["ours-metrics"] > 0, x
+    assert "ours-metrics against nometrics, 2 publishers each, 2 rounds:" in r.stdout
