@@ -10,13 +10,16 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from livechannel.config import HlsConfig
 from livechannel.ingest import reads as reads_module
 from livechannel.ingest.edge import RtmpProtocol
 from livechannel.rtmp.client import ClientConnection, PublishStarted
+from livechannel.store.base import SegmentFormat
 from samples.make_sample import SampleSpec, make_sample
 from tests.support.rtmp_publisher import FlvTag, read_flv, split_url
 from tests.support.service import ServiceThread, create_channel
@@ -79,6 +82,10 @@ def server_side(svc: ServiceThread) -> RtmpProtocol:
     return conn
 
 
+def publishing(svc: ServiceThread) -> bool:
+    return any(c.publishing for c in svc.ingest_server().connections)
+
+
 def mark_of(conn: RtmpProtocol) -> int:
     assert conn.batch is not None
     return conn.batch.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
@@ -132,9 +139,33 @@ def test_few_publishers_rest_instead_of_batching(
     try:
         wait_until(lambda: any(c.batch for c in svc.ingest_server().connections), "a batch")
         conn = server_side(svc)
+        assert conn.paced
         for tag in tags[:30]:
             pub.sock.sendall(pub.encode(tag))
         wait_until(lambda: conn.received_bytes > 10_000, "the tags read")
         assert conn.batch is not None and mark_of(conn) == 1 and conn.batch.mark == 1
     finally:
         pub.sock.close()
+
+
+def test_ll_hls_pushes_are_read_as_their_bytes_come(
+    tmp_path: Path, tags: list[FlvTag], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part is due every part target: an LL-HLS push neither batches nor rests."""
+    monkeypatch.setattr(reads_module, "READ_REST_MAX_PUBLISHERS", 0)
+    service = ServiceThread(tmp_path / "data")
+    hls = HlsConfig(SegmentFormat.FMP4, 0.5)
+    bucket = replace(service.config.buckets[0], hls=hls)
+    service.config = replace(service.config, buckets=(bucket,))
+    with service.start() as svc:
+        create_channel(svc.bucket(), "ll")
+        pub = Publisher(svc.signed_publish_url("ll"))
+        try:
+            wait_until(lambda: publishing(svc), "the push")
+            [conn] = list(svc.ingest_server().connections)
+            for tag in tags[:60]:
+                pub.sock.sendall(pub.encode(tag))
+            wait_until(lambda: conn.received_bytes > 50_000, "the tags read")
+            assert not conn.paced and conn.batch is None and not conn.resting
+        finally:
+            pub.sock.close()
