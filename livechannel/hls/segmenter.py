@@ -26,9 +26,13 @@ Rules (OSS API reference, PutLiveChannel; docs/hls.md, Segments):
   audio whose config arrives after video started joins there too (TRACKS: the PMT changes).
   Until then, audio of the new config and video frames before the new keyframe are dropped.
 * A segment that reached `max_segment_bytes` is cut before the next video frame (SIZE).
-* fMP4 muxers (RFC 8216bis §3.1.2) hold a segment's samples until it is cut and need its
-  decoder configuration in an init section (EXT-X-MAP): a new VideoConfig or AudioConfig
-  makes a new muxer, hence a new init section, and always comes with a discontinuity.
+* fMP4 muxers (RFC 8216bis §3.1.2) hold a fragment's samples until it ends (its moof
+  gives their sizes) and need the decoder configuration in an init section (EXT-X-MAP): a
+  new VideoConfig or AudioConfig makes a new muxer, hence a new init section, and always
+  comes with a discontinuity. Without parts, a fragment ends before the video frame that
+  finds FMP4_FRAGMENT_BYTES held, so a segment is several moof/mdat fragments (ISO/IEC
+  14496-12 8.8; CMAF allows any number per segment) and can be handed out as it grows, as
+  TS is, instead of being held whole until the cut.
 * LL-HLS (RFC 8216bis 4.4.4.9): with `part_duration_ms`, the open segment is also cut into
   partial segments, each one fMP4 fragment, available as `take_parts()` as soon as it is
   complete. A part ends before the video frame that would take it past the part target
@@ -64,6 +68,11 @@ from livechannel.media.mpegts import TsMuxer
 # A segment is cut at this size at the latest (SIZE): what a store that holds a segment until
 # it is cut (S3) may hold per push; 64 MiB holds 10 s of 50 Mbit/s video.
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
+# Without parts, an fMP4 fragment ends before the video frame that finds this much held by
+# the muxer: what a push holds of an fMP4 segment before it can go to storage (the pipeline
+# hands out what was muxed every STREAM_FLUSH_BYTES, 128 KiB: the same figure, so each hand
+# over is about one fragment). A fragment costs ~100 bytes of moof beyond its samples' rows.
+FMP4_FRAGMENT_BYTES = 128 * 1024
 # OSS API reference, PutLiveChannel: with no keyframe, the segment is forced closed after
 # max(2·FragDuration, 60 s).
 FORCED_CUT_FLOOR_MS = 60_000
@@ -404,7 +413,11 @@ class Segmenter:
         self._write_video(seg, frame)
 
     def _write_video(self, seg: _OpenSegment, frame: VideoFrame) -> None:
-        seg.write(seg.muxer.video(frame))
+        muxer = seg.muxer
+        if muxer.buffered_bytes >= FMP4_FRAGMENT_BYTES and not self.part_duration_ms:
+            for chunk in muxer.end_fragment(frame.dts_ms):
+                seg.write(chunk)
+        seg.write(muxer.video(frame))
         seg.last_dts_ms = frame.dts_ms
         if self._probe is not None:
             if frame.dts_ms - seg.first_dts_ms <= TRACK_PROBE_MS:

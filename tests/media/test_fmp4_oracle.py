@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from livechannel.hls import segmenter as segmenter_module
 from livechannel.hls.segmenter import Segmenter
 from livechannel.hls.segments import SegmentReady
 from livechannel.media.demux import Demuxer
@@ -185,3 +186,31 @@ def test_ll_hls_parts_are_the_segment_cut_into_fragments() -> None:
         assert init is not None
         video, _, logs, first_key = decode_all(init + b"".join(b"".join(p.chunks) for p in mine))
         assert logs == [] and first_key and video == FPS
+
+
+def test_a_segment_of_many_fragments_keeps_every_frame_and_timestamp(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without parts a segment is cut into fragments of FMP4_FRAGMENT_BYTES (so storage can
+    take it as it grows): every frame and timestamp survives, and each segment still decodes
+    alone behind the init section."""
+    monkeypatch.setattr(segmenter_module, "FMP4_FRAGMENT_BYTES", 4 * 1024)
+    case = CASES[0]
+    flv = encode_flv(case)
+    result = segment_fmp4(flv)
+    assert all(s.data.count(b"moof") >= 3 for s in result.segments)
+    flv_video, flv_audio, _ = demux_times(flv, "flv")
+    mp4_video, mp4_audio, _ = demux_times(result.stream(), "mp4")
+    flv_origin, mp4_origin = flv_video[0][1], mp4_video[0][1]
+    assert [(p - mp4_origin, d - mp4_origin) for p, d in mp4_video] == [
+        ((p - flv_origin) * 90, (d - flv_origin) * 90) for p, d in flv_video
+    ]
+    kept = flv_audio[len(flv_audio) - result.audio :]
+    origin_ms = mp4_origin / 90 - flv_origin
+    for mp4_pts, flv_pts in zip(mp4_audio, kept, strict=True):
+        assert abs(mp4_pts * 1000 / case.sample_rate - origin_ms - flv_pts) <= 1
+    video, audio, logs, first_key = decode_all(result.stream())
+    assert logs == [] and first_key and (video, audio) == (result.video, result.audio)
+    for segment in result.segments:
+        video, _, logs, first_key = decode_all(result.init + segment.data)
+        assert logs == [] and first_key and video > 0
