@@ -121,7 +121,7 @@ class _OpenSegment:
     parts: int = 0
 
     def write(self, data: bytes) -> None:
-        if data:  # fMP4 muxers hold samples until the cut: nothing to keep per frame
+        if data:  # fMP4 muxers hold samples until a fragment ends: nothing to keep per frame
             self.chunks.append(data)
             self.size += len(data)
             self.untaken += len(data)

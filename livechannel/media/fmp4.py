@@ -1,6 +1,7 @@
 """Fragmented MP4 muxer (ISO/IEC 14496-12, ISO BMFF) for HLS fMP4 segments (RFC 8216bis
 §3.1.2 and §4.4.4.5 EXT-X-MAP): an init section (ftyp + moov with mvex) per configuration,
-then a moof/mdat fragment per segment (or per LL-HLS part).
+then moof/mdat fragments: one per LL-HLS part, or (without parts) one per ~128 KiB of a
+segment (`hls/segmenter.py`, FMP4_FRAGMENT_BYTES), so a segment can be stored as it grows.
 
 One track per kind: video is track 1 (timescale 90 kHz, as MPEG-TS, so durations of 1 ms
 steps stay exact), audio track 2 (timescale = the AAC sample rate, each AAC frame 1024
