@@ -126,7 +126,8 @@ class ReadPacing:
         self._batch_timer: asyncio.TimerHandle | None = None
 
     def after_read(self, conn: Paced, nbytes: int) -> None:
-        """`conn` (publishing, neither LL-HLS nor TLS) was just read `nbytes`."""
+        """`conn` (publishing, not LL-HLS) was just read `nbytes`. A TLS connection has no
+        batch: it rests while few publish and is read as its bytes come otherwise."""
         if self._publishers() <= READ_REST_MAX_PUBLISHERS:
             if nbytes < READ_REST_MAX_BYTES and not conn.resting:
                 self._rest(conn)
