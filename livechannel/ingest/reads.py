@@ -179,9 +179,8 @@ class ReadPacing:
         many = self._publishers() > READ_REST_MAX_PUBLISHERS
         for conn in list(self._batching):
             batch = conn.batch
-            if batch is None:
-                self._batching.discard(conn)
-            elif many and conn.publishing:
+            assert batch is not None  # only connections with a batch are added
+            if many and conn.publishing:
                 batch.tick()
             else:  # back to few publishers, or this one ends (its goodbye must be read)
                 batch.set_mark(1)

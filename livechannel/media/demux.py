@@ -22,6 +22,7 @@ from livechannel.media.aac import (
 from livechannel.media.av1 import parse_av1_config
 from livechannel.media.flv import (
     FRAME_TYPE_COMMAND,
+    FRAME_TYPE_KEY,
     SOUND_FORMAT_AAC,
     VIDEO_CODEC_AVC,
     AudioTag,
@@ -65,7 +66,6 @@ MediaEvent = (
 _LEGACY_AVC_MASK = 0x8F  # bit 7 clear (not enhanced RTMP) and CodecID in the low nibble
 _EX_HEADER = 0x80  # IsExHeader (Enhanced RTMP, ExVideoTagHeader)
 ENHANCED_VIDEO_CODECS = frozenset({"HEVC", "AV1", "VP9"})  # carried into fMP4 as they come
-FRAME_TYPE_KEY = 1
 AVC_PACKET_NALU = 1  # AVCPacketType 1: coded frames
 AAC_PACKET_RAW = 1  # AACPacketType 1: a raw frame
 

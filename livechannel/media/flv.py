@@ -42,6 +42,7 @@ class AudioTag:
 
 
 VIDEO_CODEC_AVC = 7
+FRAME_TYPE_KEY = 1
 FRAME_TYPE_COMMAND = 5
 # CodecID (E.4.3.1); 12 and 13 are the widespread non-Adobe HEVC/AV1 extensions.
 VIDEO_CODECS = {
@@ -95,13 +96,19 @@ def _skip_mod_ex(body: bytes, pos: int) -> tuple[int, int]:
     return packet_type, pos
 
 
+def video_frame_type(first_byte: int) -> int:
+    """FrameType of a video tag from its first byte: bits 4-6 in the FLV VideoTagHeader and in
+    Enhanced RTMP's ExVideoTagHeader alike (bit 7 is IsExHeader there, 0 in FLV)."""
+    return (first_byte >> 4) & 0x07
+
+
 def parse_video_tag(body: bytes) -> VideoTag:
     if not body:
         raise MediaError("empty video message")
     first = body[0]
     if first & 0x80:
         return _parse_ex_video(body)
-    frame_type, codec_id = first >> 4, first & 0x0F
+    frame_type, codec_id = video_frame_type(first), first & 0x0F
     codec = VIDEO_CODECS.get(codec_id, f"video codec id {codec_id}")
     if frame_type == FRAME_TYPE_COMMAND:
         return VideoTag(frame_type, codec, PacketKind.IGNORED, 0, b"")
@@ -115,7 +122,7 @@ def parse_video_tag(body: bytes) -> VideoTag:
 
 
 def _parse_ex_video(body: bytes) -> VideoTag:
-    frame_type, packet_type = (body[0] >> 4) & 0x07, body[0] & 0x0F
+    frame_type, packet_type = video_frame_type(body[0]), body[0] & 0x0F
     packet_type, pos = _skip_mod_ex(body, 1) if packet_type == EX_MOD_EX else (packet_type, 1)
     if frame_type == FRAME_TYPE_COMMAND and packet_type != EX_METADATA:
         return VideoTag(frame_type, "video command", PacketKind.IGNORED, 0, b"")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from livechannel.media.flv import FRAME_TYPE_KEY, video_frame_type
 from livechannel.rtmp.errors import LocalProtocolError, MessageTooLarge, ProtocolError
 from livechannel.rtmp.limits import DEFAULT_LIMITS, RtmpLimits
 from livechannel.rtmp.messages import MessageType
@@ -45,9 +46,6 @@ MAX_CSID = 65599  # 3-byte form: 64 + 0xFFFF
 _MESSAGE_HEADER_SIZE = (11, 7, 3, 0)  # by header type (fmt)
 _CONTINUATION = 3 << 6  # fmt 3 in the top bits of a basic header
 _VIDEO = int(MessageType.VIDEO)
-# The frame type in bits 4-6 of a video payload's first byte (FLV VideoTagHeader; Enhanced
-# RTMP keeps it there beside IsExHeader in bit 7): 1 = a keyframe.
-_KEYFRAME = 1
 # What one held piece of a partial message costs beyond its bytes (object header, list slot):
 # counted, so that a peer sending tiny chunks cannot hold more than the limit says.
 _PIECE_OVERHEAD = 64
@@ -129,7 +127,7 @@ class ChunkReader:
             received = stream.received
             if received <= 0 or stream.type_id != _VIDEO or not stream.parts:
                 continue
-            if (stream.parts[0][0] >> 4) & 7 != _KEYFRAME:  # FLV and Enhanced RTMP alike
+            if video_frame_type(stream.parts[0][0]) != FRAME_TYPE_KEY:
                 continue
             rest = stream.length - received
             in_chunk = self._chunk_left if stream is self._current else 0
