@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import tempfile
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from livechannel.rtmp import amf0
 from livechannel.rtmp.chunk import ChunkWriter
 from livechannel.rtmp.messages import MessageType
 
+# The benchmarks' input (run_bench.py's input_path makes it when it is missing).
+DEFAULT_INPUT = Path(tempfile.gettempdir()) / "livechannel-bench" / "input.flv"
 AUDIO_CSID = 4  # libavformat's choice for audio and data (and ClientConnection's)
 VIDEO_CSID = 6  # libavformat's choice for video
 DEFAULT_STREAM_ID = 1  # what createStream returns first, on ours and on nginx-rtmp

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.chunkplan import ChunkPlan, build_plan, load_flv
+from bench.chunkplan import DEFAULT_INPUT, ChunkPlan, build_plan, load_flv
 from livechannel.config import BucketConfig, Config, HlsConfig
 from livechannel.fleet.registry import Registry
 from livechannel.hls.live_endpoint import LowLatencyRegistry
@@ -40,7 +40,6 @@ from livechannel.store.memory import MemoryStore
 READ_BYTES = 256 * 1024  # what uvloop hands data_received at most per read
 CHUNK_SIZE = 65536  # what libavformat sends us after our Set Chunk Size
 YIELD_EVERY = 16  # reads between event-loop turns (uploads run then)
-DEFAULT_INPUT = Path(tempfile.gettempdir()) / "livechannel-bench" / "input.flv"
 
 
 class NullStorage:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.chunkplan import DEFAULT_INPUT
 from bench.servers import CLK_TCK, NginxServer, OursServer, Server, cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,9 +126,7 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--input", default=str(Path(tempfile.gettempdir()) / "livechannel-bench" / "input.flv")
-    )
+    p.add_argument("--input", default=str(DEFAULT_INPUT))
     p.add_argument("--channels", type=int, default=1000, help="idle channels (ours)")
     p.add_argument("--publishers", type=int, default=10)
     p.add_argument("--window-s", type=float, default=60.0, help="each CPU window")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.chunkplan import DEFAULT_INPUT
 from bench.run_bench import FRAG_COUNT, FRAG_DURATION_S, input_path
 from bench.servers import OursServer, cpu_times
 
@@ -99,9 +100,7 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--input", default=str(Path(tempfile.gettempdir()) / "livechannel-bench" / "input.flv")
-    )
+    p.add_argument("--input", default=str(DEFAULT_INPUT))
     p.add_argument("--pair", default="nometrics,ours-metrics", help="first,second variant")
     p.add_argument("-n", type=int, default=100, help="real-time publishers per server")
     p.add_argument("--rounds", type=int, default=3)

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cpu_cap, loadgen, page_cache
-from bench.chunkplan import load_flv
+from bench.chunkplan import DEFAULT_INPUT, load_flv
 from bench.ll_probe import LlProbe
 from bench.metrics import TrialResult, analyse_publishers
 from bench.report import CAPACITY_STEP, capacity_lines, markdown, update_docs
@@ -266,9 +266,7 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--input", default=str(Path(tempfile.gettempdir()) / "livechannel-bench" / "input.flv")
-    )
+    p.add_argument("--input", default=str(DEFAULT_INPUT))
     p.add_argument("--ns", default="1,50,100,200,400", help="real-time publisher counts")
     p.add_argument("--duration", type=float, default=90.0, help="seconds each publisher sends")
     p.add_argument(

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.chunkplan import load_flv
+from bench.chunkplan import DEFAULT_INPUT, load_flv
 from livechannel.hls.snapshot import encode_jpeg
 from livechannel.media.demux import Demuxer
 from livechannel.media.flv import TAG_TYPE_VIDEO
@@ -45,9 +44,7 @@ def keyframes(path: Path) -> tuple[VideoConfig | None, list[bytes]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument(
-        "--input", default=str(Path(tempfile.gettempdir()) / "livechannel-bench" / "input.flv")
-    )
+    p.add_argument("--input", default=str(DEFAULT_INPUT))
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
     path = Path(args.input)
