@@ -77,7 +77,9 @@ class Publisher:
         return self.client.data_to_send()
 
 
-def server_side(svc: ServiceThread) -> RtmpProtocol:
+def batching_connection(svc: ServiceThread) -> RtmpProtocol:
+    """The server's side of the one publisher, once its push is accepted with a batch."""
+    wait_until(lambda: any(c.batch for c in svc.ingest_server().connections), "a batch")
     [conn] = [c for c in svc.ingest_server().connections if c.batch is not None]
     return conn
 
@@ -96,8 +98,7 @@ def test_the_mark_follows_the_rate_then_a_keyframe_then_a_stall(
 ) -> None:
     pub = Publisher(svc.signed_publish_url("batch"))
     try:
-        wait_until(lambda: any(c.batch for c in svc.ingest_server().connections), "a batch")
-        conn = server_side(svc)
+        conn = batching_connection(svc)
         keyframes = [i for i, t in enumerate(tags) if t.type_id == 9 and t.is_video_keyframe]
         second = keyframes[1]  # the first GOP goes at its own pace: the rate to batch by
         start = time.monotonic()
@@ -137,8 +138,7 @@ def test_few_publishers_rest_instead_of_batching(
     monkeypatch.setattr(reads_module, "READ_REST_MAX_PUBLISHERS", 32)
     pub = Publisher(svc.signed_publish_url("batch"))
     try:
-        wait_until(lambda: any(c.batch for c in svc.ingest_server().connections), "a batch")
-        conn = server_side(svc)
+        conn = batching_connection(svc)
         assert conn.paced
         for tag in tags[:30]:
             pub.sock.sendall(pub.encode(tag))
