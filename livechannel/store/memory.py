@@ -10,7 +10,6 @@ import dataclasses
 from collections.abc import Collection, Sequence
 
 from livechannel.errors import (
-    ChannelStillLive,
     LiveChannelDisabled,
     no_bucket,
     no_channel,
@@ -71,7 +70,7 @@ class MemoryStore:
         if bucket not in self._buckets:
             raise no_bucket(bucket)
         if (bucket, name) in self._live:
-            raise ChannelStillLive("the channel is being pushed to")
+            raise still_live(name)
         channel = Channel(bucket=bucket, name=name, config=config, last_modified_ms=now_ms)
         self._channels[(bucket, name)] = channel
         return channel
@@ -106,7 +105,7 @@ class MemoryStore:
     async def delete_channel(self, bucket: str, name: str) -> None:
         self._channel(bucket, name)
         if (bucket, name) in self._live:
-            raise ChannelStillLive("the channel is being pushed to")
+            raise still_live(name)
         del self._channels[(bucket, name)]
         # its history goes with it (a re-created channel starts afresh); segments stay
         for push in list(self._pushes.values()):
