@@ -8,12 +8,21 @@ Times: PTS/DTS = ms * 90 + TS_TIME_OFFSET_90K, mod 2**33 (`timestamps.ts_clock_9
 The PCR runs PCR_LEAD_90K behind the DTS (the buffer model needs data to arrive before it
 is decoded: 2.4.2.3), lives on the video PID when there is video, and is sent at least every
 PCR_INTERVAL_MS of media time (2.7.2 asks for at most 100 ms between PCRs).
+
+Audio with video: up to AUDIO_FRAMES_PER_PES consecutive ADTS frames share one PES, as
+ffmpeg's and nginx-rtmp's muxers do (an AAC PES may carry several frames, 2.4.3.7: its PTS is
+the first's, and each next one starts 1024 samples later). A PES per frame cost a quarter of
+the muxing and three packets for ~370 bytes. A frame whose time is not the one its samples
+imply (a gap, a publisher's jittery clock) starts a new PES, so no frame is played more than
+AUDIO_PTS_SLACK_MS from its own timestamp; the muxer holds the frames until then, and
+`end_fragment` (a segment's end) writes what it holds.
 """
 
 from __future__ import annotations
 
 import struct
 
+from livechannel.media.aac import SAMPLING_FREQUENCIES_HZ
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
 from livechannel.media.timestamps import TS_CLOCK_MASK, ts_clock_90k
 
@@ -33,6 +42,19 @@ STREAM_ID_AUDIO = 0xC0  # Table 2-22: first audio stream
 MAX_PES_PACKET_LENGTH = 0xFFFF  # 16-bit field; video may write 0 = unbounded (2.4.3.7)
 # Media time between PCRs: 60 ms plus at most one ~40 ms frame gap stays within 2.7.2's 100 ms.
 PCR_INTERVAL_MS = 60
+# With video, this many consecutive AAC frames at most go into one PES: ~116 ms at 44.1 kHz,
+# well inside PCR_LEAD_90K, and ~5 x 370 bytes in 11 packets instead of 15.
+AUDIO_FRAMES_PER_PES = 5
+# RTMP timestamps are whole milliseconds, rounded from the encoder's sample clock: a frame
+# within this much of where its PES's samples put it continues that PES.
+AUDIO_PTS_SLACK_MS = 1
+# With video, an audio frame this far past the last PCR brings a PCR (on the video PID) before
+# it: the next frame, at most ~32 ms later (AAC at 32 kHz and up), is then still within the
+# 100 ms of 2.7.2. Video at 30 fps sends one every 66 ms itself, so audio seldom needs to.
+AUDIO_PCR_DUE_MS = 64
+AUDIO_PES_HEADER_BYTES = 8  # after PES_packet_length: flags, header length, PTS
+MAX_AUDIO_PES_DATA_BYTES = MAX_PES_PACKET_LENGTH - AUDIO_PES_HEADER_BYTES
+AAC_FRAME_SAMPLES = 1024  # samples per AAC frame (ISO/IEC 14496-3, 1024-sample frames)
 # The PCR is set 0.7 s before the DTS so a frame is "in the buffer" well before it decodes and
 # audio interleaved up to 0.7 s early still arrives after the PCR (libavformat uses 0.7 s too).
 PCR_LEAD_90K = 63_000
@@ -225,7 +247,7 @@ class TsMuxer:
     """
 
     init_section: bytes | None = None  # every segment is self-contained: PAT/PMT first
-    buffered_bytes: int = 0  # every frame's bytes are returned at once
+    buffered_bytes: int = 0  # the held audio frames' bytes (a few KiB at most)
 
     def __init__(
         self,
@@ -246,6 +268,14 @@ class TsMuxer:
         self._video = _Stream(VIDEO_PID)
         self._audio = _Stream(AUDIO_PID)
         self._last_pcr_ms: int | None = None
+        # Audio frames held for one PES (module docstring): their data, the first's time, and
+        # the ms one frame lasts; 0 (no configuration known, or no video): a PES per frame.
+        self._held: list[bytes] = []
+        self._held_pts_ms = 0
+        self._frame_ms = 0.0
+        index = audio_config.sampling_index if audio_config is not None else -1
+        if has_video and 0 <= index < len(SAMPLING_FREQUENCIES_HZ):
+            self._frame_ms = AAC_FRAME_SAMPLES * 1000 / SAMPLING_FREQUENCIES_HZ[index]
         pcr_pid = VIDEO_PID if has_video else AUDIO_PID
         streams = b""
         if has_video:
@@ -300,30 +330,61 @@ class TsMuxer:
         return self._video.packetize(head, frame.data, af_body)
 
     def audio(self, frame: AudioFrame) -> bytes:
-        """One ADTS frame as one PES. With video, a PCR-only packet is slipped in on the
-        video PID when video is too sparse to keep PCRs within PCR_INTERVAL_MS."""
+        """An ADTS frame: held for the PES of the frames that follow it (module docstring),
+        or one PES of its own. Returns the bytes it completed, if any. With video, a PCR-only
+        packet goes on the video PID before a frame AUDIO_PCR_DUE_MS past the last PCR, so
+        PCRs stay within 100 ms while video is sparse."""
         if not self.has_audio:
             raise ValueError("this muxer was created without audio")
-        length = 8 + len(frame.data)  # flags, header length, PTS
-        if length > MAX_PES_PACKET_LENGTH:
+        if len(frame.data) > MAX_AUDIO_PES_DATA_BYTES:
             raise ValueError(f"audio frame of {len(frame.data)} bytes does not fit one PES")
+        if not self.has_video:
+            return self._audio_pes(frame.pts_ms, frame.data)
+        last_pcr = self._last_pcr_ms
+        pcr_due = last_pcr is not None and frame.pts_ms - last_pcr >= AUDIO_PCR_DUE_MS
+        held = self._held
+        if (
+            held
+            and not pcr_due
+            and len(held) < AUDIO_FRAMES_PER_PES
+            and abs(frame.pts_ms - self._held_pts_ms - len(held) * self._frame_ms)
+            <= AUDIO_PTS_SLACK_MS
+            and self.buffered_bytes + len(frame.data) <= MAX_AUDIO_PES_DATA_BYTES
+        ):
+            held.append(frame.data)
+            self.buffered_bytes += len(frame.data)
+            return b""
+        out = self._flush_audio() if held else b""
+        if pcr_due:
+            out += self._video.adaptation_only(bytes((AF_PCR,)) + self._pcr(frame.pts_ms))
+        if not self._frame_ms:
+            return out + self._audio_pes(frame.pts_ms, frame.data)
+        self._held = [frame.data]
+        self._held_pts_ms = frame.pts_ms
+        self.buffered_bytes = len(frame.data)
+        return out
+
+    def _flush_audio(self) -> bytes:
+        held, self._held, self.buffered_bytes = self._held, [], 0
+        return self._audio_pes(self._held_pts_ms, held[0] if len(held) == 1 else b"".join(held))
+
+    def _audio_pes(self, pts_ms: int, data: bytes) -> bytes:
+        """One PES of ADTS frames, the first at `pts_ms`. Audio-only, every one is a random
+        access point and carries the PCR when one is due."""
         head = (
             _PES_START_AUDIO
-            + length.to_bytes(2, "big")
+            + (AUDIO_PES_HEADER_BYTES + len(data)).to_bytes(2, "big")
             + _PTS_ONLY_FLAGS
-            + _timestamp_field(0x2, ts_clock_90k(frame.pts_ms))
+            + _timestamp_field(0x2, ts_clock_90k(pts_ms))
         )
         if self.has_video:
-            prefix = b""
-            if self._last_pcr_ms is not None and self._pcr_due(frame.pts_ms):
-                prefix = self._video.adaptation_only(bytes((AF_PCR,)) + self._pcr(frame.pts_ms))
-            return prefix + self._audio.packetize(head, frame.data, b"")
-        af_body = bytes((AF_RANDOM_ACCESS,))  # audio-only: every ADTS frame is a start point
-        if self._pcr_due(frame.pts_ms):
-            af_body = bytes((AF_RANDOM_ACCESS | AF_PCR,)) + self._pcr(frame.pts_ms)
-        return self._audio.packetize(head, frame.data, af_body)
+            return self._audio.packetize(head, data, b"")
+        af_body = bytes((AF_RANDOM_ACCESS,))
+        if self._pcr_due(pts_ms):
+            af_body = bytes((AF_RANDOM_ACCESS | AF_PCR,)) + self._pcr(pts_ms)
+        return self._audio.packetize(head, data, af_body)
 
     def end_fragment(self, next_video_dts_ms: int | None) -> list[bytes]:
-        """Nothing is held back: every frame's packets were returned as it was muxed."""
+        """The held audio frames' PES (a segment ends: they belong to it)."""
         del next_video_dts_ms
-        return []
+        return [self._flush_audio()] if self._held else []

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livechannel.media.frames import AudioFrame, VideoFrame
+from livechannel.media.frames import AudioConfig, AudioFrame, VideoFrame
 from livechannel.media.mpegts import (
+    AUDIO_FRAMES_PER_PES,
     AUDIO_PID,
     PCR_LEAD_90K,
     PMT_PID,
@@ -174,3 +175,60 @@ def test_any_sizes_round_trip(
     video = [p for p in c.pes if p.pid == VIDEO_PID]
     assert [p.random_access for p in video] == keyframes[: len(videos)]
     assert all(p.pcr_90k is not None for p, k in zip(video, keyframes, strict=False) if k)
+
+
+AAC_44K = AudioConfig("AAC", 2, 44_100, 2, 4)
+
+
+def aac_ms(i: int) -> int:
+    """Frame i's time as an RTMP publisher sends it: 1024 samples at 44.1 kHz, rounded to ms."""
+    return round(i * 1024 * 1000 / 44_100)
+
+
+def test_consecutive_audio_frames_share_a_pes() -> None:
+    m = TsMuxer(has_video=True, has_audio=True, audio_config=AAC_44K)
+    frames = [AudioFrame(aac_ms(i), bytes([i]) * (100 + i)) for i in range(12)]
+    out = m.start_segment()
+    for t_ms in range(0, aac_ms(12), 33):  # 30 fps video keeps the PCRs coming itself
+        out += m.video(VideoFrame(t_ms, t_ms, t_ms == 0, b"v" * 100))
+        out += b"".join(m.audio(f) for f in frames if t_ms <= f.pts_ms < t_ms + 33)
+    assert m.buffered_bytes == sum(len(f.data) for f in frames[10:])  # held, counted
+    out += b"".join(m.end_fragment(None))
+    assert m.buffered_bytes == 0
+    pes = [p for p in read_ts(out).pes if p.pid == AUDIO_PID]
+    starts = range(0, 12, AUDIO_FRAMES_PER_PES)
+    assert [p.pts_90k for p in pes] == [ts_clock_90k(frames[i].pts_ms) for i in starts]
+    assert [p.payload for p in pes] == [
+        b"".join(f.data for f in frames[i : i + AUDIO_FRAMES_PER_PES]) for i in starts
+    ]
+
+
+def test_an_audio_gap_or_a_jittery_clock_starts_a_new_pes() -> None:
+    m = TsMuxer(has_video=True, has_audio=True, audio_config=AAC_44K)
+    times = [aac_ms(0), aac_ms(1), aac_ms(2) + 20, aac_ms(3) + 20, aac_ms(4) + 23]
+    out = m.start_segment() + m.video(VideoFrame(0, 0, True, b"v" * 100))
+    out += m.video(VideoFrame(60, 60, False, b"v" * 100))  # a PCR: none due from audio
+    out += b"".join(m.audio(AudioFrame(t, b"a" * 50)) for t in times)
+    out += b"".join(m.end_fragment(None))
+    pes = [p for p in read_ts(out).pes if p.pid == AUDIO_PID]
+    assert [p.pts_90k for p in pes] == [ts_clock_90k(t) for t in (times[0], times[2], times[4])]
+
+
+def test_pcr_cadence_with_sparse_video_and_shared_audio_pes() -> None:
+    """Held audio must not take the PCR back: PCRs stay monotonic and <= 100 ms apart."""
+    m = TsMuxer(has_video=True, has_audio=True, audio_config=AAC_44K)
+    out = [m.start_segment()]
+    i = 0
+    for t_ms in range(0, 3000, 250):  # 4 fps video
+        out.append(m.video(VideoFrame(t_ms, t_ms, t_ms == 0, b"v" * 500)))
+        while aac_ms(i) < t_ms + 250:
+            out.append(m.audio(AudioFrame(aac_ms(i), b"a" * 300)))
+            i += 1
+    out += m.end_fragment(None)
+    c = read_ts(b"".join(out))
+    gaps_ms = [(b - a) / 90 for a, b in itertools.pairwise(pcr for _, pcr in c.pcrs)]
+    assert max(gaps_ms) <= 100 + 1000 * 1024 / 44_100  # the audio PES cadence, at worst
+    assert min(gaps_ms) > 0
+    assert not c.cc_errors
+    audio = [p for p in c.pes if p.pid == AUDIO_PID]
+    assert sum(len(p.payload) for p in audio) == 300 * i
