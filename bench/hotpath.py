@@ -166,6 +166,7 @@ async def run(args: argparse.Namespace) -> None:
         f"({cpu:.2f} CPU-s): {cpu / media_min:.4f} CPU-s per stream-minute, "
         f"{len(data) / cpu / 1e6:.1f} MB/s per core, storage {args.storage}, "
         f"chunks of {args.chunk_size} bytes, reads of {args.read_bytes} bytes"
+        + (f", {storage.bytes / 1e6:.1f} MB written" if isinstance(storage, NullStorage) else "")
     )
     await storage.close()
     tmp.cleanup()

@@ -15,7 +15,9 @@ the first's, and each next one starts 1024 samples later). A PES per frame cost 
 the muxing and three packets for ~370 bytes. A frame whose time is not the one its samples
 imply (a gap, a publisher's jittery clock) starts a new PES, so no frame is played more than
 AUDIO_PTS_SLACK_MS from its own timestamp; the muxer holds the frames until then, and
-`end_fragment` (a segment's end) writes what it holds.
+`end_fragment` (a segment's end) writes what it holds. A segment's first audio frame is a PES
+of its own: ffmpeg's HLS demuxer (5.1), meeting a segment's first audio in a PES of several
+frames, handed that frame on twice (two packets with one timestamp: tests/e2e caught it).
 """
 
 from __future__ import annotations
@@ -273,6 +275,7 @@ class TsMuxer:
         self._held: list[bytes] = []
         self._held_pts_ms = 0
         self._frame_ms = 0.0
+        self._segment_has_audio = False  # its first audio frame goes alone (module docstring)
         index = audio_config.sampling_index if audio_config is not None else -1
         if has_video and 0 <= index < len(SAMPLING_FREQUENCIES_HZ):
             self._frame_ms = AAC_FRAME_SAMPLES * 1000 / SAMPLING_FREQUENCIES_HZ[index]
@@ -295,6 +298,7 @@ class TsMuxer:
 
     def start_segment(self) -> bytes:
         """PAT + PMT, to begin a segment (each segment must be playable on its own)."""
+        self._segment_has_audio = False
         return _psi_packet(self._pat, self._pat_section) + _psi_packet(self._pmt, self._pmt_section)
 
     def _pcr_due(self, time_ms: int) -> bool:
@@ -343,26 +347,30 @@ class TsMuxer:
         last_pcr = self._last_pcr_ms
         pcr_due = last_pcr is not None and frame.pts_ms - last_pcr >= AUDIO_PCR_DUE_MS
         held = self._held
-        if (
-            held
-            and not pcr_due
-            and len(held) < AUDIO_FRAMES_PER_PES
-            and abs(frame.pts_ms - self._held_pts_ms - len(held) * self._frame_ms)
-            <= AUDIO_PTS_SLACK_MS
-            and self.buffered_bytes + len(frame.data) <= MAX_AUDIO_PES_DATA_BYTES
-        ):
+        if held and not pcr_due and self._continues(frame):
             held.append(frame.data)
             self.buffered_bytes += len(frame.data)
             return b""
         out = self._flush_audio() if held else b""
         if pcr_due:
             out += self._video.adaptation_only(bytes((AF_PCR,)) + self._pcr(frame.pts_ms))
-        if not self._frame_ms:
+        if not self._frame_ms or not self._segment_has_audio:
+            self._segment_has_audio = True
             return out + self._audio_pes(frame.pts_ms, frame.data)
         self._held = [frame.data]
         self._held_pts_ms = frame.pts_ms
         self.buffered_bytes = len(frame.data)
         return out
+
+    def _continues(self, frame: AudioFrame) -> bool:
+        """`frame` may join the held frames' PES."""
+        held = self._held
+        return (
+            len(held) < AUDIO_FRAMES_PER_PES
+            and abs(frame.pts_ms - self._held_pts_ms - len(held) * self._frame_ms)
+            <= AUDIO_PTS_SLACK_MS
+            and self.buffered_bytes + len(frame.data) <= MAX_AUDIO_PES_DATA_BYTES
+        )
 
     def _flush_audio(self) -> bytes:
         held, self._held, self.buffered_bytes = self._held, [], 0
