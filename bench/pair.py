@@ -13,7 +13,10 @@ against the first, per round and over all rounds.
 
 Variants: `nometrics` (metrics = false), `ours-metrics` (metrics on, /-/metrics scraped
 every --scrape-interval s from this process), `ours` (metrics on, not scraped), `base`
-(ours from --base-tree: a change against the version before it).
+(ours from --base-tree: a change against the version before it), `llhls` and `base-llhls`
+(the same two with LL-HLS, --part-duration-s parts; --ll-followers of their channels are
+followed by blocking reloads over the window, bench/ll_probe.py, and the answers' delays after
+each part was complete are printed too).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.chunkplan import DEFAULT_INPUT
+from bench.ll_probe import LlProbe
 from bench.run_bench import FRAG_COUNT, FRAG_DURATION_S, input_path
 from bench.servers import OursServer, cpu_times
 
@@ -49,11 +53,22 @@ def make(variant: str, workdir: Path, args: argparse.Namespace) -> OursServer:
         return OursServer(workdir)
     if variant == "base":
         return OursServer(workdir, tree=Path(args.base_tree))
+    if variant in ("llhls", "base-llhls"):
+        tree = Path(args.base_tree) if variant == "base-llhls" else None
+        return OursServer(
+            workdir, segment_format="fmp4", part_duration_s=args.part_duration_s, tree=tree
+        )
     sys.exit(f"unknown variant {variant!r}")
 
 
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
 def round_(variants: list[str], args: argparse.Namespace, flv: Path) -> dict[str, float]:
-    """One round: both servers at once; CPU-s per stream-minute of each, by variant."""
+    """One round: both servers at once; CPU-s per stream-minute of each, by variant (and the
+    p50/p99 of LL-HLS variants' blocking reload answers, as `<variant> p50`/`p99`)."""
     dirs = [Path(tempfile.mkdtemp(prefix="lcpair-")) for _ in variants]
     servers = [make(v, d, args) for v, d in zip(variants, dirs, strict=True)]
     loadgens: list[subprocess.Popen[bytes]] = []
@@ -73,18 +88,32 @@ def round_(variants: list[str], args: argparse.Namespace, flv: Path) -> dict[str
             ]  # fmt: skip
             loadgens.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
         time.sleep(max(0.0, start + args.warmup_s - time.time()))
+        probes = {
+            v: LlProbe([f"http://127.0.0.1:{s.http_port}/live/p{i}c{k}/playlist.m3u8"
+                        for k in range(min(args.ll_followers, args.n))])
+            for i, (v, s) in enumerate(zip(variants, servers, strict=True))
+            if s.part_duration_s
+        }  # fmt: skip
+        for probe in probes.values():
+            probe.start()
         before = [cpu_times(s.pids()) for s in servers]
         window_s = args.duration - args.warmup_s - WINDOW_END_MARGIN_S
         time.sleep(window_s)
         after = [cpu_times(s.pids()) for s in servers]
+        for probe in probes.values():
+            probe.stop()
         stream_min = args.n * window_s / 60
         deadline = start + args.ramp + args.duration + LOADGEN_TIMEOUT_EXTRA_S
         for lg in loadgens:
             lg.wait(max(1.0, deadline - time.time()))
-        return {
+        result = {
             v: round(sum(a) - sum(b), 3) / stream_min
             for v, a, b in zip(variants, after, before, strict=True)
         }
+        for v, probe in probes.items():
+            result[f"{v} p50"] = percentile(probe.delays_ms, 0.5)
+            result[f"{v} p99"] = percentile(probe.delays_ms, 0.99)
+        return result
     finally:
         for lg in loadgens:
             if lg.poll() is None:
@@ -111,6 +140,8 @@ def main() -> None:
     p.add_argument("--write-interval-ms", type=float, default=20.0)
     p.add_argument("--scrape-interval", type=float, default=1.0, help="for ours-metrics")
     p.add_argument("--base-tree", default=None, help="a checkout of livechannel, for `base`")
+    p.add_argument("--part-duration-s", type=float, default=0.5, help="for the LL-HLS variants")
+    p.add_argument("--ll-followers", type=int, default=8, help="LL-HLS channels followed, each")
     p.add_argument("--json", default=None, help="also write the rounds here")
     args = p.parse_args()
     if args.duration - args.warmup_s - WINDOW_END_MARGIN_S < MIN_WINDOW_S:
@@ -123,9 +154,14 @@ def main() -> None:
         result = round_(order, args, flv)
         cost = result[second] / result[first] - 1
         rounds.append({"started_first": order[0], **result, "cost": round(cost, 4)})
+        reloads = "".join(
+            f"; {v} reloads p50 {result[f'{v} p50']:.1f} ms, p99 {result[f'{v} p99']:.1f} ms"
+            for v in (first, second)
+            if f"{v} p99" in result
+        )
         print(
             f"round {r + 1} ({order[0]} first): {first} {result[first]:.4f}, "
-            f"{second} {result[second]:.4f} CPU-s per stream-min: {cost * 100:+.1f} %",
+            f"{second} {result[second]:.4f} CPU-s per stream-min: {cost * 100:+.1f} %{reloads}",
             flush=True,
         )
     total_first = sum(r[first] for r in rounds)

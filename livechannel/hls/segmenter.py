@@ -193,6 +193,15 @@ class Segmenter:
             return 0
         return seg.untaken
 
+    def part_due_in_ms(self) -> int | None:
+        """LL-HLS: media ms from the latest video frame to the first frame that ends the open
+        part (`push_video`'s rule; <= 0: the next frame does), or None without an open part."""
+        seg = self._open
+        if seg is None or not self.part_duration_ms:
+            return None
+        due_ms = seg.part_first_dts_ms + self.part_duration_ms - self._frame_interval_ms()
+        return due_ms - seg.last_dts_ms
+
     def open_segment(self) -> tuple[int, bytes | None, bool]:
         """The open segment's (arrival_ms, init section, discontinuity): what its
         SegmentReady will carry, known from its start."""

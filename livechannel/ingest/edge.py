@@ -187,6 +187,7 @@ class RtmpProtocol(asyncio.Protocol):
         self._dropped_bytes = 0  # received after our FIN, dropped unread
         self.resting = False  # reading paused until the process's next wake-up (ingest/reads)
         self.paced = False  # publishing and read less often (ingest/reads.py)
+        self.low_latency = False  # an LL-HLS push: never rests
         self.batch: ReadBatch | None = None  # its receive low-water mark, a plain TCP socket
         self._timers: list[asyncio.TimerHandle] = []
         loop = asyncio.get_running_loop()
@@ -406,16 +407,17 @@ class RtmpProtocol(asyncio.Protocol):
         self._pump()
 
     def _pace(self, push: LivePush) -> None:
-        """Read this publisher less often (ingest/reads.py), unless it is LL-HLS."""
-        if push.pipeline.part_duration_ms:
-            return
+        """Read this publisher less often (ingest/reads.py; LL-HLS: away from its parts' ends)."""
         self.paced = True
+        pipeline = push.pipeline
+        self.low_latency = bool(pipeline.part_duration_ms)
         transport = self.transport
         if transport is None or transport.get_extra_info("sslcontext") is not None:
             return
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            self.batch = ReadBatch(sock, self.conn)
+            due = pipeline.part_due_in_ms if self.low_latency else None
+            self.batch = ReadBatch(sock, self.conn, due)
 
     def _refuse(self, code: str, description: str, reason: str) -> None:
         """`reason`: a short fixed word for the metrics label (never client text)."""

@@ -19,9 +19,12 @@ publishers the process has:
   connection that was not read since the previous tick (its stream slowed or stopped): no byte
   waits in the kernel more than two ticks.
 
-LL-HLS pushes take neither (their parts are due every part target), nor do TLS connections
-(the mark would count record bytes, and a read that ends mid-record hands us nothing, so the
-keyframe rule could not see the keyframe).
+LL-HLS pushes never rest (a part is due every part target), and batch only away from their
+parts' ends: within LL_READ_AHEAD_MS of stream time before the open part can end (the
+pipeline's `part_due_in_ms`), the mark is one byte, so the frame that completes a part is read
+the moment it arrives, as without batching; the rest of the part is read in batches. TLS
+connections do not batch (the mark would count record bytes, and a read that ends mid-record
+hands us nothing, so the keyframe rule could not see the keyframe).
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ READ_BATCH_S = 0.05
 # How often each batching stream's rate is measured and a stalled connection is read; twice
 # READ_BATCH_S, so a steady stream is always read between two ticks and never looks stalled.
 READ_BATCH_TICK_S = 0.1
+# LL-HLS: this close (ms of the stream) to the end of the open part, a connection is read at
+# every write. Twice READ_BATCH_S: a batched read comes at most READ_BATCH_S after the last,
+# so one always lands inside this window before the part's last frame arrives.
+LL_READ_AHEAD_MS = round(2 * READ_BATCH_S * 1000)
 # The highest mark: below what uvloop reads at once (256 KiB), and small enough that raising
 # the socket's receive buffer to fit it (the kernel does, to twice the mark) costs little.
 READ_BATCH_MAX_BYTES = 128 * 1024
@@ -65,6 +72,7 @@ class Paced(Protocol):
     """What the pacing needs of a connection (ingest/edge.py's RtmpProtocol)."""
 
     resting: bool
+    low_latency: bool  # LL-HLS: never rests
     batch: ReadBatch | None
 
     @property
@@ -78,11 +86,20 @@ class Paced(Protocol):
 class ReadBatch:
     """One connection's receive low-water mark and the figures the tick keeps for it."""
 
-    __slots__ = ("conn", "mark", "reads", "size", "sock", "tick_bytes", "tick_reads")
+    __slots__ = (
+        "conn", "mark", "part_due_in_ms", "reads", "size", "sock", "tick_bytes", "tick_reads"
+    )  # fmt: skip
 
-    def __init__(self, sock: socket.socket, conn: ServerConnection) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        conn: ServerConnection,
+        part_due_in_ms: Callable[[], int | None] | None = None,
+    ) -> None:
+        """`part_due_in_ms`: an LL-HLS push's (PushPipeline.part_due_in_ms)."""
         self.sock = sock
         self.conn = conn
+        self.part_due_in_ms = part_due_in_ms
         self.mark = 1  # what the socket is set to now (1: the kernel's default)
         self.size = 1  # the mark for this stream's rate, READ_BATCH_S of it
         self.reads = 0
@@ -94,6 +111,10 @@ class ReadBatch:
         mark = self.conn.keyframe_remaining()  # reading it before it is whole gains nothing
         if not mark:
             mark = self.size
+            if self.part_due_in_ms is not None:
+                due_ms = self.part_due_in_ms()
+                if due_ms is not None and due_ms <= LL_READ_AHEAD_MS:
+                    mark = 1  # the part's last frame is near: read it as it comes
         elif mark > READ_BATCH_MAX_BYTES:
             mark = READ_BATCH_MAX_BYTES
         if mark != self.mark:
@@ -126,10 +147,10 @@ class ReadPacing:
         self._batch_timer: asyncio.TimerHandle | None = None
 
     def after_read(self, conn: Paced, nbytes: int) -> None:
-        """`conn` (publishing, not LL-HLS) was just read `nbytes`. A TLS connection has no
-        batch: it rests while few publish and is read as its bytes come otherwise."""
+        """`conn` (publishing) was just read `nbytes`. A TLS connection has no batch: it
+        rests while few publish (unless LL-HLS) and is read as its bytes come otherwise."""
         if self._publishers() <= READ_REST_MAX_PUBLISHERS:
-            if nbytes < READ_REST_MAX_BYTES and not conn.resting:
+            if nbytes < READ_REST_MAX_BYTES and not conn.resting and not conn.low_latency:
                 self._rest(conn)
             return
         batch = conn.batch

@@ -148,10 +148,11 @@ def test_few_publishers_rest_instead_of_batching(
         pub.sock.close()
 
 
-def test_ll_hls_pushes_are_read_as_their_bytes_come(
+def test_ll_hls_pushes_batch_away_from_part_ends_and_never_rest(
     tmp_path: Path, tags: list[FlvTag], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A part is due every part target: an LL-HLS push neither batches nor rests."""
+    """A part is due every part target: an LL-HLS push is read at every write within
+    LL_READ_AHEAD_MS of its open part's end, in batches elsewhere, and never rests."""
     monkeypatch.setattr(reads_module, "READ_REST_MAX_PUBLISHERS", 0)
     service = ServiceThread(tmp_path / "data")
     hls = HlsConfig(SegmentFormat.FMP4, 0.5)
@@ -161,11 +162,25 @@ def test_ll_hls_pushes_are_read_as_their_bytes_come(
         create_channel(svc.bucket(), "ll")
         pub = Publisher(svc.signed_publish_url("ll"))
         try:
-            wait_until(lambda: publishing(svc), "the push")
-            [conn] = list(svc.ingest_server().connections)
-            for tag in tags[:60]:
+            conn = batching_connection(svc)
+            assert conn.low_latency and conn.push is not None
+            pipeline = conn.push.pipeline
+            seen: set[tuple[bool, bool]] = set()  # (mark of one byte, the part's end near)
+            start = time.monotonic()
+            for tag in tags[: len(tags) // 2]:
+                time.sleep(max(0.0, start + tag.timestamp_ms / 1000 - time.monotonic()))
                 pub.sock.sendall(pub.encode(tag))
-            wait_until(lambda: conn.received_bytes > 50_000, "the tags read")
-            assert not conn.paced and conn.batch is None and not conn.resting
+                due_ms = pipeline.part_due_in_ms()
+                if due_ms is not None:
+                    seen.add((mark_of(conn) == 1, due_ms <= reads_module.LL_READ_AHEAD_MS))
+            assert (False, False) in seen, seen  # batched away from the part's end
+            assert (True, True) in seen, seen  # one byte near it
+
+            monkeypatch.setattr(reads_module, "READ_REST_MAX_PUBLISHERS", 32)
+            before = conn.received_bytes
+            for tag in tags[len(tags) // 2 :]:
+                pub.sock.sendall(pub.encode(tag))
+            wait_until(lambda: conn.received_bytes > before + 50_000, "the tags read")
+            assert not conn.resting
         finally:
             pub.sock.close()
