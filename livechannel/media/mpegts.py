@@ -11,13 +11,13 @@ PCR_INTERVAL_MS of media time (2.7.2 asks for at most 100 ms between PCRs).
 
 Audio with video: up to AUDIO_FRAMES_PER_PES consecutive ADTS frames share one PES, as
 ffmpeg's and nginx-rtmp's muxers do (an AAC PES may carry several frames, 2.4.3.7: its PTS is
-the first's, and each next one starts 1024 samples later). A PES per frame cost a quarter of
-the muxing and three packets for ~370 bytes. A frame whose time is not the one its samples
-imply (a gap, a publisher's jittery clock) starts a new PES, so no frame is played more than
-AUDIO_PTS_SLACK_MS from its own timestamp; the muxer holds the frames until then, and
-`end_fragment` (a segment's end) writes what it holds. A segment's first audio frame is a PES
-of its own: ffmpeg's HLS demuxer (5.1), meeting a segment's first audio in a PES of several
-frames, handed that frame on twice (two packets with one timestamp: tests/e2e caught it).
+the first's, and each next one starts 1024 samples later). A PES per frame (three packets for
+~370 bytes) cost 7 % more of the ingest path (docs/performance.md). A frame whose time is not
+the one its samples imply (a gap, a publisher's jittery clock) starts a new PES, so no frame
+is played more than AUDIO_PTS_SLACK_MS from its own timestamp; the muxer holds the frames
+until then, and `end_fragment` (a segment's end) writes what it holds. A segment's first
+audio frame is a PES of its own: ffmpeg's HLS demuxer (5.1), meeting a segment's first audio
+in a PES of several frames, handed that frame on twice (two packets with one timestamp).
 """
 
 from __future__ import annotations
