@@ -243,10 +243,8 @@ class RtmpProtocol(asyncio.Protocol):
             self._handshake_timer.cancel()
         if pending or self.state is not EdgeState.PUBLISHING:  # publishing: usually nothing waits
             self._pump()
-        if self.state is EdgeState.PUBLISHING:
-            self._hold_if_backlogged()
-            if self.paced:
-                self.server.reads.after_read(self, len(data))
+        if self.paced and self.state is EdgeState.PUBLISHING:
+            self.server.reads.after_read(self, len(data))
 
     @property
     def publishing(self) -> bool:
@@ -309,9 +307,9 @@ class RtmpProtocol(asyncio.Protocol):
             self._close()  # the core refused (a play, a second publish) and said why: close
 
     def _media(self, type_id: int, timestamp_ms: int, payload: bytes) -> None:
-        """One audio/video message (the ServerConnection's media sink, or from an event). A
-        full upload queue is looked at once a read (`_hold_if_backlogged`), not per message:
-        what one read carried (at most an event loop's read, 256 KiB) still goes in."""
+        """One audio/video message (the ServerConnection's media sink, or from an event).
+        The upload queue is looked at after every message, not once a read: a read can carry
+        more than one segment's end, and the queue's bound (upload_queue_segments) is exact."""
         push = self.push
         state = self.state
         if push is None or (state is not EdgeState.PUBLISHING and state is not EdgeState.HELD):
@@ -328,14 +326,10 @@ class RtmpProtocol(asyncio.Protocol):
         except Exception as e:  # a decoder error in one stream must not touch others
             self._log("bad media, closing: %s: %s", type(e).__name__, e)
             self.kick(f"malformed media: {e}")
-
-    def _hold_if_backlogged(self) -> None:
-        """Publishing, and the push's upload queue is full: stop reading until it has room
-        (TCP then pushes back on the encoder)."""
-        push = self.push
-        if push is not None and push.backlog_full:
+            return
+        if push.backlog_full:  # stop reading until it has room: TCP pushes back on the encoder
             self.state = EdgeState.HELD
-            self.conn.set_media_sink(None)  # what comes meanwhile waits in the event queue
+            self.conn.set_media_sink(None)  # the rest of this read waits in the event queue
             self.pause()
             self._spawn(self._wait_for_room(push))
 
@@ -346,8 +340,6 @@ class RtmpProtocol(asyncio.Protocol):
         if self.state is not EdgeState.CLOSED:
             self._resume()  # also when ending: the publisher's close must still be seen
             self._pump()
-            if self.state is EdgeState.PUBLISHING:
-                self._hold_if_backlogged()
 
     # --- publish policy ---------------------------------------------------------------------
 
