@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.chunkplan import DEFAULT_INPUT
 from bench.ll_probe import LlProbe
+from bench.metrics import percentile
 from bench.run_bench import FRAG_COUNT, FRAG_DURATION_S, input_path
 from bench.servers import OursServer, cpu_times
 
@@ -59,11 +60,6 @@ def make(variant: str, workdir: Path, args: argparse.Namespace) -> OursServer:
             workdir, segment_format="fmp4", part_duration_s=args.part_duration_s, tree=tree
         )
     sys.exit(f"unknown variant {variant!r}")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def round_(variants: list[str], args: argparse.Namespace, flv: Path) -> dict[str, float]:
