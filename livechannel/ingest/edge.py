@@ -311,8 +311,7 @@ class RtmpProtocol(asyncio.Protocol):
         The upload queue is looked at after every message, not once a read: a read can carry
         more than one segment's end, and the queue's bound (upload_queue_segments) is exact."""
         push = self.push
-        state = self.state
-        if push is None or (state is not EdgeState.PUBLISHING and state is not EdgeState.HELD):
+        if push is None or self.state not in TAKING_MEDIA:
             return
         if len(payload) > self._max_access_unit:
             limit = self._max_access_unit
