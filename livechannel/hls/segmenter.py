@@ -199,8 +199,12 @@ class Segmenter:
         seg = self._open
         if seg is None or not self.part_duration_ms:
             return None
-        due_ms = seg.part_first_dts_ms + self.part_duration_ms - self._frame_interval_ms()
-        return due_ms - seg.last_dts_ms
+        return self._part_end_dts_ms(seg) - seg.last_dts_ms
+
+    def _part_end_dts_ms(self, seg: _OpenSegment) -> int:
+        """LL-HLS: a video frame past this DTS would carry the open part past its target
+        duration, so it ends the part and starts the next one."""
+        return seg.part_first_dts_ms + self.part_duration_ms - self._frame_interval_ms()
 
     def open_segment(self) -> tuple[int, bytes | None, bool]:
         """The open segment's (arrival_ms, init section, discontinuity): what its
@@ -295,11 +299,7 @@ class Segmenter:
         elif seg.size + seg.muxer.buffered_bytes >= self.max_segment_bytes:
             reason = CutReason.SIZE
         if reason is None:
-            if (
-                self.part_duration_ms
-                and frame.dts_ms - seg.part_first_dts_ms + self._frame_interval_ms()
-                > self.part_duration_ms
-            ):
+            if self.part_duration_ms and frame.dts_ms > self._part_end_dts_ms(seg):
                 self._end_part(seg, frame.dts_ms)
                 seg.part_independent = frame.keyframe
             self._write_video(seg, frame)
