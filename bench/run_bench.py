@@ -280,7 +280,8 @@ def main() -> None:
         "nometrics (ours, metrics = false), ours-metrics (ours, /-/metrics scraped every "
         "--scrape-interval s): compare the last two for what metrics cost; "
         "fmp4 (ours, fMP4 segments), llhls (ours, fMP4 with LL-HLS parts), "
-        "base (ours as checked out in --base-tree: a change against the version before it)",
+        "base (ours as checked out in --base-tree: a change against the version before it), "
+        "base-llhls (llhls as checked out in --base-tree)",
     )
     p.add_argument("--base-tree", default=None, help="a checkout of livechannel, for `base`")
     p.add_argument("--part-duration-s", type=float, default=0.5, help="LL-HLS parts, for `llhls`")
@@ -359,7 +360,7 @@ def run(args: argparse.Namespace) -> None:
     servers = args.servers.split(",")
     if args.cpu_per_worker and not cpu_cap.available():
         sys.exit("--cpu-per-worker needs root and a cgroup cpu controller (v2, or v1's cpu)")
-    if "base" in servers and not args.base_tree:
+    if any(name.startswith("base") for name in servers) and not args.base_tree:
         sys.exit("`base` runs ours from --base-tree: name a checkout")
     if "nginx" in servers and not NginxServer.available():
         print("nginx with libnginx-mod-rtmp not found: comparing nothing", file=sys.stderr)
@@ -378,6 +379,15 @@ def run(args: argparse.Namespace) -> None:
         "llhls": lambda workers: (
             lambda d: OursServer(
                 d, workers, segment_format="fmp4", part_duration_s=args.part_duration_s
+            )
+        ),
+        "base-llhls": lambda workers: (
+            lambda d: OursServer(
+                d,
+                workers,
+                segment_format="fmp4",
+                part_duration_s=args.part_duration_s,
+                tree=Path(args.base_tree),
             )
         ),
     }

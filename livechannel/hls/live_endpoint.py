@@ -5,7 +5,6 @@ this process's LL-HLS pushes that the HTTP API looks them up in."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 from livechannel.hls.low_latency import LivePart, LowLatencyPlaylist
@@ -15,33 +14,43 @@ BLOCK_TIMEOUT_TARGETS = 3  # RFC 8216bis 6.2.5.2: no answer within three targets
 
 class LiveEndpoint:
     """A push's LL-HLS state plus the waiting players do on it (blocking reloads, preload
-    hints). Every change wakes the waiters, which re-check their condition."""
+    hints). Every change wakes the waiters, which re-check their condition.
+
+    A waiter is a bare future that `changed()` resolves, so its handler runs in the event
+    loop's next turn. `asyncio.wait_for` on an `Event` would take three turns (the event's
+    task, wait_for's callback, the handler), and with a few hundred pushes a turn is a whole
+    round of socket reads: the blocking reload's answer would come that much later."""
 
     def __init__(self, state: LowLatencyPlaylist, channel: str, playlist_name: str) -> None:
         self.state = state
         self.channel = channel
         self.playlist_name = playlist_name
-        self._changed = asyncio.Event()
+        self._waiters: set[asyncio.Future[None]] = set()
 
     def changed(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            _wake(waiter)
 
     @property
     def block_timeout_s(self) -> float:
         return BLOCK_TIMEOUT_TARGETS * self.state.target_s
 
     async def wait_until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         while not condition():
-            remaining = deadline - time.monotonic()
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
-            event = self._changed
+            waiter = loop.create_future()
+            self._waiters.add(waiter)
+            timer = loop.call_later(remaining, _wake, waiter)
             try:
-                await asyncio.wait_for(event.wait(), remaining)
-            except TimeoutError:
-                return condition()
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiters.discard(waiter)  # timed out or cancelled: not woken by changed()
         return True
 
     async def playlist(self, msn: int | None, part: int | None, skip: bool) -> str | None:
@@ -58,6 +67,11 @@ class LiveEndpoint:
                 lambda: number < state.next_part or state.finished, self.block_timeout_s
             )
         return state.part(number)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class LowLatencyRegistry:

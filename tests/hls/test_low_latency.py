@@ -128,3 +128,33 @@ async def test_the_end_of_the_push_releases_waiters_without_endlist() -> None:
     assert text is not None and "#EXT-X-ENDLIST" not in text and "PRELOAD-HINT" not in text
     validate_ll_playlist(text, live=False)
     assert await asyncio.wait_for(hinted, 1) is None
+
+
+async def test_a_waiter_runs_in_the_loop_turn_after_the_part() -> None:
+    """The answer to a blocking reload is ready one event-loop turn after the part: with a
+    few hundred pushes a turn is a round of socket reads, so every extra turn is latency."""
+    state = new_state()
+    grow(state, 1)
+    endpoint = LiveEndpoint(state, "cam", "playlist.m3u8")
+    waiting = asyncio.ensure_future(endpoint.playlist(1, 0, False))
+    await asyncio.sleep(0.01)
+    state.open_segment(1, "s1.m4s", 1_800_000_002_000, False, "init.mp4")
+    state.add_part(PART_MS, True, [b"part"], 4)
+    endpoint.changed()
+    await asyncio.sleep(0)  # one turn: the waiter's wake-up was scheduled before ours
+    assert waiting.done()
+    assert_answers_blocking_reload(validate_ll_playlist(waiting.result()), 1, 0)
+
+
+async def test_waiters_that_time_out_or_leave_are_not_kept() -> None:
+    state = new_state()
+    grow(state, 1)
+    endpoint = LiveEndpoint(state, "cam", "playlist.m3u8")
+    assert not await endpoint.wait_until(lambda: False, 0.02)
+    leaving = asyncio.ensure_future(endpoint.playlist(1, 0, False))
+    await asyncio.sleep(0.01)
+    assert len(endpoint._waiters) == 1
+    leaving.cancel()  # the player went away: aiohttp cancels its handler
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert not endpoint._waiters
