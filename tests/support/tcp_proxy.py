@@ -6,7 +6,10 @@
 - REFUSE: new connections are reset at once and open ones are cut, as when the store's
   process is down.
 
-Runs its own event loop in a thread; every connection it opened is closed by `stop()`.
+Runs its own event loop in a thread; every connection it accepted or opened is closed by
+`stop()`, which keeps the loop running until each connection's handler has ended: a transport
+left open when the loop stops is only found by the garbage collector, later, in whichever test
+happens to be running then (an "unclosed transport" ResourceWarning, an error under pytest).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import threading
 RELAY_BYTES = 64 * 1024  # one read per hop
 HEAD_BYTES = 2048  # how much of each client->server read is kept for `saw` (request heads)
 MAX_LOG_BYTES = 4 * 1024 * 1024  # bound on the kept request heads
+STOP_TIMEOUT_S = 10.0  # for the handlers to end once every connection was reset
 
 
 class Mode(enum.Enum):
@@ -68,17 +72,33 @@ class TcpProxy:
         return needle.lower() in bytes(self._log).lower()
 
     def stop(self) -> None:
-        async def shutdown() -> None:
-            assert self._server is not None
-            self._server.close()
-            for writer in list(self._writers):
-                _reset(writer)
-            await self._server.wait_closed()
-
         if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+            future.result(2 * STOP_TIMEOUT_S)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+
+    async def _shutdown(self) -> None:
+        """Refuse from now on, wait until no handler runs, and only then stop listening.
+
+        Resetting the writers known now is not enough: a connection the loop accepted a
+        moment ago has a transport but no handler yet (asyncio starts it a few callbacks
+        later), and closing the server first is worse: Python 3.11 then fails to build the
+        transport of a connection already taken from the listening socket, and leaves that
+        half-built transport (its socket open) to the garbage collector. So the listener
+        closes in the same step that found no task left: nothing was accepted in between."""
+        assert self._server is not None and self._mode_changed is not None
+        self.mode = Mode.REFUSE
+        self._mode_changed.set()  # wake handlers held by a blackhole: they see REFUSE
+        for writer in list(self._writers):
+            _reset(writer)
+        deadline = self._loop.time() + STOP_TIMEOUT_S
+        while others := asyncio.all_tasks() - {asyncio.current_task()}:
+            timeout_s = deadline - self._loop.time()
+            if timeout_s <= 0:
+                break
+            await asyncio.wait(others, timeout=timeout_s)
+        self._server.close()
 
     # --- the loop -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -113,6 +133,11 @@ class TcpProxy:
         except (OSError, asyncio.CancelledError):
             self._writers.discard(writer)
             _reset(writer)
+            return
+        if self.mode is Mode.REFUSE:  # set (or stopped) while connecting upstream
+            self._writers.discard(writer)
+            _reset(writer)
+            _reset(up_writer)
             return
         self._writers.add(up_writer)
         try:
@@ -156,10 +181,11 @@ class TcpProxy:
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
-    """Close with RST (SO_LINGER 0): what a peer whose process died sends."""
+    """Close with RST (SO_LINGER 0): what a peer whose process died sends. `abort`, not
+    `close`: a close waits until the write buffer drained, forever if the peer reads nothing."""
     sock = writer.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with contextlib.suppress(OSError, RuntimeError):
-        writer.close()
+        writer.transport.abort()
