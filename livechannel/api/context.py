@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from livechannel.api.siblings import Siblings
 from livechannel.auth.signing_v4 import DEFAULT_REGION
 from livechannel.auth.urls import ServiceUrls
 from livechannel.hls.live_endpoint import LowLatencyRegistry
@@ -37,3 +38,5 @@ class ApiContext:
     status_loopback_unsigned: bool = False  # GET /-/status from loopback without a signature
     # LL-HLS pushes this process owns: their playlists and parts are answered from memory.
     low_latency: LowLatencyRegistry | None = None
+    # With --workers: the other workers, for the LL-HLS pushes they own (api/siblings.py).
+    siblings: Siblings | None = None

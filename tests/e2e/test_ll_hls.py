@@ -18,8 +18,8 @@ from livechannel.store.base import SegmentFormat
 from tests.support import publishers
 from tests.support.hls_validator import PlaylistHistory
 from tests.support.ll_hls_validator import (
-    LlPlaylist,
     assert_answers_blocking_reload,
+    next_request,
     validate_ll_playlist,
 )
 from tests.support.media_oracle import decode_all
@@ -34,15 +34,6 @@ def ll_service(data_dir: Path) -> ServiceThread:
     hls = HlsConfig(SegmentFormat.FMP4, 0.5)
     service.config = replace(service.config, buckets=(replace(service.config.buckets[0], hls=hls),))
     return service
-
-
-def next_request(playlist: LlPlaylist) -> tuple[int, int]:
-    """What an LL-HLS client asks for next: the part after the last one listed."""
-    last = playlist.segments[-1]
-    msn = playlist.media_sequence + playlist.skipped + len(playlist.segments) - 1
-    if last.uri is None:
-        return msn, len(last.parts)
-    return msn + 1, 0
 
 
 @pytest.fixture

@@ -179,6 +179,15 @@ def assert_answers_blocking_reload(playlist: LlPlaylist, msn: int, part: int | N
     )
 
 
+def next_request(playlist: LlPlaylist) -> tuple[int, int]:
+    """What an LL-HLS client asks for next: the part after the last one listed."""
+    last = playlist.segments[-1]
+    msn = playlist.media_sequence + playlist.skipped + len(playlist.segments) - 1
+    if last.uri is None:
+        return msn, len(last.parts)
+    return msn + 1, 0
+
+
 def assert_delta_matches(delta: LlPlaylist, full: LlPlaylist) -> None:
     """A delta update (RFC 8216bis 6.2.5.1) is the full playlist with its oldest segments
     replaced by EXT-X-SKIP: same sequence numbers, same remaining segments."""

@@ -1,0 +1,170 @@
+"""LL-HLS from every worker of a node: a request for a channel whose LL-HLS push another
+worker owns is answered by that worker, through this one.
+
+With `--workers N` the kernel hands each HTTP connection to any worker, but a push's parts
+and its LL-HLS playlist live in the memory of the worker that owns the push
+(hls/live_endpoint.py). So each worker also serves its HTTP API on a Unix socket of its own
+(`<data dir>/run/http-<index>.sock`, in a directory only the service's user can open), and a
+worker asked for an object of a channel in an LL-HLS bucket looks up the channel's running
+push in the metadata store: when a sibling owns it, the request goes there unchanged (method,
+path, query, headers: the sibling checks the signature again) and its answer comes back as it
+is. Fetching, not redirecting: a redirect cannot name one worker behind a shared port.
+
+What it costs: nothing in buckets without LL-HLS (no lookup); in LL-HLS buckets one store
+lookup per channel per OWNER_CACHE_S, and a local socket hop for the requests that land on
+the wrong worker (about half with two workers). A request is forwarded at most once
+(FORWARDED_HEADER); a sibling that cannot be reached leaves the answer to storage, as before.
+Between nodes, see docs/hls.md "Where it is served".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Collection
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from livechannel.fleet.node import WorkerName
+from livechannel.store.base import MetadataStore
+
+log = logging.getLogger("livechannel.api.siblings")
+
+# A channel's owner is looked up in the store at most this often per worker: a push that
+# starts on a sibling is served at classic latency by this worker for at most this long.
+OWNER_CACHE_S = 1.0
+# Channels remembered at once (one small tuple each); the table starts over past it.
+MAX_OWNER_CACHE_ENTRIES = 10_000
+# A local connect succeeds at once or not at all; a sibling that does not accept within this
+# is stuck or gone, and storage answers instead.
+SIBLING_CONNECT_TIMEOUT_S = 1.0
+# Set on a forwarded request: the worker that gets it answers itself, never forwards again.
+FORWARDED_HEADER = "X-Livechannel-Forwarded"
+FORWARD_PIECE_BYTES = 64 * 1024  # the answer is relayed in pieces, never held whole
+# sockaddr_un's sun_path holds 108 bytes with its terminating NUL (unix(7)).
+MAX_SOCKET_PATH_BYTES = 107
+# Hop-by-hop headers (RFC 9110 §7.6.1) and the ones each connection sets for itself.
+_NOT_RELAYED = frozenset(
+    h.lower()
+    for h in ("Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE",
+              "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Date", "Server")
+)  # fmt: skip
+
+
+def socket_dir(data_dir: Path) -> Path:
+    """Where the workers' sockets live: under the data directory, or, when that path is too
+    long for a socket address, in a directory of the temp dir named after it."""
+    run = data_dir.resolve() / "run"
+    if len(str(run / "http-000.sock").encode()) <= MAX_SOCKET_PATH_BYTES:
+        return run
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"livechannel-{digest}"
+
+
+def socket_path(directory: Path, index: int) -> Path:
+    return directory / f"http-{index}.sock"
+
+
+def prepare_socket_dir(directory: Path) -> None:
+    """Private to the service's user (mode 0700): the sockets answer what the API answers,
+    but only our own workers should connect to them."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+
+
+class Siblings:
+    """This worker's view of the others: who owns a channel's push, and the way to it."""
+
+    def __init__(
+        self, me: WorkerName, workers: int, directory: Path, store: MetadataStore,
+        ll_buckets: Collection[str], clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self.me, self.workers, self.directory, self.store = me, workers, directory, store
+        self.ll_buckets = frozenset(ll_buckets)
+        self._clock = clock
+        self._owners: dict[tuple[str, str], tuple[int | None, float]] = {}
+        self._sessions: dict[int, aiohttp.ClientSession] = {}
+        self._unreachable: set[int] = set()  # logged once until it answers again
+
+    def wants(self, request: web.Request, bucket: str, key: str) -> bool:
+        """A request this worker may have to hand on: an object of a channel (not the
+        bucket's), in an LL-HLS bucket, not forwarded to us already."""
+        return (
+            bucket in self.ll_buckets
+            and "/" in key
+            and request.method in ("GET", "HEAD")
+            and FORWARDED_HEADER not in request.headers
+        )
+
+    async def owner(self, bucket: str, channel: str) -> int | None:
+        """The index of the sibling whose push `channel` runs on, if one does."""
+        now = self._clock()
+        cached = self._owners.get((bucket, channel))
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        push = await self.store.live_push(bucket, channel)
+        name = WorkerName.parse(push.worker) if push is not None else None
+        index = None
+        if name is not None and name.node == self.me.node and name.index != self.me.index:
+            index = name.index if name.index < self.workers else None
+        if len(self._owners) >= MAX_OWNER_CACHE_ENTRIES:
+            self._owners.clear()
+        self._owners[(bucket, channel)] = (index, now + OWNER_CACHE_S)
+        return index
+
+    async def forward(self, request: web.Request, index: int) -> web.StreamResponse | None:
+        """The sibling's answer to `request`, relayed; None if it could not be reached."""
+        session = self._session(index)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_RELAYED}
+        headers[FORWARDED_HEADER] = str(self.me.index)
+        try:
+            # The path and query exactly as the client sent them (what it signed).
+            url = URL("http://worker" + request.raw_path, encoded=True)
+            upstream = await session.request(
+                request.method, url, headers=headers, allow_redirects=False
+            )
+        except (aiohttp.ClientError, TimeoutError) as e:
+            if index not in self._unreachable:
+                self._unreachable.add(index)
+                log.warning("worker %d did not take a forwarded request: %s", index, e)
+            return None
+        self._unreachable.discard(index)
+        async with upstream:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for name, value in upstream.headers.items():
+                if name.lower() not in _NOT_RELAYED:
+                    response.headers.add(name, value)
+            if upstream.content_length is not None:
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            async for piece in upstream.content.iter_chunked(FORWARD_PIECE_BYTES):
+                await response.write(piece)
+            await response.write_eof()
+        return response
+
+    def _session(self, index: int) -> aiohttp.ClientSession:
+        session = self._sessions.get(index)
+        if session is None:
+            # No pool limit of its own: every forwarded request holds one of this worker's
+            # request slots (max_http_requests) while it waits, which bounds the connections;
+            # a pool limit would queue blocking reloads behind each other.
+            connector = aiohttp.UnixConnector(path=str(socket_path(self.directory, index)), limit=0)
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=SIBLING_CONNECT_TIMEOUT_S)
+            # The sibling bounds the wait itself (a blocking reload ends within three target
+            # durations); the bytes go through as they are, compressed or not.
+            session = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding", "User-Agent"),
+            )  # fmt: skip
+            self._sessions[index] = session
+        return session
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
