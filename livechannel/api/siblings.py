@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Collection
@@ -74,6 +76,10 @@ def prepare_socket_dir(directory: Path) -> None:
     """Private to the service's user (mode 0700): the sockets answer what the API answers,
     but only our own workers should connect to them."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = directory.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        # In a shared temp directory someone else may have made it first (or a link there).
+        raise OSError(f"{directory}: not a directory of this user; remove it and restart")
     directory.chmod(0o700)
 
 

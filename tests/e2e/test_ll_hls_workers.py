@@ -10,6 +10,7 @@ alone they would all reach the owner once in 2**FRESH_REQUESTS runs.
 from __future__ import annotations
 
 import re
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from livechannel.api.siblings import (
+    MAX_SOCKET_PATH_BYTES,
+    prepare_socket_dir,
+    socket_dir,
+    socket_path,
+)
 from tests.robustness.serve_process import ServeProcess
 from tests.support import publishers
 from tests.support.ll_hls_validator import (
@@ -88,3 +95,16 @@ def test_every_worker_answers_ll_hls(two_workers: ServeProcess) -> None:
     finally:
         publishers.stop(pub)
     assert "Traceback" not in proc.log()
+
+
+def test_the_socket_directory_is_this_users_alone(tmp_path: Path) -> None:
+    short = tmp_path / "d"
+    assert socket_dir(short) == short.resolve() / "run"
+    deep = tmp_path / ("x" * 120)
+    assert len(str(socket_path(socket_dir(deep), 1)).encode()) <= MAX_SOCKET_PATH_BYTES
+    prepare_socket_dir(socket_dir(short))
+    assert stat.S_IMODE(socket_dir(short).stat().st_mode) == 0o700
+    elsewhere = tmp_path / "link"
+    elsewhere.symlink_to(tmp_path)
+    with pytest.raises(OSError, match="not a directory of this user"):
+        prepare_socket_dir(elsewhere)
