@@ -283,6 +283,11 @@ def main() -> None:
         "base (ours as checked out in --base-tree: a change against the version before it), "
         "base-llhls (llhls as checked out in --base-tree)",
     )
+    p.add_argument(
+        "--paced-workers",
+        default="1",
+        help="worker processes of ours in the paced trials, e.g. 1,2 (each row says which)",
+    )
     p.add_argument("--base-tree", default=None, help="a checkout of livechannel, for `base`")
     p.add_argument("--part-duration-s", type=float, default=0.5, help="LL-HLS parts, for `llhls`")
     p.add_argument(
@@ -399,12 +404,13 @@ def run(args: argparse.Namespace) -> None:
     try:
         for cell in matrix:
             for n in (int(x) for x in args.ns.split(",")):
-                for name in servers:
-                    trial = run_trial(makers[name](1), n, args, flv, cell=cell)
-                    paced.append(trial)
-                    if cell == matrix[0]:
-                        on_time[name][n] = trial.on_time
-                    print(json.dumps(trial.summary()), file=sys.stderr)
+                for workers in (int(x) for x in args.paced_workers.split(",")):
+                    for name in servers:
+                        trial = run_trial(makers[name](workers), n, args, flv, cell=cell)
+                        paced.append(trial)
+                        if cell == matrix[0] and workers == 1:
+                            on_time[name][n] = trial.on_time
+                        print(json.dumps(trial.summary()), file=sys.stderr)
     finally:
         page_cache.release(fill_dir(args))
     unpaced = []
