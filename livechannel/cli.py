@@ -67,6 +67,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--node-id", help="this node's name in push records (default: kept in <data-dir>/node-id)"
     )
+    s.add_argument(
+        "--advertise-url",
+        help="http(s)://HOST[:PORT] where players reach this node: other nodes redirect LL-HLS "
+        "players of its pushes here (default: none)",
+    )
     s.add_argument("--region", help="region V4 signatures are scoped to (default cn-hangzhou)")
     s.add_argument(
         "--store",
@@ -116,6 +121,7 @@ def config_flags(args: argparse.Namespace) -> dict[str, object]:
         "bucket_acl": args.bucket_acl,
         "workers": args.workers,
         "node_id": args.node_id,
+        "advertise_url": args.advertise_url,
         "region": args.region,
         "store": args.store,
         "proxy_protocol": args.proxy_protocol,

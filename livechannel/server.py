@@ -23,7 +23,7 @@ from aiohttp import web
 from livechannel import console
 from livechannel.api.app import create_app
 from livechannel.api.context import ApiContext
-from livechannel.api.siblings import Siblings, prepare_socket_dir, socket_dir, socket_path
+from livechannel.api.owners import PushOwners, prepare_socket_dir, socket_dir, socket_path
 from livechannel.auth.urls import ServiceUrls
 from livechannel.config import BucketConfig, Config
 from livechannel.fleet.liveness import STALE_PUSH_MS, dead_workers, runs_here
@@ -272,15 +272,16 @@ async def serve(
         if (policy := bucket_policy(b)).public_base_url
     }
     urls = ServiceUrls(config.domain, rtmp_port, http_port, public_base_urls, rtmps_port)
-    # With --workers, LL-HLS requests that reach a worker without the push are handed to the
-    # one with it, over a Unix socket of each worker (api/siblings.py).
+    # LL-HLS requests that reach a worker without the push go to the one with it: fetched
+    # from a sibling worker over its Unix socket, redirected to another node (api/owners.py).
     ll_buckets = [b.name for b in config.buckets if b.hls.part_duration_s > 0]
-    siblings = None
-    if config.workers > 1 and ll_buckets:
-        siblings = Siblings(me, config.workers, socket_dir(data_dir), store, ll_buckets)
+    owners = None
+    if ll_buckets:
+        owners = PushOwners(me, config.workers, socket_dir(data_dir), store, ll_buckets,
+                            config.advertise_url)  # fmt: skip
     api_context = ApiContext(
         low_latency=low_latency,
-        siblings=siblings,
+        owners=owners,
         store=store,
         storages=storages,
         credentials=config.access_keys,
@@ -322,9 +323,9 @@ async def serve(
         backlog=LISTEN_BACKLOG,
     )
     sibling_server: asyncio.AbstractServer | None = None
-    if siblings is not None:
-        prepare_socket_dir(siblings.directory)
-        path = socket_path(siblings.directory, worker_index)
+    if owners is not None and config.workers > 1:
+        prepare_socket_dir(owners.directory)
+        path = socket_path(owners.directory, worker_index)
         path.unlink(missing_ok=True)  # left by a killed run of this worker
         sibling_server = await loop.create_unix_server(
             http_handler, path=str(path), backlog=LISTEN_BACKLOG
@@ -422,8 +423,8 @@ async def serve(
         if notices is not None:
             await notices.stop()
         await runner.cleanup()
-        if siblings is not None:
-            await siblings.close()
+        if owners is not None:
+            await owners.close()
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         if live_figures in metrics.LIVE.sources:

@@ -137,3 +137,16 @@ def test_proxy_protocol_listeners(tmp_path: Path) -> None:
     assert load(str(toml), {}, {"proxy_protocol": "false"}).proxy_protocol == frozenset()
     with pytest.raises(ConfigError, match="proxy_protocol"):
         load(None, {}, {"proxy_protocol": "rtmp,ftp"})
+
+
+def test_advertise_url_is_an_origin(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('advertise_url = "http://node-a.example.com:8080/"\n')
+    assert load(str(toml), {}, {}).advertise_url == "http://node-a.example.com:8080"
+    env = {"LIVECHANNEL_ADVERTISE_URL": "https://10.0.0.2"}
+    assert load(None, env, {}).advertise_url == "https://10.0.0.2"
+    assert load(None, {}, {}).advertise_url == ""
+    for bad in ("node-a:8080", "ftp://a", "http://a/live", "http://a?x=1", "http://u@a",
+                "http://a:99999"):  # fmt: skip
+        with pytest.raises(ConfigError, match="advertise_url"):
+            load(None, {}, {"advertise_url": bad})

@@ -72,7 +72,7 @@ def concurrency_limit(max_requests: int, max_per_ip: int) -> Middleware:
         address = request.remote or ""
         if in_flight >= max_requests:
             raise ServiceUnavailable("too many requests in flight; retry")
-        # No address: a sibling worker over its local socket (api/siblings.py), handing on
+        # No address: a sibling worker over its local socket (api/owners.py), handing on
         # a client that the worker it reached has counted already.
         if address and per_ip[address] >= max_per_ip:
             raise ServiceUnavailable("too many requests in flight from your address; retry")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from livechannel.api.siblings import Siblings
+from livechannel.api.owners import PushOwners
 from livechannel.auth.signing_v4 import DEFAULT_REGION
 from livechannel.auth.urls import ServiceUrls
 from livechannel.hls.live_endpoint import LowLatencyRegistry
@@ -38,5 +38,5 @@ class ApiContext:
     status_loopback_unsigned: bool = False  # GET /-/status from loopback without a signature
     # LL-HLS pushes this process owns: their playlists and parts are answered from memory.
     low_latency: LowLatencyRegistry | None = None
-    # With --workers: the other workers, for the LL-HLS pushes they own (api/siblings.py).
-    siblings: Siblings | None = None
+    # Who else owns a push (another worker or node), for LL-HLS buckets (api/owners.py).
+    owners: PushOwners | None = None

@@ -1,8 +1,8 @@
 """GetObject for what an LL-HLS push of this process holds in memory (hls/low_latency.py):
 its playlist with parts (blocking reloads and delta updates, RFC 8216bis 6.2.5), its parts
 (preload hints block until the part exists), and its init section and closed segments until
-storage has them. A push another worker of this node owns is that worker's to answer
-(api/siblings.py); anything else is storage's.
+storage has them. A push another worker or node owns is that one's to answer (api/
+owners.py); anything else is storage's.
 
 Query parameters (RFC 8216bis 6.2.5.1): `_HLS_msn=<M>` [`&_HLS_part=<P>`] holds the answer
 until the playlist has segment M (part P), 400 InvalidArgument when that is too far ahead,
@@ -38,12 +38,12 @@ def _number(call: Call, name: str) -> int | None:
 
 
 async def answer_live(call: Call, key: str, process: str | None) -> web.StreamResponse | None:
-    """The response from memory (or from the sibling worker that owns the push: api/
-    siblings.py), or None when storage should answer."""
+    """The response from memory (or from the worker or node that owns the push: api/
+    owners.py), or None when storage should answer."""
     registry = call.ctx.low_latency
     live = registry.find(call.bucket, key) if registry is not None and len(registry) else None
     if live is None:
-        return await _from_sibling(call, key)
+        return await _from_owner(call, key)
     name = key.partition("/")[2]
     if name == live.playlist_name:
         return await _playlist(call, key, live, process)
@@ -60,12 +60,12 @@ async def answer_live(call: Call, key: str, process: str | None) -> web.StreamRe
     return _media(call, chunks) if chunks is not None else None
 
 
-async def _from_sibling(call: Call, key: str) -> web.StreamResponse | None:
-    siblings = call.ctx.siblings
-    if siblings is None or not siblings.wants(call.request, call.bucket, key):
+async def _from_owner(call: Call, key: str) -> web.StreamResponse | None:
+    owners = call.ctx.owners
+    if owners is None or not owners.wants(call.request, call.bucket, key):
         return None
-    index = await siblings.owner(call.bucket, key.partition("/")[0])
-    return await siblings.forward(call.request, index) if index is not None else None
+    owner = await owners.owner(call.bucket, key.partition("/")[0])
+    return await owners.answer(call.request, owner) if owner is not None else None
 
 
 def _media(call: Call, chunks: list[bytes] | None) -> web.StreamResponse:

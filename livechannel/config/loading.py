@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from livechannel.config.limits import Limits
 from livechannel.config.settings import (
@@ -31,6 +32,26 @@ BOOL_KEYS = (
 
 
 STORE_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
+
+
+def check_advertise_url(url: str) -> str:
+    """An http(s) origin (scheme, host, optional port) that players can reach; a request's
+    path and query are appended to it as they came."""
+    parts = urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path.strip("/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+    ):
+        raise ConfigError(f"advertise_url: expected http(s)://HOST[:PORT], got {url!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        raise ConfigError(f"advertise_url: bad port in {url!r}") from None
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def check_store_url(url: str) -> str:
@@ -75,6 +96,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         "LIVECHANNEL_DOMAIN": "domain",
         "LIVECHANNEL_WORKERS": "workers",
         "LIVECHANNEL_NODE_ID": "node_id",
+        "LIVECHANNEL_ADVERTISE_URL": "advertise_url",
         "LIVECHANNEL_REGION": "region",
         "LIVECHANNEL_LOG_LEVEL": "log_level",
         "LIVECHANNEL_STORE": "store",
@@ -167,6 +189,8 @@ def _from_mapping(raw: Mapping[str, Any], base: Config) -> Config:
             cfg = replace(cfg, node_id=check_node_id(str(raw["node_id"]), "node_id"))
         except NodeIdError as e:
             raise ConfigError(str(e)) from None
+    if raw.get("advertise_url"):
+        cfg = replace(cfg, advertise_url=check_advertise_url(str(raw["advertise_url"])))
     if "region" in raw:
         region = str(raw["region"])
         # Region ids as OSS names them: cn-hangzhou, us-west-1, ap-southeast-1.

@@ -90,6 +90,10 @@ class Config:
     # This node's id in push records; None = the one kept in `<data_dir>/node-id`
     # (livechannel.fleet.node). Set it where the data directory is not the node's own.
     node_id: str | None = None
+    # Where players reach this node's HTTP API, e.g. "http://node-a.example.com:8080": another
+    # node asked for an LL-HLS channel whose push runs here redirects its players there
+    # (docs/hls.md, "Where it is served"). "": they get storage's classic playlist instead.
+    advertise_url: str = ""
     log_level: str = "INFO"
     # The region V4 signatures (OSS4-HMAC-SHA256) are scoped to: clients sign for it
     # (oss2.Bucket(..., region="cn-hangzhou")); a request signed for another is refused.

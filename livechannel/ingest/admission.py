@@ -110,7 +110,9 @@ async def admit(
             denied = await ask(bucket_name, channel_name, target.params)
             if denied is not None:
                 raise Refusal(REJECTED, denied, bucket_name, channel_name, "webhook")
-        push = await store.start_push(bucket_name, channel_name, peer, worker, now_ms)
+        push = await store.start_push(
+            bucket_name, channel_name, peer, worker, now_ms, config.advertise_url
+        )
     except OssError as e:
         text = REFUSAL_TEXT.get(type(e), e.message)
         code = BAD_NAME if isinstance(e, NoSuchLiveChannel | InvalidArgument) else REJECTED

@@ -87,6 +87,8 @@ class Push:
     heartbeat_ms: int  # last time the owner said it is alive (also: last media received)
     kick: bool  # set by the API (disable); the owner disconnects the publisher
     stats_json: str  # the owner's latest live figures (video/audio/health), JSON
+    # Where players reach the owner's node for LL-HLS (its `advertise_url`); "" if not set.
+    owner_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +146,9 @@ class MetadataStore(Protocol):
 
     # --- pushes (history and the live registry) -----------------------------------------
     async def start_push(
-        self, bucket: str, channel: str, remote_addr: str, worker: str, now_ms: int
-    ) -> Push:
+        self, bucket: str, channel: str, remote_addr: str, worker: str, now_ms: int,
+        owner_url: str = "",
+    ) -> Push:  # fmt: skip
         """Atomically: the channel exists and is enabled and has no running push.
 
         Raises NoSuchLiveChannel, LiveChannelDisabled, or ChannelStillLive.

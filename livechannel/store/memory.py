@@ -120,8 +120,9 @@ class MemoryStore:
 
     # --- pushes -------------------------------------------------------------------------
     async def start_push(
-        self, bucket: str, channel: str, remote_addr: str, worker: str, now_ms: int
-    ) -> Push:
+        self, bucket: str, channel: str, remote_addr: str, worker: str, now_ms: int,
+        owner_url: str = "",
+    ) -> Push:  # fmt: skip
         if self._channel(bucket, channel).config.status is ChannelStatus.DISABLED:
             raise LiveChannelDisabled("the live channel is disabled", ChannelName=channel)
         if (bucket, channel) in self._live:
@@ -137,6 +138,7 @@ class MemoryStore:
             heartbeat_ms=now_ms,
             kick=False,
             stats_json=INITIAL_STATS_JSON,
+            owner_url=owner_url,
         )
         self._next_push_id += 1
         self._pushes[push.push_id] = push

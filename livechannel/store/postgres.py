@@ -292,8 +292,9 @@ class PostgresStore:
 
     # --- pushes -------------------------------------------------------------------------
     async def start_push(
-        self, bucket: str, channel: str, remote_addr: str, worker: str, now_ms: int
-    ) -> Push:
+        self, bucket: str, channel: str, remote_addr: str, worker: str, now_ms: int,
+        owner_url: str = "",
+    ) -> Push:  # fmt: skip
         async with self._tx() as conn:
             status = await self._lock_channel(conn, bucket, channel)
             if status is None:
@@ -304,9 +305,10 @@ class PostgresStore:
                 raise still_live(channel)
             row = await conn.fetchrow(
                 "INSERT INTO pushes (bucket, channel, remote_addr, start_ms, worker, "
-                "heartbeat_ms, stats_json) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                "heartbeat_ms, stats_json, owner_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
                 f"RETURNING {PUSH_COLUMNS}",
                 bucket, channel, remote_addr, now_ms, worker, now_ms, INITIAL_STATS_JSON,
+                owner_url,
             )  # fmt: skip
         return push_from_row(row)
 

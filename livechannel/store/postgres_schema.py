@@ -85,6 +85,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE channels ADD COLUMN segment_format TEXT;
     ALTER TABLE segments ADD COLUMN init_key TEXT NOT NULL DEFAULT '';
     """,
+    # 3: as SQLite's migration 4: where players reach a push's owner for LL-HLS.
+    """
+    ALTER TABLE pushes ADD COLUMN owner_url TEXT NOT NULL DEFAULT '';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -221,8 +221,12 @@ class SqliteStore:
 
     # --- pushes -------------------------------------------------------------------------
     async def start_push(
-        self, bucket: str, channel: str, remote_addr: str, worker: str, now_ms: int
-    ) -> Push:
+        self, bucket: str, channel: str, remote_addr: str, worker: str, now_ms: int,
+        owner_url: str = "",
+    ) -> Push:  # fmt: skip
+        values = (bucket, channel, remote_addr, now_ms, worker, now_ms, INITIAL_STATS_JSON,
+                  owner_url)  # fmt: skip
+
         def op(conn: sqlite3.Connection) -> Push:
             with write_transaction(conn):
                 row = conn.execute(
@@ -236,9 +240,9 @@ class SqliteStore:
                 try:
                     rows = conn.execute(
                         "INSERT INTO pushes (bucket, channel, remote_addr, start_ms, worker, "
-                        f"heartbeat_ms, stats_json) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                        "heartbeat_ms, stats_json, owner_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                         f"RETURNING {PUSH_COLUMNS}",
-                        (bucket, channel, remote_addr, now_ms, worker, now_ms, INITIAL_STATS_JSON),
+                        values,
                     ).fetchall()
                 except sqlite3.IntegrityError:
                     raise still_live(channel) from None  # pushes_one_running said no

@@ -92,6 +92,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE channels ADD COLUMN segment_format TEXT;
     ALTER TABLE segments ADD COLUMN init_key TEXT NOT NULL DEFAULT ''
     """,
+    # 4: where players reach a push's owner for LL-HLS (its node's advertise_url; '' none).
+    """
+    ALTER TABLE pushes ADD COLUMN owner_url TEXT NOT NULL DEFAULT ''
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -113,7 +117,7 @@ CHANNEL_COLUMNS = (
 )
 PUSH_COLUMNS = (
     "push_id, bucket, channel, remote_addr, start_ms, end_ms, worker, heartbeat_ms, kick, "
-    "stats_json"
+    "stats_json, owner_url"
 )
 SEGMENT_DISCONTINUITY = 8  # its index in SEGMENT_COLUMNS and segment_to_row
 SEGMENT_COLUMNS = (
@@ -184,6 +188,7 @@ def push_from_row(row: sqlite3.Row) -> Push:
         heartbeat_ms=row["heartbeat_ms"],
         kick=bool(row["kick"]),
         stats_json=row["stats_json"],
+        owner_url=row["owner_url"],
     )
 
 

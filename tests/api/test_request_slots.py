@@ -1,5 +1,5 @@
 """The request-slot middleware (api/app.py concurrency_limit): the per-address share, and the
-one caller without an address, a sibling worker handing on a client (api/siblings.py)."""
+one caller without an address, a sibling worker handing on a client (api/owners.py)."""
 
 from __future__ import annotations
 

@@ -29,18 +29,20 @@ def free_port() -> int:
 
 class ServeProcess:
     def __init__(self, data_dir: Path, *, config: Path | None = None,
-                 log_level: str = "INFO", args: Sequence[str] = ()) -> None:  # fmt: skip
+                 log_level: str = "INFO", args: Sequence[str] = (),
+                 http_port: int = 0) -> None:  # fmt: skip
         self.data_dir = data_dir
         self.args = list(args)  # more `serve` flags
         self.config = config
         self.log_level = log_level
         self.log_path = data_dir.parent / f"{data_dir.name}-serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.rtmp_port = self.http_port = 0
+        self.rtmp_port = 0
+        self.http_port = self.fixed_http_port = http_port  # 0: a free one at each start
         self._log_offset = 0
 
     def start(self) -> ServeProcess:
-        self.rtmp_port, self.http_port = free_port(), free_port()
+        self.rtmp_port, self.http_port = free_port(), self.fixed_http_port or free_port()
         cmd = [sys.executable, "-m", "livechannel", "serve", "--data-dir", str(self.data_dir),
                "--rtmp-listen", f"127.0.0.1:{self.rtmp_port}",
                "--http-listen", f"127.0.0.1:{self.http_port}",

@@ -221,8 +221,18 @@ async def test_start_push_fields(store: MetadataStore) -> None:
         "host:42",
     )
     assert (push.start_ms, push.end_ms, push.heartbeat_ms, push.kick) == (100, None, 100, False)
-    assert push.stats_json == "{}"
+    assert push.stats_json == "{}" and push.owner_url == ""
     assert await store.live_push(B, "c") == push
+
+
+async def test_a_push_keeps_where_its_owner_is_reached(store: MetadataStore) -> None:
+    await _channel(store, "c")
+    url = "http://node-a.example.com:8080"
+    push = await store.start_push(B, "c", "10.0.0.1:5000", "a/0@h:1", 100, url)
+    assert push.owner_url == url
+    assert await store.live_push(B, "c") == push
+    beat = await store.heartbeat(push.push_id, 200, "{}")
+    assert beat is not None and beat.owner_url == url
 
 
 async def test_one_running_push_per_channel(store: MetadataStore) -> None:

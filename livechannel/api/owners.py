@@ -1,20 +1,26 @@
-"""LL-HLS from every worker of a node: a request for a channel whose LL-HLS push another
-worker owns is answered by that worker, through this one.
+"""LL-HLS from every worker and node: a request for a channel whose LL-HLS push another
+process owns goes to that process.
 
-With `--workers N` the kernel hands each HTTP connection to any worker, but a push's parts
-and its LL-HLS playlist live in the memory of the worker that owns the push
-(hls/live_endpoint.py). So each worker also serves its HTTP API on a Unix socket of its own
-(`<data dir>/run/http-<index>.sock`, in a directory only the service's user can open), and a
-worker asked for an object of a channel in an LL-HLS bucket looks up the channel's running
-push in the metadata store: when a sibling owns it, the request goes there unchanged (method,
-path, query, headers: the sibling checks the signature again) and its answer comes back as it
-is. Fetching, not redirecting: a redirect cannot name one worker behind a shared port.
+A push's parts and its LL-HLS playlist live in the memory of the worker that owns the push
+(hls/live_endpoint.py). A worker asked for an object of a channel in an LL-HLS bucket, whose
+push it does not hold, looks up the channel's running push in the metadata store:
+
+- **Another worker of this node** owns it (`--workers N`: the kernel hands each HTTP
+  connection to any worker): the request is fetched from there. Each worker also serves its
+  HTTP API on a Unix socket of its own (`<data dir>/run/http-<index>.sock`, in a directory
+  only the service's user can open); the request goes there unchanged (method, path, query,
+  headers: the sibling checks the signature again) and its answer comes back as it is. Not
+  a redirect: workers share one port, and a URL cannot name one of them.
+- **Another node** owns it and advertised where players reach it (its `advertise_url`,
+  recorded with the push): a 307 redirect there, path and query as they came (the signature
+  stays valid). Players fetch the parts from the owner directly, with no second node's event
+  loop and network hop on each. Without an advertised URL, storage answers (its classic
+  playlist: LL-HLS players play at classic latency).
 
 What it costs: nothing in buckets without LL-HLS (no lookup); in LL-HLS buckets one store
-lookup per channel per OWNER_CACHE_S, and a local socket hop for the requests that land on
-the wrong worker (about half with two workers). A request is forwarded at most once
-(FORWARDED_HEADER); a sibling that cannot be reached leaves the answer to storage, as before.
-Between nodes, see docs/hls.md "Where it is served".
+lookup per channel per OWNER_CACHE_S, and a local socket hop or a redirect for the requests
+that land on the wrong process. A request is handed on at most once (FORWARDED_HEADER); a
+sibling that cannot be reached leaves the answer to storage, as before.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -35,10 +42,10 @@ from yarl import URL
 from livechannel.fleet.node import WorkerName
 from livechannel.store.base import MetadataStore
 
-log = logging.getLogger("livechannel.api.siblings")
+log = logging.getLogger("livechannel.api.owners")
 
 # A channel's owner is looked up in the store at most this often per worker: a push that
-# starts on a sibling is served at classic latency by this worker for at most this long.
+# starts elsewhere is served at classic latency by this worker for at most this long.
 OWNER_CACHE_S = 1.0
 # Channels remembered at once (one small tuple each); the table starts over past it.
 MAX_OWNER_CACHE_ENTRIES = 10_000
@@ -83,23 +90,33 @@ def prepare_socket_dir(directory: Path) -> None:
     directory.chmod(0o700)
 
 
-class Siblings:
-    """This worker's view of the others: who owns a channel's push, and the way to it."""
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who answers for a channel's push instead of this worker."""
+
+    worker: int | None = None  # a sibling worker of this node, by index
+    url: str = ""  # another node, where players reach it (its advertise_url)
+
+
+class PushOwners:
+    """This worker's view of the others: who owns a channel's push, and the way there."""
 
     def __init__(
         self, me: WorkerName, workers: int, directory: Path, store: MetadataStore,
-        ll_buckets: Collection[str], clock: Callable[[], float] = time.monotonic,
+        ll_buckets: Collection[str], my_url: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         self.me, self.workers, self.directory, self.store = me, workers, directory, store
         self.ll_buckets = frozenset(ll_buckets)
+        self.my_url = my_url
         self._clock = clock
-        self._owners: dict[tuple[str, str], tuple[int | None, float]] = {}
+        self._owners: dict[tuple[str, str], tuple[Owner | None, float]] = {}
         self._sessions: dict[int, aiohttp.ClientSession] = {}
         self._unreachable: set[int] = set()  # logged once until it answers again
 
     def wants(self, request: web.Request, bucket: str, key: str) -> bool:
         """A request this worker may have to hand on: an object of a channel (not the
-        bucket's), in an LL-HLS bucket, not forwarded to us already."""
+        bucket's), in an LL-HLS bucket, not handed on to us already."""
         return (
             bucket in self.ll_buckets
             and "/" in key
@@ -107,21 +124,33 @@ class Siblings:
             and FORWARDED_HEADER not in request.headers
         )
 
-    async def owner(self, bucket: str, channel: str) -> int | None:
-        """The index of the sibling whose push `channel` runs on, if one does."""
+    async def owner(self, bucket: str, channel: str) -> Owner | None:
+        """Who else holds `channel`'s running push and can answer for it, if anyone."""
         now = self._clock()
         cached = self._owners.get((bucket, channel))
         if cached is not None and cached[1] > now:
             return cached[0]
         push = await self.store.live_push(bucket, channel)
         name = WorkerName.parse(push.worker) if push is not None else None
-        index = None
-        if name is not None and name.node == self.me.node and name.index != self.me.index:
-            index = name.index if name.index < self.workers else None
+        owner = None
+        if push is None or name is None:
+            pass
+        elif name.node == self.me.node:
+            if name.index != self.me.index and name.index < self.workers:
+                owner = Owner(worker=name.index)
+        elif push.owner_url and push.owner_url != self.my_url:
+            owner = Owner(url=push.owner_url)
         if len(self._owners) >= MAX_OWNER_CACHE_ENTRIES:
             self._owners.clear()
-        self._owners[(bucket, channel)] = (index, now + OWNER_CACHE_S)
-        return index
+        self._owners[(bucket, channel)] = (owner, now + OWNER_CACHE_S)
+        return owner
+
+    async def answer(self, request: web.Request, owner: Owner) -> web.StreamResponse | None:
+        """The owner's answer (fetched from a sibling, or a redirect to another node); None
+        if the sibling could not be reached."""
+        if owner.worker is None:
+            raise web.HTTPTemporaryRedirect(owner.url + request.raw_path)
+        return await self.forward(request, owner.worker)
 
     async def forward(self, request: web.Request, index: int) -> web.StreamResponse | None:
         """The sibling's answer to `request`, relayed; None if it could not be reached."""

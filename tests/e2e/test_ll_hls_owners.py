@@ -1,5 +1,6 @@
-"""LL-HLS with `serve --workers 2`: whichever worker the kernel hands a player's connection
-to, the player gets the LL-HLS playlist of the worker that owns the push (api/siblings.py).
+"""LL-HLS from any process (api/owners.py): with `serve --workers 2`, whichever worker the
+kernel hands a player's connection to, the player gets the LL-HLS playlist of the worker
+that owns the push; from another node, a redirect to the owner's advertised URL.
 
 Every request here goes on a fresh connection, so the kernel (SO_REUSEPORT) picks a worker
 for each: without the hand-over about half of them would reach the worker without the push
@@ -18,13 +19,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from livechannel.api.siblings import (
+from livechannel.api.owners import (
     MAX_SOCKET_PATH_BYTES,
     prepare_socket_dir,
     socket_dir,
     socket_path,
 )
-from tests.robustness.serve_process import ServeProcess
+from tests.robustness.serve_process import ServeProcess, free_port
 from tests.support import publishers
 from tests.support.ll_hls_validator import (
     assert_answers_blocking_reload,
@@ -108,3 +109,57 @@ def test_the_socket_directory_is_this_users_alone(tmp_path: Path) -> None:
     elsewhere.symlink_to(tmp_path)
     with pytest.raises(OSError, match="not a directory of this user"):
         prepare_socket_dir(elsewhere)
+
+
+def test_another_node_redirects_to_the_owner(tmp_path: Path) -> None:
+    """Two nodes on one metadata store: node B, asked for a channel whose LL-HLS push node A
+    owns, redirects (307) to A's advertised URL with the request's path and query, so the
+    signature holds and the player's next requests (relative part URIs) go to A directly."""
+    config = tmp_path / "ll.toml"
+    config.write_text(LL_TOML)
+    store = f"sqlite:///{tmp_path / 'shared.db'}"
+    a_port = free_port()
+    a_url = f"http://127.0.0.1:{a_port}"
+    a_args = ["--store", store, "--node-id", "node-a", "--advertise-url", a_url]
+    a = ServeProcess(tmp_path / "a", config=config, http_port=a_port, args=a_args)
+    b = ServeProcess(tmp_path / "b", config=config, args=["--store", store, "--node-id", "node-b"])
+    a.start()
+    try:
+        b.start()
+        try:
+            _follow_through(a, b, a_url)
+        finally:
+            b.terminate(15)
+    finally:
+        a.terminate(15)
+    assert "Traceback" not in a.log() + b.log()
+
+
+def _follow_through(a: ServeProcess, b: ServeProcess, a_url: str) -> None:
+    create_channel(a.bucket(), "cam", frag_duration=1, frag_count=4)
+    pub = publishers.start(
+        publishers.ffmpeg_live(a.signed_publish_url("cam"), duration_s=PUBLISH_S, gop_s=1)
+    )
+    try:
+        on_a = a.bucket().sign_url("GET", "cam/playlist.m3u8", 300)
+        deadline = time.monotonic() + FIRST_PARTS_TIMEOUT_S
+        while "#EXT-X-PART:" not in (text := fresh_get(on_a).text):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.2)
+        on_b = b.bucket().sign_url("GET", "cam/playlist.m3u8", 300)
+        msn, part = next_request(validate_ll_playlist(text))
+        with requests.Session() as session:
+            hop = session.get(f"{on_b}&_HLS_msn={msn}&_HLS_part={part}", timeout=IO_TIMEOUT_S,
+                              allow_redirects=False)  # fmt: skip
+            assert hop.status_code == 307, hop.text
+            location = hop.headers["Location"]
+            assert location == a_url + on_b.split(f":{b.http_port}", 1)[1] + (
+                f"&_HLS_msn={msn}&_HLS_part={part}"
+            )
+            answer = session.get(location, timeout=IO_TIMEOUT_S)
+            assert answer.status_code == 200, answer.text
+            assert_answers_blocking_reload(validate_ll_playlist(answer.text), msn, part)
+            followed = session.get(on_b, timeout=IO_TIMEOUT_S)  # as a player does
+            assert followed.url.startswith(a_url) and "#EXT-X-PART:" in followed.text
+    finally:
+        publishers.stop(pub)
