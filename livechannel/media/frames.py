@@ -34,7 +34,11 @@ class AudioConfig:
     record: bytes = b""  # Opus: the OpusHead as sent
 
 
-@dataclass(frozen=True, slots=True)
+# The frames are made once per RTMP message, so they are plain slotted dataclasses, not frozen
+# ones: a frozen dataclass's __init__ sets each field through object.__setattr__, which made
+# a frame cost 3.4x as much to build (docs/performance.md). Nothing changes a frame once
+# made: the segmenter's fixes make a new one (dataclasses.replace).
+@dataclass(slots=True)
 class VideoFrame:
     """One H.264 access unit in Annex B form (start codes), ready for PES; keyframes (IDR)
     carry SPS/PPS in-band so every segment decodes on its own. For the Enhanced RTMP codecs
@@ -47,7 +51,7 @@ class VideoFrame:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AudioFrame:
     """One AAC frame with its ADTS header."""
 
