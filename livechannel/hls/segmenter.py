@@ -270,7 +270,9 @@ class Segmenter:
                 return []
             self._start(frame, now_ms)
             return []
-        if not frame.keyframe and seg.video_config not in (None, self._video_config):
+        # The current config first: `in` tries identity before ==, and a segment nearly always
+        # holds the very config object in force (None first would call VideoConfig.__eq__).
+        if not frame.keyframe and seg.video_config not in (self._video_config, None):
             self.stats.dropped_video += 1  # new SPS: undecodable until its keyframe
             return []
 

@@ -158,6 +158,10 @@ class EdgeState(Enum):
     UNPUBLISHED = "unpublished"  # the publisher unpublished: push ended, socket left to it
     CLOSED = "closed"  # transport closed or closing: nothing is read or written any more
 
+    # Members are singletons, equal only to themselves: hashed by identity, in C. (Enum's own
+    # __hash__ is a Python call, and `_media` looks the state up in TAKING_MEDIA per message.)
+    __hash__ = object.__hash__
+
 
 TAKING_MEDIA = frozenset({EdgeState.PUBLISHING, EdgeState.HELD})
 # Before a push exists: the deadlines close the connection, a kick just closes it.
@@ -318,7 +322,7 @@ class RtmpProtocol(asyncio.Protocol):
             self.kick(f"a frame of {len(payload)} bytes is over the {limit}-byte limit")
             return
         try:
-            push.media(type_id, timestamp_ms, payload)
+            backlog_full = push.media(type_id, timestamp_ms, payload)
         except PublishRefused as e:
             self.kick(str(e))
             return
@@ -326,7 +330,7 @@ class RtmpProtocol(asyncio.Protocol):
             self._log("bad media, closing: %s: %s", type(e).__name__, e)
             self.kick(f"malformed media: {e}")
             return
-        if push.backlog_full:  # stop reading until it has room: TCP pushes back on the encoder
+        if backlog_full:  # stop reading until it has room: TCP pushes back on the encoder
             self.state = EdgeState.HELD
             self.conn.set_media_sink(None)  # the rest of this read waits in the event queue
             self.pause()

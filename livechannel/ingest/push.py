@@ -97,17 +97,13 @@ class LivePush:
 
     # --- media ------------------------------------------------------------------------------
 
-    def media(self, type_id: int, timestamp_ms: int, payload: bytes) -> None:
-        """One audio or video message; raises what the pipeline raises (PublishRefused for a
+    def media(self, type_id: int, timestamp_ms: int, payload: bytes) -> bool:
+        """One audio or video message; returns whether the upload backlog is now full (stop
+        reading until `wait_for_room`). Raises what the pipeline raises (PublishRefused for a
         stream we refuse, a decoder error for broken media)."""
         if type_id == MessageType.VIDEO:
-            self.pipeline.video(timestamp_ms, payload)
-        else:
-            self.pipeline.audio(timestamp_ms, payload)
-
-    @property
-    def backlog_full(self) -> bool:
-        return self.pipeline.backlog_full
+            return self.pipeline.video(timestamp_ms, payload)
+        return self.pipeline.audio(timestamp_ms, payload)
 
     async def wait_for_room(self) -> None:
         await self.pipeline.wait_for_room()
