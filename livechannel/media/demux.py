@@ -32,7 +32,12 @@ from livechannel.media.flv import (
     parse_video_tag,
 )
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
-from livechannel.media.h264 import build_access_unit, parse_avc_decoder_config, split_avcc
+from livechannel.media.h264 import (
+    avcc_access_unit,
+    build_access_unit,
+    parse_avc_decoder_config,
+    split_avcc,
+)
 from livechannel.media.hevc import is_irap, parse_hevc_decoder_config
 from livechannel.media.opus import parse_opus_head
 
@@ -107,10 +112,11 @@ class Demuxer:
             and payload[0] >> 4 != FRAME_TYPE_COMMAND
             and payload[1] == AVC_PACKET_NALU
         ):
-            nals = split_avcc(memoryview(payload)[5:], config.nal_length_size)  # no copies
-            if not nals:
+            data, keyframe = avcc_access_unit(  # NAL units as views: no copy but the AU's
+                memoryview(payload)[5:], config.nal_length_size, config
+            )
+            if not data:
                 return []
-            data, keyframe = build_access_unit(nals, config)
             pts_ms = timestamp_ms + int.from_bytes(payload[2:5], "big", signed=True)
             return [VideoFrame(timestamp_ms, pts_ms, keyframe, data)]
         return self._video(timestamp_ms, payload)
