@@ -19,6 +19,7 @@ from livechannel.media.aac import (
 )
 from livechannel.media.demux import Demuxer
 from livechannel.media.errors import MediaError
+from livechannel.media.h264 import avcc_access_unit, build_access_unit, split_avcc
 from livechannel.media.mpegts import _STUFFING, SYNC_BYTE, TS_PAYLOAD_BYTES, _Stream
 
 CHECKS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -69,6 +70,26 @@ def test_video_fast_path_equals_general_parser(timestamp_ms: int, body: bytes) -
     fast, general = configured(), configured()
     assert outcome(fast.video, timestamp_ms, body) == outcome(general._video, timestamp_ms, body)
     assert fast.video_config == general.video_config
+
+
+def split_and_build(data: bytes, size: int):  # type: ignore[no-untyped-def]
+    nals = split_avcc(data, size)
+    return build_access_unit(nals, configured().video_config) if nals else (b"", False)
+
+
+@CHECKS
+@given(st.sampled_from([1, 2, 3, 4, 5]), st.data())
+def test_access_unit_in_one_pass_equals_split_and_build(size: int, data: st.DataObject) -> None:
+    body = data.draw(
+        st.one_of(
+            st.binary(max_size=60),
+            nals.map(lambda ns: b"".join(len(n).to_bytes(size % 5 or 1, "big") + n for n in ns)),
+        )
+    )
+    config = configured().video_config
+    assert outcome(avcc_access_unit, memoryview(body), size, config) == outcome(
+        split_and_build, body, size
+    )
 
 
 @CHECKS
