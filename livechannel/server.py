@@ -23,7 +23,7 @@ from aiohttp import web
 from livechannel import console
 from livechannel.api.app import create_app
 from livechannel.api.context import ApiContext
-from livechannel.api.owners import PushOwners, prepare_socket_dir, socket_dir, socket_path
+from livechannel.api.owners import PushOwners, socket_dir
 from livechannel.auth.urls import ServiceUrls
 from livechannel.config import BucketConfig, Config
 from livechannel.fleet.liveness import STALE_PUSH_MS, dead_workers, runs_here
@@ -322,14 +322,7 @@ async def serve(
         sock=http_sock,
         backlog=LISTEN_BACKLOG,
     )
-    sibling_server: asyncio.AbstractServer | None = None
-    if owners is not None and config.workers > 1:
-        prepare_socket_dir(owners.directory)
-        path = socket_path(owners.directory, worker_index)
-        path.unlink(missing_ok=True)  # left by a killed run of this worker
-        sibling_server = await loop.create_unix_server(
-            http_handler, path=str(path), backlog=LISTEN_BACKLOG
-        )
+    sibling_server = await owners.listen(http_handler, LISTEN_BACKLOG) if owners else None
     # Cross-node notices and the leader lock (PostgreSQL); on SQLite the workers of the one
     # machine poll, every worker sweeps stale pushes, and worker 0 runs retention.
     notices: NoticeListener | None = None

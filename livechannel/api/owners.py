@@ -25,6 +25,7 @@ sibling that cannot be reached leaves the answer to storage, as before.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -145,11 +146,27 @@ class PushOwners:
         self._owners[(bucket, channel)] = (owner, now + OWNER_CACHE_S)
         return owner
 
+    async def listen(
+        self, handler: Callable[[], asyncio.BaseProtocol], backlog: int
+    ) -> asyncio.AbstractServer | None:
+        """This worker's HTTP API (`handler`: aiohttp's protocol factory) on its own socket,
+        for its siblings; None with one worker."""
+        if self.workers == 1:
+            return None
+        prepare_socket_dir(self.directory)
+        path = socket_path(self.directory, self.me.index)
+        path.unlink(missing_ok=True)  # left by a killed run of this worker
+        loop = asyncio.get_running_loop()
+        return await loop.create_unix_server(handler, path=str(path), backlog=backlog)
+
     async def answer(self, request: web.Request, owner: Owner) -> web.StreamResponse | None:
         """The owner's answer (fetched from a sibling, or a redirect to another node); None
         if the sibling could not be reached."""
         if owner.worker is None:
-            raise web.HTTPTemporaryRedirect(owner.url + request.raw_path)
+            # The Location as a string, not through yarl, which would decode the query's
+            # escapes: a signature's %2B read back as "+" is a space, and no longer matches.
+            location = owner.url + request.raw_path
+            return web.Response(status=307, headers={"Location": location})
         return await self.forward(request, owner.worker)
 
     async def forward(self, request: web.Request, index: int) -> web.StreamResponse | None:

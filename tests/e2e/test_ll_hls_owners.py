@@ -149,13 +149,13 @@ def _follow_through(a: ServeProcess, b: ServeProcess, a_url: str) -> None:
         on_b = b.bucket().sign_url("GET", "cam/playlist.m3u8", 300)
         msn, part = next_request(validate_ll_playlist(text))
         with requests.Session() as session:
-            hop = session.get(f"{on_b}&_HLS_msn={msn}&_HLS_part={part}", timeout=IO_TIMEOUT_S,
-                              allow_redirects=False)  # fmt: skip
+            # Escapes in the query must reach A as they were sent (a signature's %2B read as
+            # "+" would be a space): an unsigned parameter with some makes sure there are.
+            query = f"&_HLS_msn={msn}&_HLS_part={part}&note=a%2Bb%2Fc%20d"
+            hop = session.get(on_b + query, timeout=IO_TIMEOUT_S, allow_redirects=False)
             assert hop.status_code == 307, hop.text
             location = hop.headers["Location"]
-            assert location == a_url + on_b.split(f":{b.http_port}", 1)[1] + (
-                f"&_HLS_msn={msn}&_HLS_part={part}"
-            )
+            assert location == a_url + on_b.split(f":{b.http_port}", 1)[1] + query
             answer = session.get(location, timeout=IO_TIMEOUT_S)
             assert answer.status_code == 200, answer.text
             assert_answers_blocking_reload(validate_ll_playlist(answer.text), msn, part)
