@@ -134,12 +134,10 @@ class PushOwners:
         push = await self.store.live_push(bucket, channel)
         name = WorkerName.parse(push.worker) if push is not None else None
         owner = None
-        if push is None or name is None:
-            pass
-        elif name.node == self.me.node:
+        if name is not None and name.node == self.me.node:
             if name.index != self.me.index and name.index < self.workers:
                 owner = Owner(worker=name.index)
-        elif push.owner_url and push.owner_url != self.my_url:
+        elif push is not None and push.owner_url and push.owner_url != self.my_url:
             owner = Owner(url=push.owner_url)
         if len(self._owners) >= MAX_OWNER_CACHE_ENTRIES:
             self._owners.clear()
