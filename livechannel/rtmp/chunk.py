@@ -29,6 +29,7 @@ header bytes are checked with one strided slice and cut out with one strided del
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 from livechannel.media.flv import FRAME_TYPE_KEY, video_frame_type
@@ -49,6 +50,8 @@ _VIDEO = int(MessageType.VIDEO)
 # What one held piece of a partial message costs beyond its bytes (object header, list slot):
 # counted, so that a peer sending tiny chunks cannot hold more than the limit says.
 _PIECE_OVERHEAD = 64
+_ONE_WORD = struct.Struct(">I").unpack_from
+_TWO_WORDS = struct.Struct(">II").unpack_from
 
 
 class RawMessage(NamedTuple):
@@ -59,6 +62,11 @@ class RawMessage(NamedTuple):
     type_id: int
     stream_id: int
     payload: bytes
+
+
+# RawMessage's own __new__ is a Python function (NamedTuple makes one): a message is built
+# with the tuple's, as that one would build it, once per message.
+_new_message = tuple.__new__
 
 
 class _ReadStream:
@@ -175,13 +183,9 @@ class ChunkReader:
                     self._current = None
                     stream.received = -1
                     self._pos = pos
-                    return RawMessage(
-                        self._current_csid,
-                        stream.timestamp_ms,
-                        stream.type_id,
-                        stream.stream_id,
-                        b"",
-                    )
+                    fields = (self._current_csid, stream.timestamp_ms, stream.type_id,
+                              stream.stream_id, b"")  # fmt: skip
+                    return _new_message(RawMessage, fields)
             avail = end - pos
             if avail <= 0:
                 self._buf = b""
@@ -226,9 +230,9 @@ class ChunkReader:
                 stream.cost = 0
             stream.received = -1
             self._pos = pos
-            return RawMessage(
-                self._current_csid, stream.timestamp_ms, stream.type_id, stream.stream_id, payload
-            )
+            fields = (self._current_csid, stream.timestamp_ms, stream.type_id, stream.stream_id,
+                      payload)  # fmt: skip
+            return _new_message(RawMessage, fields)
 
     def _continuations(
         self,
@@ -312,22 +316,28 @@ class ChunkReader:
                 raise ProtocolError(
                     f"type {fmt} header on chunk stream {csid} inside an unfinished message"
                 )
-            field = (buf[p] << 16) | (buf[p + 1] << 8) | buf[p + 2]
+            # The 24-bit fields are the low bits of big-endian words that start a byte
+            # earlier (that byte is the basic header's): one C call reads them all.
+            if fmt <= 1:
+                word, more = _TWO_WORDS(buf, p - 1)  # timestamp field | length, type id
+            else:
+                (word,) = _ONE_WORD(buf, p - 1)  # timestamp field (delta)
+            field = word & 0xFFFFFF
             q = p + header_size
             extended = field == EXTENDED_TIMESTAMP
             if extended:
                 if end - q < 4:
                     return -1
-                field = int.from_bytes(buf[q : q + 4], "big")
+                (field,) = _ONE_WORD(buf, q)
                 q += 4
             if fmt <= 1:
-                length = (buf[p + 3] << 16) | (buf[p + 4] << 8) | buf[p + 5]
+                length = more >> 8
                 if length > self._limits.max_message_bytes:
                     raise MessageTooLarge(
                         f"message of {length} bytes exceeds {self._limits.max_message_bytes}"
                     )
                 stream.length = length
-                stream.type_id = buf[p + 6]
+                stream.type_id = more & 0xFF
                 if fmt == 0:
                     stream.stream_id = int.from_bytes(buf[p + 7 : p + 11], "little")
             if extended != stream.extended:
