@@ -9,6 +9,9 @@ flag says; the flag is ignored.
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
+
 from livechannel.media.errors import MediaError
 from livechannel.media.frames import VideoConfig
 from livechannel.media.sps import parse_sps
@@ -129,12 +132,27 @@ def build_access_unit(nals: list[Nal], config: VideoConfig) -> tuple[bytes, bool
     return START_CODE.join(parts), idr
 
 
+def _u24_at(data: Nal, pos: int) -> tuple[int]:
+    return (int.from_bytes(data[pos : pos + 3], "big"),)
+
+
+# A NAL unit's length field by its size, read in place: (length,). A slice per field (a
+# memoryview on the hot path) was an object made and freed per NAL unit.
+_NAL_LENGTH_AT: dict[int, Callable[[Nal, int], tuple[int]]] = {
+    1: struct.Struct(">B").unpack_from,
+    2: struct.Struct(">H").unpack_from,
+    3: _u24_at,
+    4: struct.Struct(">I").unpack_from,
+}
+
+
 def avcc_access_unit(data: Nal, nal_length_size: int, config: VideoConfig) -> tuple[bytes, bool]:
     """`build_access_unit(split_avcc(data, nal_length_size), config)` in one pass, with the
     same errors; (b"", False) when `data` holds no NAL unit. The ingest hot path's: it runs
     once per video message, where the two calls, the list of types and its scans were a
     fifth of the demuxer's work (docs/performance.md)."""
-    if nal_length_size not in NAL_LENGTH_SIZES:
+    length_at = _NAL_LENGTH_AT.get(nal_length_size)
+    if length_at is None:
         raise MediaError(f"NAL length size {nal_length_size} is not 1, 2, 3 or 4")
     parts: list[Nal] = [b"", AUD_NAL]  # as in build_access_unit; the publisher's AUDs dropped
     types = 0  # bit t set: a NAL unit of type t was seen
@@ -142,16 +160,15 @@ def avcc_access_unit(data: Nal, nal_length_size: int, config: VideoConfig) -> tu
     while pos < end:
         if pos + nal_length_size > end:
             raise MediaError("NAL unit length field truncated")
-        size = int.from_bytes(data[pos : pos + nal_length_size], "big")
+        (size,) = length_at(data, pos)
         pos += nal_length_size
         if pos + size > end:
             raise MediaError(f"NAL unit of {size} bytes overruns its {end - pos}-byte message")
         if size:
-            nal = data[pos : pos + size]
-            nal_type = nal[0] & 0x1F
+            nal_type = data[pos] & 0x1F
             types |= 1 << nal_type
             if nal_type != NAL_TYPE_AUD:
-                parts.append(nal)
+                parts.append(data[pos : pos + size])
         pos += size
     if not types:
         return b"", False
