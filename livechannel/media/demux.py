@@ -113,7 +113,7 @@ class Demuxer:
             and payload[1] == AVC_PACKET_NALU
         ):
             data, keyframe = avcc_access_unit(  # NAL units as views: no copy but the AU's
-                memoryview(payload)[5:], config.nal_length_size, config
+                memoryview(payload), config.nal_length_size, config, start=5
             )
             if not data:
                 return []
@@ -184,7 +184,9 @@ class Demuxer:
             and payload[0] >> 4 == SOUND_FORMAT_AAC
             and payload[1] == AAC_PACKET_RAW
         ):
-            return [AudioFrame(timestamp_ms, adts.frame(memoryview(payload)[2:]))]
+            # A slice of a few hundred bytes costs less than a memoryview (an object with a
+            # buffer export to set up and release) and its slice.
+            return [AudioFrame(timestamp_ms, adts.frame(payload[2:]))]
         return self._audio(timestamp_ms, payload)
 
     def _audio(self, timestamp_ms: int, payload: bytes) -> list[MediaEvent]:

@@ -146,17 +146,19 @@ _NAL_LENGTH_AT: dict[int, Callable[[Nal, int], tuple[int]]] = {
 }
 
 
-def avcc_access_unit(data: Nal, nal_length_size: int, config: VideoConfig) -> tuple[bytes, bool]:
-    """`build_access_unit(split_avcc(data, nal_length_size), config)` in one pass, with the
-    same errors; (b"", False) when `data` holds no NAL unit. The ingest hot path's: it runs
-    once per video message, where the two calls, the list of types and its scans were a
-    fifth of the demuxer's work (docs/performance.md)."""
+def avcc_access_unit(
+    data: Nal, nal_length_size: int, config: VideoConfig, *, start: int = 0
+) -> tuple[bytes, bool]:
+    """`build_access_unit(split_avcc(data[start:], nal_length_size), config)` in one pass,
+    with the same errors; (b"", False) when `data` holds no NAL unit from `start` on. The
+    ingest hot path's: it runs once per video message, where the two calls, the list of
+    types and its scans were a fifth of the demuxer's work (docs/performance.md)."""
     length_at = _NAL_LENGTH_AT.get(nal_length_size)
     if length_at is None:
         raise MediaError(f"NAL length size {nal_length_size} is not 1, 2, 3 or 4")
     parts: list[Nal] = [b"", AUD_NAL]  # as in build_access_unit; the publisher's AUDs dropped
     types = 0  # bit t set: a NAL unit of type t was seen
-    pos, end = 0, len(data)
+    pos, end = start, len(data)
     while pos < end:
         if pos + nal_length_size > end:
             raise MediaError("NAL unit length field truncated")

@@ -1,8 +1,9 @@
 """MPEG-TS muxer (ISO/IEC 13818-1) for HLS segments: one program, H.264 + AAC (ADTS).
 
 Fast by construction: per-PID headers for all 16 continuity counter values are built once,
-a PES is cut into packets with memoryview slices and joined once, and the last packet's
-stuffing comes from a precomputed table. No per-byte Python loops.
+a PES is cut into packets by one struct call per 64 packets (no object per packet but the
+payload piece itself) and joined once, and the last packet's stuffing comes from a
+precomputed table. No per-byte Python loops.
 
 Times: PTS/DTS = ms * 90 + TS_TIME_OFFSET_90K, mod 2**33 (`timestamps.ts_clock_90k`).
 The PCR runs PCR_LEAD_90K behind the DTS (the buffer model needs data to arrive before it
@@ -107,15 +108,15 @@ _UNPACK = tuple(
 _EMPTY = [b""]  # placeholder slots, overwritten at once
 
 
-def _payload_chunks(view: memoryview, start: int, count: int) -> tuple[bytes, ...]:
-    """`count` 184-byte pieces of `view` from `start`."""
+def _payload_chunks(data: bytes | memoryview, start: int, count: int) -> tuple[bytes, ...]:
+    """`count` 184-byte pieces of `data` from `start`."""
     if count <= UNPACK_BLOCK:
-        return _UNPACK[count](view, start)
+        return _UNPACK[count](data, start)
     chunks: tuple[bytes, ...] = ()
     block = UNPACK_BLOCK * TS_PAYLOAD_BYTES
     for offset in range(start, start + count * TS_PAYLOAD_BYTES, block):
         left = (start + count * TS_PAYLOAD_BYTES - offset) // TS_PAYLOAD_BYTES
-        chunks += _UNPACK[min(left, UNPACK_BLOCK)](view, offset)
+        chunks += _UNPACK[min(left, UNPACK_BLOCK)](data, offset)
     return chunks
 
 
@@ -192,25 +193,26 @@ class _Stream:
             if af_body
             else self.first_heads[0][cc]
         )
-        view = memoryview(payload)
         lead = cap - len(head)  # payload bytes in the first packet
         full, tail = divmod(n - cap, TS_PAYLOAD_BYTES)
         cc = (cc + 1) & 0xF
         # [first, head, lead] then header/chunk pairs: the pairs are filled by two extended-
         # slice assignments, the chunks cut by one struct call per UNPACK_BLOCK packets.
-        parts: list[bytes | memoryview] = [first, head, view[:lead]]
+        # The first and last pieces are slices of at most a packet: copying them costs less
+        # than a memoryview (an object with a buffer export to set up and release).
+        parts: list[bytes | memoryview] = [first, head, payload[:lead]]
         parts += _EMPTY * (2 * full)
         heads = self.rotated_heads[cc]
         if full > len(heads):
             heads *= full // len(heads) + 1
         parts[3::2] = heads[:full]
-        parts[4::2] = _payload_chunks(view, lead, full)
+        parts[4::2] = _payload_chunks(payload, lead, full)
         cc = (cc + full) & 0xF
         if tail:
             parts += (
                 self.tail_heads[cc],
                 _STUFFING[TS_PAYLOAD_BYTES - tail],
-                view[len(view) - tail :],
+                payload[len(payload) - tail :],
             )
             cc = (cc + 1) & 0xF
         self.cc = cc
