@@ -50,6 +50,11 @@ _VIDEO = int(MessageType.VIDEO)
 # What one held piece of a partial message costs beyond its bytes (object header, list slot):
 # counted, so that a peer sending tiny chunks cannot hold more than the limit says.
 _PIECE_OVERHEAD = 64
+# From this chunk size up, a run of continuation chunks is taken as a slice per chunk (a few
+# per video frame): one copy of each, where the strided cut copies the run, moves it once
+# more to close the gaps, and needs two memoryviews. Smaller chunks keep the strided cut: a
+# Python step per 128-byte chunk would cost more than the copies it saves.
+SLICED_CHUNK_BYTES = 1024
 _ONE_WORD = struct.Struct(">I").unpack_from
 _TWO_WORDS = struct.Struct(">II").unpack_from
 
@@ -212,9 +217,9 @@ class ChunkReader:
                     self._chunk_left = 0
                     self._current = None
                     if received < length and pos < end and buf[pos] == stream.fast:
-                        start = received
+                        start, pieces = received, len(parts)
                         pos, received = self._continuations(stream, buf, pos, end, received)
-                        cost += received - start + _PIECE_OVERHEAD
+                        cost += received - start + _PIECE_OVERHEAD * (len(parts) - pieces)
                 stream.cost += cost
                 self._partial_bytes += cost
                 if self._partial_bytes > self._limits.max_partial_bytes:
@@ -243,8 +248,9 @@ class ChunkReader:
         received: int,
     ) -> tuple[int, int]:
         """Take the run of one-byte type 3 continuation chunks of `stream` starting at `pos`
-        (a chunk just ended there and its header byte is the stream's): copy the run as one piece
-        and cut the header bytes out of it, both in C. Returns (pos, received)."""
+        (a chunk just ended there and its header byte is the stream's). Small chunks: copy the
+        run as one piece and cut the header bytes out of it, both in C; from SLICED_CHUNK_BYTES
+        up: a slice per chunk. Returns (pos, received)."""
         size = self.chunk_size
         step = size + 1
         rest = stream.length - received
@@ -257,13 +263,23 @@ class ChunkReader:
         if good < count:  # another chunk stream's chunk comes between: stop before it
             span = good * step
             count = good
-        piece = bytearray(memoryview(buf)[pos : pos + span])
-        del piece[::step]
-        stream.parts.append(piece)
+        # Where the last chunk of the run starts, and how much of it came (all, or up to the
+        # end of the input).
+        last = pos + (count - 1) * step + 1
+        last_taken = pos + span - last
+        if size >= SLICED_CHUNK_BYTES:
+            parts = stream.parts
+            for start in range(pos + 1, last, step):
+                parts.append(buf[start : start + size])
+            parts.append(buf[last : pos + span])
+        else:
+            piece = bytearray(memoryview(buf)[pos : pos + span])
+            del piece[::step]
+            stream.parts.append(piece)
         taken = span - count
-        # Where the last chunk of the run stopped: at its end, or mid-payload (input ran out).
-        last_full = min(size, rest - (count - 1) * size)
-        last_taken = span - (count - 1) * step - 1
+        last_full = rest - (count - 1) * size
+        if last_full > size:
+            last_full = size
         if last_taken < last_full:
             self._current = stream
             self._chunk_left = last_full - last_taken

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from typing import NamedTuple
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from livechannel.rtmp import chunk
 from livechannel.rtmp.chunk import (
     TIMESTAMP_MASK,
     ChunkReader,
@@ -324,7 +326,14 @@ def test_interleaved_continuations_with_any_split(
 ) -> None:
     """Messages on two chunk streams with their chunks interleaved at random, fed in random
     pieces: the run of continuation chunks taken in one step stops at the other stream's
-    chunk and at the end of the input, and resumes where it stopped."""
+    chunk and at the end of the input, and resumes where it stopped. Both ways of taking a
+    run (the strided cut, a slice per chunk from SLICED_CHUNK_BYTES up) are drawn."""
+    sliced_from = data.draw(st.sampled_from([chunk.SLICED_CHUNK_BYTES, 1]))
+    with mock.patch.object(chunk, "SLICED_CHUNK_BYTES", sliced_from):
+        _interleaved_continuations(payloads, chunk_size, data)
+
+
+def _interleaved_continuations(payloads: list[bytes], chunk_size: int, data: st.DataObject) -> None:
     writer = ChunkWriter(chunk_size)
     queues: list[list[bytes]] = [[], []]
     for i, payload in enumerate(payloads):
