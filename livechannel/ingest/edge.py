@@ -163,6 +163,10 @@ class EdgeState(Enum):
     __hash__ = object.__hash__
 
 
+# The states data_received looks at on every read, read off the class once: in Python 3.11
+# a member read off its Enum class goes through EnumType.__getattr__, ~900 instructions.
+_HANDSHAKE, _PUBLISHING = EdgeState.HANDSHAKE, EdgeState.PUBLISHING
+_LINGERING, _CLOSED = EdgeState.LINGERING, EdgeState.CLOSED
 TAKING_MEDIA = frozenset({EdgeState.PUBLISHING, EdgeState.HELD})
 # Before a push exists: the deadlines close the connection, a kick just closes it.
 NO_PUSH_YET = frozenset({EdgeState.HANDSHAKE, EdgeState.SESSION, EdgeState.DECIDING})
@@ -233,7 +237,7 @@ class RtmpProtocol(asyncio.Protocol):
         self.server.connections.add(self)  # admitted: the gate is released on connection_lost
 
     def data_received(self, data: bytes) -> None:
-        if self.state is EdgeState.CLOSED or self.state is EdgeState.LINGERING:
+        if self.state is _CLOSED or self.state is _LINGERING:
             self._dropped_bytes += len(data)  # our FIN is out: what still comes is dropped
             return
         try:
@@ -242,12 +246,12 @@ class RtmpProtocol(asyncio.Protocol):
             self._log("protocol error: %s", e)
             self._close()
             return
-        if self.state is EdgeState.HANDSHAKE and self.conn.state not in HANDSHAKE_STATES:
+        if self.state is _HANDSHAKE and self.conn.state not in HANDSHAKE_STATES:
             self.state = EdgeState.SESSION
             self._handshake_timer.cancel()
-        if pending or self.state is not EdgeState.PUBLISHING:  # publishing: usually nothing waits
+        if pending or self.state is not _PUBLISHING:  # publishing: usually nothing waits
             self._pump()
-        if self.paced and self.state is EdgeState.PUBLISHING:
+        if self.paced and self.state is _PUBLISHING:
             self.server.reads.after_read(self, len(data))
 
     @property
