@@ -191,10 +191,15 @@ class PushOwners:
                     response.headers.add(name, value)
             if upstream.content_length is not None:
                 response.content_length = upstream.content_length
-            await response.prepare(request)
-            async for piece in upstream.content.iter_chunked(FORWARD_PIECE_BYTES):
-                await response.write(piece)
-            await response.write_eof()
+            try:
+                await response.prepare(request)
+                async for piece in upstream.content.iter_chunked(FORWARD_PIECE_BYTES):
+                    await response.write(piece)
+                await response.write_eof()
+            except ConnectionError:
+                # The player left while its answer was on the way (hls.js drops a blocking
+                # reload it no longer needs): nothing to tell it, nothing went wrong here.
+                pass
         return response
 
     def _session(self, index: int) -> aiohttp.ClientSession:

@@ -128,3 +128,62 @@ async def test_who_owns_a_push(tmp_path: Path) -> None:
     assert await owners.owner(B, "nothing-live") is None  # remembered for OWNER_CACHE_S
     clock[0] += 1.5
     assert await owners.owner(B, "nothing-live") == Owner(worker=1)
+
+
+async def test_a_player_that_leaves_before_the_answer_is_no_error(tmp_path: Path) -> None:
+    """hls.js drops blocking reloads it no longer needs: the sibling's late answer meets a
+    closed connection, which is not a server error."""
+    store = MemoryStore()
+    directory = tmp_path / "run"
+    owners = PushOwners(WorkerName("node", 0, "h", 1), 2, directory, store, [B])
+    sibling = PushOwners(WorkerName("node", 1, "h", 2), 2, directory, store, [B])
+    answer_now = asyncio.Event()
+
+    async def slow(_request: web.Request) -> web.StreamResponse:
+        await answer_now.wait()
+        return web.Response(text="#EXTM3U\n")
+
+    back_app = web.Application()
+    back_app.router.add_get("/{tail:.*}", slow)
+    back = web.AppRunner(back_app)
+    await back.setup()
+    assert back.server is not None
+    listener = await sibling.listen(back.server, 16)
+    assert listener is not None
+    outcome: list[object] = []
+
+    async def hand_on(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await owners.forward(request, 1)
+        except Exception as e:  # what the test is about
+            outcome.append(e)
+            raise
+        outcome.append(response)
+        assert response is not None
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", hand_on)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        writer.write(b"GET /live/cam/playlist.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.1)  # handed on, waiting for the sibling
+        writer.close()  # the player leaves
+        await writer.wait_closed()
+        await asyncio.sleep(0.1)
+        answer_now.set()
+        for _ in range(50):
+            if outcome:
+                break
+            await asyncio.sleep(0.02)
+        assert len(outcome) == 1 and isinstance(outcome[0], web.StreamResponse), outcome
+    finally:
+        await owners.close()
+        await runner.cleanup()
+        listener.close()
+        await back.cleanup()

@@ -89,7 +89,7 @@ def test_every_worker_answers_ll_hls(two_workers: ServeProcess) -> None:
         part_url = bucket.sign_url("GET", f"cam/{uri}", 300)
         bodies = {fresh_get(part_url).content for _ in range(FRESH_REQUESTS // 2)}
         assert len(bodies) == 1 and next(iter(bodies))[4:8] == b"moof"
-        # Unsigned, the private bucket stays closed on both (the owner checks again).
+        # Unsigned, the private bucket stays closed whichever worker is asked.
         for _ in range(4):
             url = f"http://127.0.0.1:{proc.http_port}/live/cam/playlist.m3u8"
             assert fresh_get(url).status_code == 403
