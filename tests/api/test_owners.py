@@ -5,8 +5,9 @@ sibling that is gone leaves the answer to storage; who owns a push is read from 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -28,40 +29,56 @@ async def _echo(request: web.Request) -> web.StreamResponse:
     return web.Response(text="\n".join(lines), headers={"X-Oss-Request-Id": "sibling"})
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def http_port(handler: Handler) -> AsyncIterator[int]:
+    """`handler` answering every GET on a loopback port (worker 0, as a player reaches it)."""
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def sibling_socket(directory: Path, handler: Handler) -> AsyncIterator[None]:
+    """`handler` answering every GET on worker 1's socket in `directory`."""
+    sibling = PushOwners(WorkerName("node", 1, "h", 2), 2, directory, MemoryStore(), [B])
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    assert runner.server is not None
+    listener = await sibling.listen(runner.server, 16)
+    assert listener is not None
+    try:
+        yield
+    finally:
+        listener.close()
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def front(tmp_path: Path) -> AsyncIterator[tuple[str, PushOwners]]:
     """Worker 0's HTTP port (every request handed to worker 1) and worker 1's socket."""
-    store = MemoryStore()
     directory = tmp_path / "run"
-    me = WorkerName("node", 0, "h", 1)
-    owners = PushOwners(me, 2, directory, store, [B])
-    sibling = PushOwners(WorkerName("node", 1, "h", 2), 2, directory, store, [B])
-    back_app = web.Application()
-    back_app.router.add_get("/{tail:.*}", _echo)
-    back = web.AppRunner(back_app)
-    await back.setup()
-    assert back.server is not None
-    listener = await sibling.listen(back.server, 16)
-    assert listener is not None
+    owners = PushOwners(WorkerName("node", 0, "h", 1), 2, directory, MemoryStore(), [B])
 
     async def hand_on(request: web.Request) -> web.StreamResponse:
         answer = await owners.forward(request, 1)
         return answer if answer is not None else web.Response(status=599)
 
-    front_app = web.Application()
-    front_app.router.add_get("/{tail:.*}", hand_on)
-    runner = web.AppRunner(front_app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     try:
-        yield f"http://127.0.0.1:{port}", owners
+        async with sibling_socket(directory, _echo), http_port(hand_on) as port:
+            yield f"http://127.0.0.1:{port}", owners
     finally:
         await owners.close()
-        await runner.cleanup()
-        listener.close()
-        await back.cleanup()
 
 
 async def _get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], str]:
@@ -93,18 +110,12 @@ async def test_a_sibling_that_is_gone_leaves_it_to_storage(tmp_path: Path) -> No
         seen.append(await owners.forward(request, 1))
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", hand_on)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
     try:
-        status, _, _ = await _get(f"http://127.0.0.1:{runner.addresses[0][1]}/live/cam/x", {})
+        async with http_port(hand_on) as port:
+            status, _, _ = await _get(f"http://127.0.0.1:{port}/live/cam/x", {})
         assert status == 204 and seen == [None]
     finally:
         await owners.close()
-        await runner.cleanup()
 
 
 async def test_who_owns_a_push(tmp_path: Path) -> None:
@@ -133,23 +144,14 @@ async def test_who_owns_a_push(tmp_path: Path) -> None:
 async def test_a_player_that_leaves_before_the_answer_is_no_error(tmp_path: Path) -> None:
     """hls.js drops blocking reloads it no longer needs: the sibling's late answer meets a
     closed connection, which is not a server error."""
-    store = MemoryStore()
     directory = tmp_path / "run"
-    owners = PushOwners(WorkerName("node", 0, "h", 1), 2, directory, store, [B])
-    sibling = PushOwners(WorkerName("node", 1, "h", 2), 2, directory, store, [B])
+    owners = PushOwners(WorkerName("node", 0, "h", 1), 2, directory, MemoryStore(), [B])
     answer_now = asyncio.Event()
 
     async def slow(_request: web.Request) -> web.StreamResponse:
         await answer_now.wait()
         return web.Response(text="#EXTM3U\n")
 
-    back_app = web.Application()
-    back_app.router.add_get("/{tail:.*}", slow)
-    back = web.AppRunner(back_app)
-    await back.setup()
-    assert back.server is not None
-    listener = await sibling.listen(back.server, 16)
-    assert listener is not None
     outcome: list[object] = []
 
     async def hand_on(request: web.Request) -> web.StreamResponse:
@@ -162,28 +164,27 @@ async def test_a_player_that_leaves_before_the_answer_is_no_error(tmp_path: Path
         assert response is not None
         return response
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", hand_on)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
     try:
-        _reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
-        writer.write(b"GET /live/cam/playlist.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.1)  # handed on, waiting for the sibling
-        writer.close()  # the player leaves
-        await writer.wait_closed()
-        await asyncio.sleep(0.1)
-        answer_now.set()
-        for _ in range(50):
-            if outcome:
-                break
-            await asyncio.sleep(0.02)
+        async with sibling_socket(directory, slow), http_port(hand_on) as port:
+            await _leave_before_the_answer(port, answer_now, outcome)
         assert len(outcome) == 1 and isinstance(outcome[0], web.StreamResponse), outcome
     finally:
         await owners.close()
-        await runner.cleanup()
-        listener.close()
-        await back.cleanup()
+
+
+async def _leave_before_the_answer(port: int, answer_now: asyncio.Event,
+                                   outcome: list[object]) -> None:  # fmt: skip
+    """A player asks, waits until its request is handed on, and leaves; then the sibling
+    answers, and the handler's outcome is awaited."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /live/cam/playlist.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.1)  # handed on, waiting for the sibling
+    writer.close()  # the player leaves
+    await writer.wait_closed()
+    await asyncio.sleep(0.1)
+    answer_now.set()
+    for _ in range(50):
+        if outcome:
+            break
+        await asyncio.sleep(0.02)
