@@ -32,12 +32,7 @@ from livechannel.media.flv import (
     parse_video_tag,
 )
 from livechannel.media.frames import AudioConfig, AudioFrame, VideoConfig, VideoFrame
-from livechannel.media.h264 import (
-    avcc_access_unit,
-    build_access_unit,
-    parse_avc_decoder_config,
-    split_avcc,
-)
+from livechannel.media.h264 import avcc_access_unit, parse_avc_decoder_config
 from livechannel.media.hevc import is_irap, parse_hevc_decoder_config
 from livechannel.media.opus import parse_opus_head
 
@@ -142,10 +137,9 @@ class Demuxer:
         video_config = self._video_config
         if video_config is None:
             return []
-        nals = split_avcc(tag.data, video_config.nal_length_size)
-        if not nals:
+        data, keyframe = avcc_access_unit(tag.data, video_config.nal_length_size, video_config)
+        if not data:
             return []
-        data, keyframe = build_access_unit(nals, video_config)
         pts_ms = timestamp_ms + tag.composition_time_ms
         return [VideoFrame(dts_ms=timestamp_ms, pts_ms=pts_ms, keyframe=keyframe, data=data)]
 

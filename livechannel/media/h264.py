@@ -150,9 +150,10 @@ def avcc_access_unit(
     data: Nal, nal_length_size: int, config: VideoConfig, *, start: int = 0
 ) -> tuple[bytes, bool]:
     """`build_access_unit(split_avcc(data[start:], nal_length_size), config)` in one pass,
-    with the same errors; (b"", False) when `data` holds no NAL unit from `start` on. The
-    ingest hot path's: it runs once per video message, where the two calls, the list of
-    types and its scans cost 1.6 % of the whole path (docs/performance.md)."""
+    with the same errors; (b"", False) when `data` holds no NAL unit from `start` on. What
+    the demuxer uses: it runs once per video message, where the two calls, the list of
+    types and its scans cost 1.6 % of the whole path (docs/performance.md); the two-call
+    form is the readable reference tests/media/test_fast_paths.py holds it to."""
     length_at = _NAL_LENGTH_AT.get(nal_length_size)
     if length_at is None:
         raise MediaError(f"NAL length size {nal_length_size} is not 1, 2, 3 or 4")
