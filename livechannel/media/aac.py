@@ -137,9 +137,5 @@ class AdtsFramer:
         return (self._fixed | n << _FRAME_LENGTH_SHIFT).to_bytes(ADTS_HEADER_BYTES, "big")
 
     def frame(self, raw: bytes | memoryview) -> bytes:
-        """One raw AAC frame behind its ADTS header, in one copy. (`header` written out:
-        this runs once per AAC frame.)"""
-        if len(raw) > MAX_ADTS_PAYLOAD_BYTES:
-            raise MediaError(f"AAC frame of {len(raw)} bytes is too large for ADTS")
-        n = len(raw) + ADTS_HEADER_BYTES
-        return (self._fixed | n << _FRAME_LENGTH_SHIFT).to_bytes(ADTS_HEADER_BYTES, "big") + raw
+        """One raw AAC frame behind its ADTS header, in one copy."""
+        return self.header(len(raw)) + raw
