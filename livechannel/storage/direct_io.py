@@ -88,6 +88,11 @@ def write_blocks(
     with memoryview(_buffer()) as view:
         filled = 0  # bytes in the buffer; the buffer goes to the file at `offset`
         for piece in pieces:
+            size = len(piece)
+            if filled + size < BUFFER_BYTES:  # nearly every piece (a frame's TS): one copy
+                view[filled : filled + size] = piece
+                filled += size
+                continue
             data = memoryview(piece)
             while data:
                 n = min(len(data), BUFFER_BYTES - filled)

@@ -7,6 +7,7 @@ what the batching saves is measured in bench/read_bench.py and the benchmark."""
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -128,8 +129,35 @@ def test_the_mark_follows_the_rate_then_a_keyframe_then_a_stall(
 
         # The stream stops: within two ticks the mark is one byte, so nothing waits unread.
         wait_until(lambda: mark_of(conn) == 1, "the mark back at one byte")
+
+        # The publisher leaves: the batch's socket object lets the descriptor go with it.
+        pub.sock.close()
+        wait_until(lambda: conn not in svc.ingest_server().connections, "the connection gone")
+        assert batch.sock.fileno() == -1
     finally:
         pub.sock.close()
+
+
+def test_a_borrowed_socket_never_closes_the_descriptor() -> None:
+    ours, peer = socket.socketpair()
+    try:
+        borrowed = reads_module.BorrowedSocket.on(ours)
+        borrowed.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 7)
+        assert ours.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 7
+        del borrowed  # collected: the descriptor stays the owner's
+        gc.collect()
+        peer.sendall(b"x")
+        assert ours.recv(1) == b"x"
+        again = reads_module.BorrowedSocket.on(ours)
+        again.release()
+        with pytest.raises(OSError):  # released: never reaches the descriptor
+            again.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 9)
+        assert ours.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 7
+        ours.sendall(b"y")
+        assert peer.recv(1) == b"y"
+    finally:
+        ours.close()
+        peer.close()
 
 
 def test_few_publishers_rest_instead_of_batching(
