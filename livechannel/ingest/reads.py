@@ -15,9 +15,9 @@ publishers the process has:
   (docs/performance.md, "Per-chunk and per-read cost"). While a video keyframe is arriving
   the mark is what completes it, so the keyframe that cuts a segment is read the moment it is
   whole and segments are listed as early as with a read per write. A tick every
-  READ_BATCH_TICK_S measures each stream's rate and drops the mark to one byte on a
-  connection that was not read since the previous tick (its stream slowed or stopped): no byte
-  waits in the kernel more than two ticks.
+  READ_BATCH_TICK_S drops the mark to one byte on a connection that was not read since the
+  previous tick (its stream slowed or stopped), so no byte waits in the kernel more than two
+  ticks; every RATE_TICKS ticks it measures each stream's rate.
 
 LL-HLS pushes never rest (a part is due every part target), and batch only away from their
 parts' ends: within LL_READ_AHEAD_MS of stream time before the open part can end (the
@@ -56,13 +56,18 @@ READ_REST_MAX_PUBLISHERS = 32
 # a keyframe that arrives whole below the mark (before the mark is reached) waits for what
 # follows it to fill the mark. Half the mark, half that wait.
 READ_BATCH_S = 0.05
-# How often each batching stream's rate is measured and a stalled connection is read; twice
+# How often a stalled batching connection is looked for (and read); twice
 # READ_BATCH_S, so a steady stream is always read between two ticks and never looks stalled.
 READ_BATCH_TICK_S = 0.1
 # LL-HLS: this close (ms of the stream) to the end of the open part, a connection is read at
 # every write. Twice READ_BATCH_S: a batched read comes at most READ_BATCH_S after the last,
 # so one always lands inside this window before the part's last frame arrives.
 LL_READ_AHEAD_MS = round(2 * READ_BATCH_S * 1000)
+# A stream's rate (its mark: READ_BATCH_S of it) is measured over this many ticks, 1 s:
+# over one tick the bytes swing with the GOP (a keyframe's 100 ms against a P-frame's), so
+# the mark changed at nearly every tick, and each change is a system call (~2,000 a second at
+# 200 publishers, docs/performance.md).
+RATE_TICKS = 10
 # The highest mark: below what uvloop reads at once (256 KiB), and small enough that raising
 # the socket's receive buffer to fit it (the kernel does, to twice the mark) costs little.
 READ_BATCH_MAX_BYTES = 128 * 1024
@@ -108,7 +113,7 @@ class ReadBatch:
     """One connection's receive low-water mark and the figures the tick keeps for it."""
 
     __slots__ = (
-        "conn", "mark", "part_due_in_ms", "reads", "size", "sock", "tick_bytes", "tick_reads"
+        "conn", "mark", "part_due_in_ms", "rate_bytes", "reads", "size", "sock", "tick_reads", "ticks"
     )  # fmt: skip
 
     def __init__(
@@ -125,7 +130,8 @@ class ReadBatch:
         self.size = 1  # the mark for this stream's rate, READ_BATCH_S of it
         self.reads = 0
         self.tick_reads = 0
-        self.tick_bytes = conn.bytes_received
+        self.ticks = 0
+        self.rate_bytes = conn.bytes_received  # at the start of the rate's measure
 
     def after_read(self) -> None:
         self.reads += 1
@@ -142,10 +148,14 @@ class ReadBatch:
             self.set_mark(mark)
 
     def tick(self) -> None:
-        received = self.conn.bytes_received
-        size = int((received - self.tick_bytes) * (READ_BATCH_S / READ_BATCH_TICK_S))
-        self.size = max(1, min(size, READ_BATCH_MAX_BYTES))
-        self.tick_bytes = received
+        self.ticks += 1
+        if self.ticks % RATE_TICKS == 0:
+            received = self.conn.bytes_received
+            size = int(
+                (received - self.rate_bytes) * READ_BATCH_S / (READ_BATCH_TICK_S * RATE_TICKS)
+            )
+            self.size = max(1, min(size, READ_BATCH_MAX_BYTES))
+            self.rate_bytes = received
         if self.reads == self.tick_reads and self.mark > 1:
             self.set_mark(1)  # not read for a whole tick: whatever waits, read it now
         self.tick_reads = self.reads

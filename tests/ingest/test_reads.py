@@ -110,7 +110,7 @@ def test_the_mark_follows_the_rate_then_a_keyframe_then_a_stall(
         batch = conn.batch
         assert batch is not None
         wait_until(lambda: batch.size > 1, "a tick to measure the rate")
-        # READ_BATCH_S of the stream (the tick saw one READ_BATCH_TICK_S of it)
+        # READ_BATCH_S of the stream (measured over RATE_TICKS ticks)
         expected = rate_bps * reads_module.READ_BATCH_S
         assert expected / 3 < batch.size < expected * 3, (batch.size, expected)
         assert mark_of(conn) == batch.mark > 1
