@@ -416,7 +416,10 @@ class RtmpProtocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             due = pipeline.part_due_in_ms if self.low_latency else None
-            self.batch = ReadBatch(sock, self.conn, due)
+            try:
+                self.batch = ReadBatch(sock, self.conn, due)
+            except OSError:  # its descriptor is closed already: the peer is gone, no pacing
+                self.batch = None
 
     def _refuse(self, code: str, description: str, reason: str) -> None:
         """`reason`: a short fixed word for the metrics label (never client text)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import socket
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -241,3 +242,29 @@ async def test_a_large_read_does_not_rest(
     await publish(h)
     send_tags(h, tags[:20])  # one read of far more than 1000 bytes
     assert not h.protocol.resting and h.transport.reading
+
+
+class _GoneSocket:
+    """What the transport says its socket is once the peer's descriptor is closed (a number
+    no longer open), as when a publisher leaves while its publish is being decided."""
+
+    family, type, proto = socket.AF_INET, socket.SOCK_STREAM, 0
+
+    def fileno(self) -> int:
+        return NOT_OPEN_FD
+
+
+NOT_OPEN_FD = 1_000_000  # above any descriptor these tests open
+
+
+async def test_a_socket_gone_when_the_publish_is_accepted_is_not_an_error(
+    h: EdgeHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    extra = h.transport.get_extra_info
+    h.transport.get_extra_info = (  # type: ignore[method-assign]
+        lambda name, default=None: _GoneSocket() if name == "socket" else extra(name, default)
+    )
+    with caplog.at_level(logging.ERROR):
+        await publish(h)
+    assert h.protocol.batch is None  # nothing to pace, and no "internal error" refusal
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
