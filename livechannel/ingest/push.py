@@ -20,7 +20,7 @@ from livechannel.hls.snapshot import JobSlots, SnapshotPlan
 from livechannel.hls.upload_budget import UploadBudget
 from livechannel.hls.uploads import Notify
 from livechannel.ingest.admission import Admission
-from livechannel.rtmp.messages import MessageType
+from livechannel.rtmp.messages import VIDEO_TYPE_ID
 from livechannel.store.base import ChannelConfig, SegmentFormat
 
 if TYPE_CHECKING:
@@ -28,9 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("livechannel.ingest.edge")
 
-# Read off its class once: in Python 3.11 an Enum member read off its class goes through
-# EnumType.__getattr__ (~900 instructions), and `media` compares with it per message.
-_VIDEO = int(MessageType.VIDEO)
 END_RETRY_FIRST_DELAY_S = 0.2
 END_RETRY_MAX_DELAY_S = 1.0  # a store that is back learns of the end within a second
 
@@ -104,7 +101,7 @@ class LivePush:
         """One audio or video message; returns whether the upload backlog is now full (stop
         reading until `wait_for_room`). Raises what the pipeline raises (PublishRefused for a
         stream we refuse, a decoder error for broken media)."""
-        if type_id == _VIDEO:
+        if type_id == VIDEO_TYPE_ID:
             return self.pipeline.video(timestamp_ms, payload)
         return self.pipeline.audio(timestamp_ms, payload)
 

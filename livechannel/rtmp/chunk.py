@@ -35,7 +35,7 @@ from typing import NamedTuple
 from livechannel.media.flv import FRAME_TYPE_KEY, video_frame_type
 from livechannel.rtmp.errors import LocalProtocolError, MessageTooLarge, ProtocolError
 from livechannel.rtmp.limits import DEFAULT_LIMITS, RtmpLimits
-from livechannel.rtmp.messages import MessageType
+from livechannel.rtmp.messages import VIDEO_TYPE_ID
 
 DEFAULT_CHUNK_SIZE = 128  # §5.4.1: both directions start with 128-byte chunks
 MAX_CHUNK_SIZE = 0x7FFFFFFF  # §5.4.1: Set Chunk Size is 31 bits, the top bit must be 0
@@ -46,7 +46,6 @@ MIN_CSID = 2  # 0 and 1 select the 2- and 3-byte basic header forms
 MAX_CSID = 65599  # 3-byte form: 64 + 0xFFFF
 _MESSAGE_HEADER_SIZE = (11, 7, 3, 0)  # by header type (fmt)
 _CONTINUATION = 3 << 6  # fmt 3 in the top bits of a basic header
-_VIDEO = int(MessageType.VIDEO)
 # What one held piece of a partial message costs beyond its bytes (object header, list slot):
 # counted, so that a peer sending tiny chunks cannot hold more than the limit says.
 _PIECE_OVERHEAD = 64
@@ -138,7 +137,7 @@ class ChunkReader:
         cuts a segment."""
         for stream in self._streams.values():
             received = stream.received
-            if received <= 0 or stream.type_id != _VIDEO or not stream.parts:
+            if received <= 0 or stream.type_id != VIDEO_TYPE_ID or not stream.parts:
                 continue
             if video_frame_type(stream.parts[0][0]) != FRAME_TYPE_KEY:
                 continue

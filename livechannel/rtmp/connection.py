@@ -35,6 +35,8 @@ from livechannel.rtmp.events import (
 )
 from livechannel.rtmp.limits import DEFAULT_LIMITS, RtmpLimits
 from livechannel.rtmp.messages import (
+    AUDIO_TYPE_ID,
+    VIDEO_TYPE_ID,
     Command,
     MessageType,
     PeerBandwidthLimit,
@@ -99,8 +101,6 @@ def _status_info(level: str, code: str, description: str) -> dict[str, Any]:
 _AWAIT_C0C1, _AWAIT_C2 = ConnectionState.AWAIT_C0C1, ConnectionState.AWAIT_C2
 _CLOSING = ConnectionState.CLOSING
 _PUBLISHING = ConnectionState.PUBLISHING
-_VIDEO = int(MessageType.VIDEO)
-_AUDIO = int(MessageType.AUDIO)
 _LAST_CONTROL_TYPE = int(MessageType.SET_PEER_BANDWIDTH)  # ids 1..6: protocol control (§5.4)
 
 
@@ -241,7 +241,7 @@ class ServerConnection:
             if message is None:
                 return
             type_id = message.type_id
-            if type_id == _VIDEO or type_id == _AUDIO:  # noqa: SIM109 - two compares beat a tuple
+            if type_id == VIDEO_TYPE_ID or type_id == AUDIO_TYPE_ID:  # noqa: SIM109 - two compares beat a tuple
                 # The media path: straight to the sink while publishing with nothing queued.
                 sink = self._media_sink
                 if sink is not None and self._state is _PUBLISHING and not self._events:

@@ -40,6 +40,13 @@ class MessageType(IntEnum):
     AGGREGATE = 22
 
 
+# The media type ids as plain ints, for the code that compares with them per message: in
+# Python 3.11 a member read off its Enum class goes through EnumType.__getattr__ (~900
+# instructions).
+VIDEO_TYPE_ID = int(MessageType.VIDEO)
+AUDIO_TYPE_ID = int(MessageType.AUDIO)
+
+
 class UserControlEvent(IntEnum):
     """User control event types (§7.1.7)."""
 

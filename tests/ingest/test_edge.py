@@ -244,6 +244,9 @@ async def test_a_large_read_does_not_rest(
     assert not h.protocol.resting and h.transport.reading
 
 
+NOT_OPEN_FD = 1_000_000  # above any descriptor these tests open
+
+
 class _GoneSocket:
     """What the transport says its socket is once the peer's descriptor is closed (a number
     no longer open), as when a publisher leaves while its publish is being decided."""
@@ -252,9 +255,6 @@ class _GoneSocket:
 
     def fileno(self) -> int:
         return NOT_OPEN_FD
-
-
-NOT_OPEN_FD = 1_000_000  # above any descriptor these tests open
 
 
 async def test_a_socket_gone_when_the_publish_is_accepted_is_not_an_error(
