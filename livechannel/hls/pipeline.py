@@ -367,10 +367,10 @@ class PushPipeline:
         writer.write(ready.chunks)
         self._uploads.put(ready, named, writer)
 
-    def part_due_in_ms(self) -> int | None:
-        """LL-HLS: about how many ms of the stream until the open part is complete (None:
-        not LL-HLS, or no part open): the ingest edge reads promptly only near that moment."""
-        return self._segmenter.part_due_in_ms()
+    def due_in_ms(self) -> int | None:
+        """About how many ms of the stream until the open part (LL-HLS) or segment is
+        complete (None: nothing open): the ingest edge reads promptly only near that moment."""
+        return self._segmenter.due_in_ms()
 
     @property
     def backlog_full(self) -> bool:

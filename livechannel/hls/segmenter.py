@@ -165,6 +165,8 @@ class Segmenter:
         self._next_discontinuity = False
         self._last_audio_pts_ms: int | None = None
         self._frame_deltas_ms: deque[int] = deque(maxlen=FRAME_INTERVAL_HISTORY)
+        self._last_key_dts_ms: int | None = None  # the latest keyframe's DTS
+        self._gop_ms = 0  # ... and the interval before it (0: not known yet)
         # Video of a push's first segment while a late track may still join (TRACK_PROBE_MS);
         # None once the window passed.
         self._probe: list[VideoFrame] | None = None if part_duration_ms else []
@@ -193,13 +195,30 @@ class Segmenter:
             return 0
         return seg.untaken
 
-    def part_due_in_ms(self) -> int | None:
-        """LL-HLS: media ms from the latest video frame to the first frame that ends the open
-        part (`push_video`'s rule; <= 0: the next frame does), or None without an open part."""
+    def due_in_ms(self) -> int | None:
+        """Media ms from the latest video frame to the frame expected to end what is open
+        (None: nothing is): with parts, the first frame that ends the open part
+        (`push_video`'s rule; <= 0: the next frame does); without, the keyframe that will cut
+        the segment, the first at or past FragDuration, guessed from the last keyframe and
+        the interval between the last two (past it, <= 0, while the keyframe is late). A
+        reader that batches reads aims at this moment (ingest/reads.py)."""
         seg = self._open
-        if seg is None or not self.part_duration_ms:
+        if seg is None:
             return None
-        return self._part_end_dts_ms(seg) - seg.last_dts_ms
+        if self.part_duration_ms:
+            return self._part_end_dts_ms(seg) - seg.last_dts_ms
+        due = seg.first_dts_ms + self.frag_duration_ms
+        key, gop = self._last_key_dts_ms, self._gop_ms
+        if key is not None and gop and key < due:
+            due = key + -(-(due - key) // gop) * gop
+        return due - seg.last_dts_ms
+
+    def _keyframe(self, dts_ms: int) -> None:
+        """Note a keyframe's time, for `due_in_ms`'s guess at the next one."""
+        last = self._last_key_dts_ms
+        if last is not None and dts_ms > last:
+            self._gop_ms = dts_ms - last
+        self._last_key_dts_ms = dts_ms
 
     def _part_end_dts_ms(self, seg: _OpenSegment) -> int:
         """LL-HLS: a video frame past this DTS would carry the open part past its target
@@ -263,6 +282,8 @@ class Segmenter:
 
     def push_video(self, frame: VideoFrame, now_ms: int) -> list[SegmentReady]:
         """One video frame (what `push` does for it; the ingest hot path calls it directly)."""
+        if frame.keyframe:
+            self._keyframe(frame.dts_ms)
         seg = self._open
         if seg is None:
             if not frame.keyframe:

@@ -415,9 +415,8 @@ class RtmpProtocol(asyncio.Protocol):
             return
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            due = pipeline.part_due_in_ms if self.low_latency else None
             try:
-                self.batch = ReadBatch(sock, self.conn, due)
+                self.batch = ReadBatch(sock, self.conn, pipeline.due_in_ms)
             except OSError:  # its descriptor is closed already: the peer is gone, no pacing
                 self.batch = None
 

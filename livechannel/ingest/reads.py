@@ -12,19 +12,20 @@ publishers the process has:
 - **Many**: each connection's socket wakes us only once it holds READ_BATCH_S of its stream
   (SO_RCVLOWAT, socket(7); TCP's poll honours it). Nothing is paused, so no epoll change per
   read: pausing and resuming at 200 publishers cost more than the reads it saved
-  (docs/performance.md, "Per-chunk and per-read cost"). While a video keyframe is arriving
-  the mark is what completes it, so the keyframe that cuts a segment is read the moment it is
-  whole and segments are listed as early as with a read per write. A tick every
-  READ_BATCH_TICK_S drops the mark to one byte on a connection that was not read since the
-  previous tick (its stream slowed or stopped), so no byte waits in the kernel more than two
-  ticks; every RATE_TICKS ticks it measures each stream's rate.
+  (docs/performance.md, "Per-chunk and per-read cost"). What ends the open segment (the
+  keyframe that cuts it) or, with LL-HLS, the open part is read the moment it arrives, as
+  with a read per write: the pipeline says how far ahead in the stream that moment is
+  (`due_in_ms`: from the last keyframes' interval, or the part rule), and when it comes
+  before the next batched read would, the mark aims a read a quarter of the way there, then
+  closer at each read, down to one byte (a read per write) until it has come. While a video
+  keyframe is arriving the mark is what completes it. A tick every READ_BATCH_TICK_S drops
+  the mark to one byte on a connection that was not read since the previous tick (its stream
+  slowed or stopped), so no byte waits in the kernel more than two ticks; every RATE_TICKS
+  ticks it measures each stream's rate.
 
-LL-HLS pushes never rest (a part is due every part target), and batch only away from their
-parts' ends: within LL_READ_AHEAD_MS of stream time before the open part can end (the
-pipeline's `part_due_in_ms`), the mark is one byte, so the frame that completes a part is read
-the moment it arrives, as without batching; the rest of the part is read in batches. TLS
-connections do not batch (the mark would count record bytes, and a read that ends mid-record
-hands us nothing, so the keyframe rule could not see the keyframe).
+LL-HLS pushes never rest (a part is due every part target). TLS connections do not batch
+(the mark would count record bytes, and a read that ends mid-record hands us nothing, so the
+keyframe rule could not see the keyframe).
 """
 
 from __future__ import annotations
@@ -50,24 +51,29 @@ READ_REST_MAX_BYTES = 64 * 1024
 # pause and a resume per read cost more than they save: connections batch instead.
 READ_REST_MAX_PUBLISHERS = 32
 # Above READ_REST_MAX_PUBLISHERS, a socket wakes us once it holds this long of its stream:
-# 2-5 writes of a load generator or an encoder (10-33 ms apart) per read instead of one.
-# Marks of 100 ms read half as often again (bench/read_bench.py: 0.007 against 0.012 CPU-s
-# per stream-minute of I/O) but put the benchmark's playlist p99 at 80-90 ms instead of ~30:
-# a keyframe that arrives whole below the mark (before the mark is reached) waits for what
-# follows it to fill the mark. Half the mark, half that wait.
-READ_BATCH_S = 0.05
+# 6-20 writes of a load generator or an encoder (10-33 ms apart) per read instead of one.
+# Each read then carries several frames, so the connection's state is warm in the CPU's caches
+# for all but the first: 200 ms against 50 ms cost 13 % less CPU per stream-minute, side by
+# side (docs/performance.md, "Reads aimed at the cut"). Aiming at the cut (`due_in_ms`) keeps
+# the playlist as early as before; without it the keyframe that arrives whole between two
+# batched reads waited for the next (playlist p99 164 ms against 36).
+READ_BATCH_S = 0.2
+READ_BATCH_MS = round(READ_BATCH_S * 1000)
 # How often a stalled batching connection is looked for (and read); twice
 # READ_BATCH_S, so a steady stream is always read between two ticks and never looks stalled.
-READ_BATCH_TICK_S = 0.1
-# LL-HLS: this close (ms of the stream) to the end of the open part, a connection is read at
-# every write. Twice READ_BATCH_S: a batched read comes at most READ_BATCH_S after the last,
-# so one always lands inside this window before the part's last frame arrives.
-LL_READ_AHEAD_MS = round(2 * READ_BATCH_S * 1000)
-# A stream's rate (its mark: READ_BATCH_S of it) is measured over this many ticks, 1 s:
-# over one tick the bytes swing with the GOP (a keyframe's 100 ms against a P-frame's), so
-# the mark changed at nearly every tick, and each change is a system call (~2,000 a second at
-# 200 publishers, docs/performance.md).
-RATE_TICKS = 10
+READ_BATCH_TICK_S = 2 * READ_BATCH_S
+# Near the cut, a read is aimed at this fraction of the way there. The mark counts bytes at
+# the stream's average rate, and the frames before a keyframe carry fewer bytes than the
+# average (the keyframe's share is in it): a quarter lands before the cut unless they carry
+# under a quarter of the average. It takes a few reads (200 ms to 10 ms: about three).
+AIM_DIVISOR = 4
+# A cut this late (ms of the stream past the guess: an irregular keyframe interval) is no
+# longer waited for at a read per write: the batch's usual mark until the keyframe comes.
+DUE_LATE_MS = READ_BATCH_MS
+# A stream's rate (its mark: READ_BATCH_S of it) is measured over this many ticks, 1.2 s:
+# over one tick the bytes swing with the GOP (a keyframe's against a P-frame's), so the mark
+# would change at nearly every tick, and each change is a system call (docs/performance.md).
+RATE_TICKS = 3
 # The highest mark: below what uvloop reads at once (256 KiB), and small enough that raising
 # the socket's receive buffer to fit it (the kernel does, to twice the mark) costs little.
 READ_BATCH_MAX_BYTES = 128 * 1024
@@ -113,7 +119,7 @@ class ReadBatch:
     """One connection's receive low-water mark and the figures the tick keeps for it."""
 
     __slots__ = (
-        "conn", "mark", "part_due_in_ms", "rate_bytes", "reads", "size", "sock", "tick_reads",
+        "conn", "due_in_ms", "mark", "rate_bytes", "reads", "size", "sock", "tick_reads",
         "ticks",
     )  # fmt: skip
 
@@ -121,12 +127,12 @@ class ReadBatch:
         self,
         sock: socket.socket,
         conn: ServerConnection,
-        part_due_in_ms: Callable[[], int | None] | None = None,
+        due_in_ms: Callable[[], int | None] | None = None,
     ) -> None:
-        """`part_due_in_ms`: an LL-HLS push's (PushPipeline.part_due_in_ms)."""
+        """`due_in_ms`: the push's (PushPipeline.due_in_ms)."""
         self.sock = BorrowedSocket.on(sock)
         self.conn = conn
-        self.part_due_in_ms = part_due_in_ms
+        self.due_in_ms = due_in_ms
         self.mark = 1  # what the socket is set to now (1: the kernel's default)
         self.size = 1  # the mark for this stream's rate, READ_BATCH_S of it
         self.reads = 0
@@ -139,10 +145,10 @@ class ReadBatch:
         mark = self.conn.keyframe_remaining()  # reading it before it is whole gains nothing
         if not mark:
             mark = self.size
-            if self.part_due_in_ms is not None:
-                due_ms = self.part_due_in_ms()
-                if due_ms is not None and due_ms <= LL_READ_AHEAD_MS:
-                    mark = 1  # the part's last frame is near: read it as it comes
+            due_ms = self.due_in_ms() if self.due_in_ms is not None else None
+            if due_ms is not None and -DUE_LATE_MS < due_ms < READ_BATCH_MS:
+                # The cut comes before the next batched read would: aim at it.
+                mark = max(1, mark * due_ms // (AIM_DIVISOR * READ_BATCH_MS))
         elif mark > READ_BATCH_MAX_BYTES:
             mark = READ_BATCH_MAX_BYTES
         if mark != self.mark:

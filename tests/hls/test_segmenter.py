@@ -440,3 +440,38 @@ def test_audio_header_just_after_first_keyframe_joins_the_first_segment() -> Non
     ]
     assert muxer_of(log, out[0]) == (True, True, AC)
     assert [f.dts_ms for f in videos(log, out[0])] == list(range(0, 2_000, 40))
+
+
+def test_due_in_ms_points_at_the_keyframe_that_will_cut() -> None:
+    """Without parts, `due_in_ms` (what a batching reader aims at) is the first keyframe at
+    or past FragDuration, guessed from the last keyframe and the interval before it; before
+    an interval is known, FragDuration itself."""
+    seg = Segmenter(5_000, muxer_factory=MuxLog().factory)
+    assert seg.due_in_ms() is None  # nothing open
+    guesses: list[tuple[int, int]] = []  # (frame DTS, the cut it expects)
+    cuts: list[int] = []
+    for event in av_stream(0, 20_000, 2_000, audio=False):
+        assert isinstance(event, VideoFrame)
+        if feed(seg, [event]):
+            cuts.append(event.dts_ms)
+        due_ms = seg.due_in_ms()
+        assert due_ms is not None
+        guesses.append((event.dts_ms, event.dts_ms + due_ms))
+    assert cuts == [6_000, 12_000, 18_000]
+    assert {cut for t, cut in guesses if t < 2_000} == {5_000}  # no interval yet
+    for start, end in zip([0, *cuts], cuts, strict=False):
+        assert {cut for t, cut in guesses if max(start, 2_000) <= t < end} == {end}
+
+
+def test_due_in_ms_with_parts_is_the_part_rule() -> None:
+    seg = Segmenter(4_000, muxer_factory=MuxLog().factory, part_duration_ms=1_000)
+    ends: list[int] = []
+    for event in av_stream(0, 6_000, 2_000, audio=False):
+        assert isinstance(event, VideoFrame)
+        feed(seg, [event])
+        due_ms = seg.due_in_ms()
+        assert due_ms is not None
+        ends.append(event.dts_ms + due_ms)
+        assert [p.duration_ms for p in seg.take_parts()] in ([], [1_000])
+    # A part is 1 s of 40 ms frames: it ends with the frame before one would pass 1 s.
+    assert sorted(set(ends)) == [960, 1_960, 2_960, 3_960, 4_960, 5_960]

@@ -176,39 +176,45 @@ def test_few_publishers_rest_instead_of_batching(
         pub.sock.close()
 
 
-def test_ll_hls_pushes_batch_away_from_part_ends_and_never_rest(
-    tmp_path: Path, tags: list[FlvTag], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("low_latency", [False, True], ids=["segments", "ll-hls-parts"])
+def test_reads_aim_at_the_cut_and_batch_elsewhere(
+    tmp_path: Path, tags: list[FlvTag], monkeypatch: pytest.MonkeyPatch, low_latency: bool
 ) -> None:
-    """A part is due every part target: an LL-HLS push is read at every write within
-    LL_READ_AHEAD_MS of its open part's end, in batches elsewhere, and never rests."""
+    """What ends the open segment (the keyframe that cuts it) or LL-HLS part is read as it
+    comes: when it is nearer than a batch (`due_in_ms` < READ_BATCH_MS), the mark is below the
+    stream's batch, and a full batch elsewhere. LL-HLS pushes never rest."""
     monkeypatch.setattr(reads_module, "READ_REST_MAX_PUBLISHERS", 0)
     service = ServiceThread(tmp_path / "data")
-    hls = HlsConfig(SegmentFormat.FMP4, 0.5)
-    bucket = replace(service.config.buckets[0], hls=hls)
-    service.config = replace(service.config, buckets=(bucket,))
+    if low_latency:
+        hls = HlsConfig(SegmentFormat.FMP4, 0.5)
+        bucket = replace(service.config.buckets[0], hls=hls)
+        service.config = replace(service.config, buckets=(bucket,))
     with service.start() as svc:
-        create_channel(svc.bucket(), "ll")
+        create_channel(svc.bucket(), "ll", frag_duration=1)  # a cut every GOP (2 s)
         pub = Publisher(svc.signed_publish_url("ll"))
         try:
             conn = batching_connection(svc)
-            assert conn.low_latency and conn.push is not None
-            pipeline = conn.push.pipeline
-            seen: set[tuple[bool, bool]] = set()  # (mark of one byte, the part's end near)
+            assert conn.low_latency == low_latency and conn.push is not None
+            assert conn.batch is not None
+            batch, pipeline = conn.batch, conn.push.pipeline
+            seen: set[tuple[bool, bool]] = set()  # (mark below the batch, the cut near)
             start = time.monotonic()
-            for tag in tags[: len(tags) // 2]:
+            for tag in tags[: len(tags) * 3 // 4]:
                 time.sleep(max(0.0, start + tag.timestamp_ms / 1000 - time.monotonic()))
                 pub.sock.sendall(pub.encode(tag))
-                due_ms = pipeline.part_due_in_ms()
-                if due_ms is not None:
-                    seen.add((mark_of(conn) == 1, due_ms <= reads_module.LL_READ_AHEAD_MS))
-            assert (False, False) in seen, seen  # batched away from the part's end
-            assert (True, True) in seen, seen  # one byte near it
+                due_ms = pipeline.due_in_ms()
+                if due_ms is not None and batch.size > 1 and not batch.conn.keyframe_remaining():
+                    near = due_ms < reads_module.READ_BATCH_MS
+                    seen.add((mark_of(conn) < batch.size, near))
+            assert (False, False) in seen, seen  # batched away from the cut
+            assert (True, True) in seen, seen  # aimed near it
 
-            monkeypatch.setattr(reads_module, "READ_REST_MAX_PUBLISHERS", 32)
-            before = conn.received_bytes
-            for tag in tags[len(tags) // 2 :]:
-                pub.sock.sendall(pub.encode(tag))
-            wait_until(lambda: conn.received_bytes > before + 50_000, "the tags read")
-            assert not conn.resting
+            if low_latency:  # a part is due every part target: never rests
+                monkeypatch.setattr(reads_module, "READ_REST_MAX_PUBLISHERS", 32)
+                before = conn.received_bytes
+                for tag in tags[len(tags) * 3 // 4 :]:
+                    pub.sock.sendall(pub.encode(tag))
+                wait_until(lambda: conn.received_bytes > before + 20_000, "the tags read")
+                assert not conn.resting
         finally:
             pub.sock.close()
