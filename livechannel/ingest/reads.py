@@ -50,14 +50,15 @@ READ_REST_MAX_BYTES = 64 * 1024
 # Past this many publishers in the process each wake-up already serves many connections, and a
 # pause and a resume per read cost more than they save: connections batch instead.
 READ_REST_MAX_PUBLISHERS = 32
-# Above READ_REST_MAX_PUBLISHERS, a socket wakes us once it holds this long of its stream:
-# 6-20 writes of a load generator or an encoder (10-33 ms apart) per read instead of one.
-# Each read then carries several frames, so the connection's state is warm in the CPU's caches
-# for all but the first: 200 ms against 50 ms cost 13 % less CPU per stream-minute, side by
-# side (docs/performance.md, "Reads aimed at the cut"). Aiming at the cut (`due_in_ms`) keeps
-# the playlist as early as before; without it the keyframe that arrives whole between two
-# batched reads waited for the next (playlist p99 164 ms against 36).
-READ_BATCH_S = 0.2
+# Above READ_REST_MAX_PUBLISHERS, a socket wakes us once it holds this long of its stream
+# (up to READ_BATCH_MAX_BYTES): 12-40 writes of a load generator or an encoder (10-33 ms
+# apart) per read instead of one. Each read then carries many frames, so the connection's
+# state is warm in the CPU's caches for all but the first: side by side (docs/performance.md,
+# "Reads aimed at the cut"), 200 ms cost 10 % less CPU per stream-minute than 50 ms, and
+# 400 ms 4 % less again. Aiming at the cut (`due_in_ms`) keeps the playlist as early as
+# before; without it the keyframe that arrives whole between two batched reads waited for
+# the next (200 ms marks: playlist p99 164 ms against 36).
+READ_BATCH_S = 0.4
 READ_BATCH_MS = round(READ_BATCH_S * 1000)
 # How often a stalled batching connection is looked for (and read); twice
 # READ_BATCH_S, so a steady stream is always read between two ticks and never looks stalled.
@@ -70,10 +71,10 @@ AIM_DIVISOR = 4
 # A cut this late (ms of the stream past the guess: an irregular keyframe interval) is no
 # longer waited for at a read per write: the batch's usual mark until the keyframe comes.
 DUE_LATE_MS = READ_BATCH_MS
-# A stream's rate (its mark: READ_BATCH_S of it) is measured over this many ticks, 1.2 s:
-# over one tick the bytes swing with the GOP (a keyframe's against a P-frame's), so the mark
-# would change at nearly every tick, and each change is a system call (docs/performance.md).
-RATE_TICKS = 3
+# A stream's rate (its mark: READ_BATCH_S of it) is measured over this many ticks, 1.6 s:
+# over a short time the bytes swing with the GOP (a keyframe's against a P-frame's), so the
+# mark would change at nearly every tick, and each change is a system call (docs/performance.md).
+RATE_TICKS = 2
 # The highest mark: below what uvloop reads at once (256 KiB), and small enough that raising
 # the socket's receive buffer to fit it (the kernel does, to twice the mark) costs little.
 READ_BATCH_MAX_BYTES = 128 * 1024

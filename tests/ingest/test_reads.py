@@ -25,7 +25,7 @@ from samples.make_sample import SampleSpec, make_sample
 from tests.support.rtmp_publisher import FlvTag, read_flv, split_url
 from tests.support.service import ServiceThread, create_channel
 
-SAMPLE = SampleSpec(duration_s=4, width=640, height=360, fps=30, gop_s=2, bframes=0)
+SAMPLE = SampleSpec(duration_s=6, width=640, height=360, fps=30, gop_s=2, bframes=0)
 WAIT_S = 10.0  # for the service to do what each step waits on
 CHUNK_SIZE = 4096
 
@@ -186,7 +186,7 @@ def test_reads_aim_at_the_cut_and_batch_elsewhere(
     monkeypatch.setattr(reads_module, "READ_REST_MAX_PUBLISHERS", 0)
     service = ServiceThread(tmp_path / "data")
     if low_latency:
-        hls = HlsConfig(SegmentFormat.FMP4, 0.5)
+        hls = HlsConfig(SegmentFormat.FMP4, 1.0)  # parts longer than a batch
         bucket = replace(service.config.buckets[0], hls=hls)
         service.config = replace(service.config, buckets=(bucket,))
     with service.start() as svc:
