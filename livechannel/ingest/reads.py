@@ -9,23 +9,27 @@ publishers the process has:
 - **Few** (at most READ_REST_MAX_PUBLISHERS): a connection that was read *rests* (its reading
   paused) until the process's next tick, READ_REST_S; one tick resumes every resting
   connection together, so a quiet process wakes once per tick, not once per write (bench/idle.py).
+  Its socket's receive buffer is raised first to hold a rest of its stream.
 - **Many**: each connection's socket wakes us only once it holds READ_BATCH_S of its stream
   (SO_RCVLOWAT, socket(7); TCP's poll honours it). Nothing is paused, so no epoll change per
   read: pausing and resuming at 200 publishers cost more than the reads it saved
-  (docs/performance.md, "Per-chunk and per-read cost"). What ends the open segment (the
-  keyframe that cuts it) or, with LL-HLS, the open part is read the moment it arrives, as
-  with a read per write: the pipeline says how far ahead in the stream that moment is
-  (`due_in_ms`: from the last keyframes' interval, or the part rule), and when it comes
-  before the next batched read would, the mark aims a read a quarter of the way there, then
-  closer at each read, down to one byte (a read per write) until it has come. While a video
-  keyframe is arriving the mark is what completes it. A tick every READ_BATCH_TICK_S drops
-  the mark to one byte on a connection that was not read since the previous tick (its stream
-  slowed or stopped), so no byte waits in the kernel more than two ticks; every RATE_TICKS
-  ticks it measures each stream's rate.
+  (docs/performance.md, "Per-chunk and per-read cost").
 
-LL-HLS pushes never rest (a part is due every part target). TLS connections do not batch
-(the mark would count record bytes, and a read that ends mid-record hands us nothing, so the
-keyframe rule could not see the keyframe).
+Either way, what ends the open segment (the keyframe that cuts it) or, with LL-HLS, the open
+part is read the moment it arrives, as with a read per write: the pipeline says how far ahead
+in the stream that moment is (`due_in_ms`: from the last keyframes' interval, or the part
+rule), and when it comes before the next batched read or tick would, the connection is read
+by its mark (also while few publish), aimed a quarter of the way there, then closer at each
+read, down to one byte (a read per write) until it has come. While a video keyframe is
+arriving the mark is what completes it. A tick every READ_BATCH_TICK_S drops the mark to one
+byte on a connection that was not read since the previous tick (its stream slowed or
+stopped), so no byte waits in the kernel more than two ticks. Each stream's rate is measured
+at its reads, over RATE_WINDOW_S.
+
+LL-HLS pushes never rest (a part is due every part target): they are read by their marks
+whatever the number of publishers. TLS connections do not batch (the mark would count record
+bytes, and a read that ends mid-record hands us nothing, so the keyframe rule could not see
+the keyframe).
 """
 
 from __future__ import annotations
@@ -33,20 +37,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import Callable
 from typing import Protocol
 
 from livechannel.rtmp.connection import ServerConnection
 
-# A connection that was read rests this long before it is read again while the process has
-# few publishers. A wake-up of a quiet process costs ~0.14 ms whatever it reads (bench/idle.py:
-# one publisher writing every 20 ms cost 1.3 % of a core, every 100 ms 0.73 %). Adds at most
-# this much to when a segment is listed.
-READ_REST_S = 0.1
+# A connection that was read rests until the process's next rest tick, this often, while the
+# process has few publishers. A wake-up of a quiet process costs ~0.14 ms whatever it reads
+# (bench/idle.py: one publisher writing every 20 ms cost 1.3 % of a core, every 100 ms 0.73 %),
+# and a read that carries more frames costs less per frame (its connection's state stays warm):
+# 10 publishers cost 3.9 % of a core with 100 ms rests and 2.2 % with 400 ms. The cut is
+# aimed at as with batches, so a segment is listed no later for it.
+READ_REST_S = 0.4
 # Only a read this small rests: it emptied the socket (event loops read up to 256 KiB at once).
-# A larger one means more is waiting (a stream above ~5 Mbit/s, or one catching up): it is
-# read on at once, so resting never limits a publisher's rate.
-READ_REST_MAX_BYTES = 64 * 1024
+# A larger one means more may be waiting (a stream above ~4 Mbit/s in a rest, or one catching
+# up): it is read on at once, so resting never limits a publisher's rate.
+READ_REST_MAX_BYTES = 192 * 1024
 # Past this many publishers in the process each wake-up already serves many connections, and a
 # pause and a resume per read cost more than they save: connections batch instead.
 READ_REST_MAX_PUBLISHERS = 32
@@ -71,13 +78,18 @@ AIM_DIVISOR = 4
 # A cut this late (ms of the stream past the guess: an irregular keyframe interval) is no
 # longer waited for at a read per write: the batch's usual mark until the keyframe comes.
 DUE_LATE_MS = READ_BATCH_MS
-# A stream's rate (its mark: READ_BATCH_S of it) is measured over this many ticks, 1.6 s:
-# over a short time the bytes swing with the GOP (a keyframe's against a P-frame's), so the
-# mark would change at nearly every tick, and each change is a system call (docs/performance.md).
-RATE_TICKS = 2
+# A stream's rate (its mark: READ_BATCH_S of it) is measured over at least this long, at its
+# reads: over a short time the bytes swing with the GOP (a keyframe's against a P-frame's), so
+# the mark would change at nearly every read, and each change is a system call
+# (docs/performance.md).
+RATE_WINDOW_S = 1.6
 # The highest mark: below what uvloop reads at once (256 KiB), and small enough that raising
 # the socket's receive buffer to fit it (the kernel does, to twice the mark) costs little.
 READ_BATCH_MAX_BYTES = 128 * 1024
+# A resting connection's socket must hold a rest of its stream: its receive buffer is raised
+# once to fit twice a batch (setting a mark raises it, socket(7); the mark then goes back to
+# one byte), so a publisher is never held back by the window while it rests.
+REST_ROOM_FACTOR = 2
 
 
 class Paced(Protocol):
@@ -117,11 +129,11 @@ class BorrowedSocket(socket.socket):
 
 
 class ReadBatch:
-    """One connection's receive low-water mark and the figures the tick keeps for it."""
+    """One connection's receive low-water mark and the figures kept for it."""
 
     __slots__ = (
-        "conn", "due_in_ms", "mark", "rate_bytes", "reads", "size", "sock", "tick_reads",
-        "ticks",
+        "conn", "due_in_ms", "mark", "rate_bytes", "rate_since", "reads", "room", "size",
+        "sock", "tick_reads",
     )  # fmt: skip
 
     def __init__(
@@ -135,14 +147,23 @@ class ReadBatch:
         self.conn = conn
         self.due_in_ms = due_in_ms
         self.mark = 1  # what the socket is set to now (1: the kernel's default)
-        self.size = 1  # the mark for this stream's rate, READ_BATCH_S of it
+        self.size = 1  # the mark for this stream's rate, READ_BATCH_S of it (1: not known yet)
+        self.room = 1  # the largest mark ever set: the receive buffer fits twice that
         self.reads = 0
         self.tick_reads = 0
-        self.ticks = 0
         self.rate_bytes = conn.bytes_received  # at the start of the rate's measure
+        self.rate_since = time.monotonic()
+
+    def near_cut(self) -> bool:
+        """Whether what ends the open segment or part comes before the next batched read or
+        rest tick would (or came a little late)."""
+        due_ms = self.due_in_ms() if self.due_in_ms is not None else None
+        return due_ms is not None and -DUE_LATE_MS < due_ms < READ_BATCH_MS
 
     def after_read(self) -> None:
+        """Batching: the mark for the next read."""
         self.reads += 1
+        self._measure()
         mark = self.conn.keyframe_remaining()  # reading it before it is whole gains nothing
         if not mark:
             mark = self.size
@@ -155,23 +176,43 @@ class ReadBatch:
         if mark != self.mark:
             self.set_mark(mark)
 
-    def tick(self) -> None:
-        self.ticks += 1
-        if self.ticks % RATE_TICKS == 0:
+    def before_rest(self) -> None:
+        """Resting: a mark of one byte (the tick's read takes whatever waits), the receive
+        buffer raised to hold a rest of the stream."""
+        self.reads += 1
+        self._measure()
+        room = min(REST_ROOM_FACTOR * self.size, 2 * READ_BATCH_MAX_BYTES)
+        if self.size > 1 and room > self.room:
+            self.set_mark(room)
+        if self.mark != 1:
+            self.set_mark(1)
+
+    def _measure(self) -> None:
+        now = time.monotonic()
+        elapsed = now - self.rate_since
+        if elapsed >= RATE_WINDOW_S:
             received = self.conn.bytes_received
-            size = int(
-                (received - self.rate_bytes) * READ_BATCH_S / (READ_BATCH_TICK_S * RATE_TICKS)
-            )
+            size = int((received - self.rate_bytes) * READ_BATCH_S / elapsed)
             self.size = max(1, min(size, READ_BATCH_MAX_BYTES))
-            self.rate_bytes = received
+            self.rate_bytes, self.rate_since = received, now
+
+    def tick(self) -> None:
         if self.reads == self.tick_reads and self.mark > 1:
             self.set_mark(1)  # not read for a whole tick: whatever waits, read it now
         self.tick_reads = self.reads
 
     def set_mark(self, mark: int) -> None:
         self.mark = mark
+        if mark > self.room:
+            self.room = mark
         with contextlib.suppress(OSError):  # the socket closed meanwhile: nothing to pace
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
+
+
+def _batches(conn: Paced, batch: ReadBatch, few: bool) -> bool:
+    """Whether `conn` is read by its mark now: always while many publish, and an LL-HLS push
+    always (it never rests); while few publish, a push near its cut."""
+    return not few or conn.low_latency or batch.near_cut()
 
 
 class ReadPacing:
@@ -186,19 +227,23 @@ class ReadPacing:
         self._batch_timer: asyncio.TimerHandle | None = None
 
     def after_read(self, conn: Paced, nbytes: int) -> None:
-        """`conn` (publishing) was just read `nbytes`. A TLS connection has no batch: it
-        rests while few publish (unless LL-HLS) and is read as its bytes come otherwise."""
-        if self._publishers() <= READ_REST_MAX_PUBLISHERS:
-            if nbytes < READ_REST_MAX_BYTES and not conn.resting and not conn.low_latency:
-                self._rest(conn)
-            return
+        """`conn` (publishing) was just read `nbytes`. While few publish it rests, except
+        near its cut, where it batches (aimed at the cut) as all do while many publish. A
+        TLS connection has no batch: it rests while few publish (unless LL-HLS) and is read
+        as its bytes come otherwise."""
+        few = self._publishers() <= READ_REST_MAX_PUBLISHERS
         batch = conn.batch
-        if batch is not None:
+        if batch is not None and _batches(conn, batch, few):
             batch.after_read()
             if conn not in self._batching:
                 self._batching.add(conn)
                 if self._batch_timer is None:
                     self._schedule_tick()
+            return
+        if few and nbytes < READ_REST_MAX_BYTES and not conn.resting and not conn.low_latency:
+            if batch is not None:
+                batch.before_rest()
+            self._rest(conn)
 
     def forget(self, conn: Paced) -> None:
         """`conn` closed: not held until a timer fires (at most READ_REST_MAX_PUBLISHERS
@@ -242,10 +287,11 @@ class ReadPacing:
         for conn in list(self._batching):
             batch = conn.batch
             assert batch is not None  # only connections with a batch are added
-            if many and conn.publishing:
+            if conn.publishing and not conn.resting and _batches(conn, batch, not many):
                 batch.tick()
-            else:  # back to few publishers, or this one ends (its goodbye must be read)
-                batch.set_mark(1)
+            else:  # few publish and it rests, or this one ends (its goodbye must be read)
+                if batch.mark != 1:
+                    batch.set_mark(1)
                 self._batching.discard(conn)
         if self._batching:
             self._schedule_tick()

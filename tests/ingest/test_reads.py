@@ -176,6 +176,73 @@ def test_few_publishers_rest_instead_of_batching(
         pub.sock.close()
 
 
+def test_few_publishers_rest_and_are_read_by_the_mark_near_the_cut(
+    tmp_path: Path, tags: list[FlvTag]
+) -> None:
+    """While few publish, a connection rests between the process's ticks away from its cut,
+    with a mark of one byte (the tick's read takes all that waits) and a receive buffer
+    raised to hold a rest of the stream; near the cut it is read by a mark aimed at it, so
+    the keyframe that cuts is not left waiting for a tick."""
+    with ServiceThread(tmp_path / "data").start() as svc:
+        create_channel(svc.bucket(), "few", frag_duration=1)  # a cut every GOP (2 s)
+        pub = Publisher(svc.signed_publish_url("few"))
+        try:
+            conn = batching_connection(svc)
+            assert conn.batch is not None and conn.push is not None
+            batch, pipeline = conn.batch, conn.push.pipeline
+            seen: set[tuple[str, bool]] = set()  # (how it is read, the cut near)
+            start = time.monotonic()
+            for tag in tags[: len(tags) * 3 // 4]:
+                time.sleep(max(0.0, start + tag.timestamp_ms / 1000 - time.monotonic()))
+                pub.sock.sendall(pub.encode(tag))
+                due_ms = pipeline.due_in_ms()
+                if due_ms is None or batch.size == 1:
+                    continue  # the rate is not known yet
+                near = due_ms < reads_module.READ_BATCH_MS
+                if conn.resting:
+                    seen.add(("rests", near))
+                    assert mark_of(conn) == 1
+                elif 1 < mark_of(conn) < batch.size:
+                    seen.add(("aimed", near))
+            assert ("rests", False) in seen, seen
+            assert ("aimed", True) in seen, seen
+            assert ("aimed", False) not in seen, seen
+        finally:
+            pub.sock.close()
+
+
+class _Counted:
+    """What a ReadBatch reads of its connection: the bytes so far, no keyframe arriving."""
+
+    bytes_received = 0
+
+    def keyframe_remaining(self) -> int:
+        return 0
+
+
+def test_a_resting_socket_is_raised_to_hold_a_rest_of_its_stream() -> None:
+    """The window must not hold a publisher back while its connection rests: before it rests
+    the receive buffer fits REST_ROOM_FACTOR batches, and the mark is back at one byte."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    try:
+        default = server.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        batch = reads_module.ReadBatch(server, _Counted())  # type: ignore[arg-type]
+        batch.size = reads_module.READ_BATCH_MAX_BYTES  # a fast stream's batch
+        assert default < reads_module.REST_ROOM_FACTOR * batch.size  # else nothing to show
+        batch.before_rest()
+        raised = server.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert raised >= reads_module.REST_ROOM_FACTOR * batch.size
+        assert server.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1 == batch.mark
+        batch.before_rest()  # raised once: nothing more to set
+        assert server.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == raised
+        batch.sock.release()
+    finally:
+        for s in (client, server, listener):
+            s.close()
+
+
 @pytest.mark.parametrize("low_latency", [False, True], ids=["segments", "ll-hls-parts"])
 def test_reads_aim_at_the_cut_and_batch_elsewhere(
     tmp_path: Path, tags: list[FlvTag], monkeypatch: pytest.MonkeyPatch, low_latency: bool
