@@ -9,7 +9,8 @@ publishers the process has:
 - **Few** (at most READ_REST_MAX_PUBLISHERS): a connection that was read *rests* (its reading
   paused) until the process's next tick, READ_REST_S; one tick resumes every resting
   connection together, so a quiet process wakes once per tick, not once per write (bench/idle.py).
-  Its socket's receive buffer is raised first to hold a rest of its stream.
+  A connection rests by its mark (REST_MARK_BYTES, more than a rest brings), so a peer that
+  closes meanwhile is seen at once; one without a batch (TLS) rests paused.
 - **Many**: each connection's socket wakes us only once it holds READ_BATCH_S of its stream
   (SO_RCVLOWAT, socket(7); TCP's poll honours it). Nothing is paused, so no epoll change per
   read: pausing and resuming at 200 publishers cost more than the reads it saved
@@ -73,7 +74,8 @@ READ_BATCH_TICK_S = 2 * READ_BATCH_S
 # Near the cut, a read is aimed at this fraction of the way there. The mark counts bytes at
 # the stream's average rate, and the frames before a keyframe carry fewer bytes than the
 # average (the keyframe's share is in it): a quarter lands before the cut unless they carry
-# under a quarter of the average. It takes a few reads (200 ms to 10 ms: about three).
+# under a quarter of the average. From a batch away to a write away (400 ms to 10 ms) takes
+# about a dozen reads, against the ~15 batches of a 6 s segment.
 AIM_DIVISOR = 4
 # A cut this late (ms of the stream past the guess: an irregular keyframe interval) is no
 # longer waited for at a read per write: the batch's usual mark until the keyframe comes.
@@ -86,10 +88,12 @@ RATE_WINDOW_S = 1.6
 # The highest mark: below what uvloop reads at once (256 KiB), and small enough that raising
 # the socket's receive buffer to fit it (the kernel does, to twice the mark) costs little.
 READ_BATCH_MAX_BYTES = 128 * 1024
-# A resting connection's socket must hold a rest of its stream: its receive buffer is raised
-# once to fit twice a batch (setting a mark raises it, socket(7); the mark then goes back to
-# one byte), so a publisher is never held back by the window while it rests.
-REST_ROOM_FACTOR = 2
+# A resting connection's mark: more than a rest of its stream brings (400 ms of 5 Mbit/s), so
+# the rest ends at the process's tick, which puts the mark back to one byte, or at once when
+# the peer closes (a FIN wakes a socket whatever its mark, socket(7)), where a paused
+# connection would see the close only at the tick. Setting it also raises the socket's receive
+# buffer to hold it, so the window never holds a publisher back while it rests.
+REST_MARK_BYTES = 256 * 1024
 
 
 class Paced(Protocol):
@@ -132,8 +136,8 @@ class ReadBatch:
     """One connection's receive low-water mark and the figures kept for it."""
 
     __slots__ = (
-        "conn", "due_in_ms", "mark", "rate_bytes", "rate_since", "reads", "room", "size",
-        "sock", "tick_reads",
+        "conn", "due_in_ms", "mark", "rate_bytes", "rate_since", "reads", "size", "sock",
+        "tick_reads",
     )  # fmt: skip
 
     def __init__(
@@ -148,7 +152,6 @@ class ReadBatch:
         self.due_in_ms = due_in_ms
         self.mark = 1  # what the socket is set to now (1: the kernel's default)
         self.size = 1  # the mark for this stream's rate, READ_BATCH_S of it (1: not known yet)
-        self.room = 1  # the largest mark ever set: the receive buffer fits twice that
         self.reads = 0
         self.tick_reads = 0
         self.rate_bytes = conn.bytes_received  # at the start of the rate's measure
@@ -176,14 +179,14 @@ class ReadBatch:
         if mark != self.mark:
             self.set_mark(mark)
 
-    def before_rest(self) -> None:
-        """Resting: a mark of one byte (the tick's read takes whatever waits), the receive
-        buffer raised to hold a rest of the stream."""
+    def rest(self) -> None:
+        """Rest by the mark (REST_MARK_BYTES) until `wake`."""
         self.reads += 1
         self._measure()
-        room = min(REST_ROOM_FACTOR * self.size, 2 * READ_BATCH_MAX_BYTES)
-        if self.size > 1 and room > self.room:
-            self.set_mark(room)
+        if self.mark != REST_MARK_BYTES:
+            self.set_mark(REST_MARK_BYTES)
+
+    def wake(self) -> None:
         if self.mark != 1:
             self.set_mark(1)
 
@@ -203,8 +206,6 @@ class ReadBatch:
 
     def set_mark(self, mark: int) -> None:
         self.mark = mark
-        if mark > self.room:
-            self.room = mark
         with contextlib.suppress(OSError):  # the socket closed meanwhile: nothing to pace
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
 
@@ -233,6 +234,8 @@ class ReadPacing:
         as its bytes come otherwise."""
         few = self._publishers() <= READ_REST_MAX_PUBLISHERS
         batch = conn.batch
+        if batch is not None and conn.resting:
+            conn.resting = False  # read before its tick: its mark filled, or the peer closed
         if batch is not None and _batches(conn, batch, few):
             batch.after_read()
             if conn not in self._batching:
@@ -241,8 +244,6 @@ class ReadPacing:
                     self._schedule_tick()
             return
         if few and nbytes < READ_REST_MAX_BYTES and not conn.resting and not conn.low_latency:
-            if batch is not None:
-                batch.before_rest()
             self._rest(conn)
 
     def forget(self, conn: Paced) -> None:
@@ -265,8 +266,12 @@ class ReadPacing:
         self._batching.clear()
 
     def _rest(self, conn: Paced) -> None:
+        """Until the next rest tick: by the mark (REST_MARK_BYTES), or paused without one (TLS)."""
         conn.resting = True
-        conn.pause()
+        if conn.batch is not None:
+            conn.batch.rest()
+        else:
+            conn.pause()
         self._resting.append(conn)
         if self._rest_timer is None:
             loop = asyncio.get_running_loop()
@@ -275,7 +280,11 @@ class ReadPacing:
     def _wake_resting(self) -> None:
         resting, self._resting, self._rest_timer = self._resting, [], None
         for conn in resting:
-            conn.wake()
+            if conn.batch is not None and conn.resting:
+                conn.resting = False
+                conn.batch.wake()
+            else:
+                conn.wake()
 
     def _schedule_tick(self) -> None:
         loop = asyncio.get_running_loop()
