@@ -193,7 +193,7 @@ class RtmpProtocol(asyncio.Protocol):
         self.push_id = 0
         self._max_access_unit = limits.max_access_unit_bytes
         self._dropped_bytes = 0  # received after our FIN, dropped unread
-        self.resting = False  # reading paused until the process's next wake-up (ingest/reads)
+        self.resting = False  # not read until the process's next rest tick (ingest/reads)
         self.paced = False  # publishing and read less often (ingest/reads.py)
         self.low_latency = False  # an LL-HLS push: never rests
         self.batch: ReadBatch | None = None  # its receive low-water mark, a plain TCP socket

@@ -267,11 +267,11 @@ class ReadPacing:
 
     def _rest(self, conn: Paced) -> None:
         """Until the next rest tick: by the mark (REST_MARK_BYTES), or paused without one (TLS)."""
-        conn.resting = True
         if conn.batch is not None:
             conn.batch.rest()
         else:
             conn.pause()
+        conn.resting = True
         self._resting.append(conn)
         if self._rest_timer is None:
             loop = asyncio.get_running_loop()
@@ -299,8 +299,8 @@ class ReadPacing:
             if conn.publishing and not conn.resting and _batches(conn, batch, not many):
                 batch.tick()
             else:  # few publish and it rests, or this one ends (its goodbye must be read)
-                if batch.mark != 1:
-                    batch.set_mark(1)
+                if not conn.resting:  # a rest keeps its mark: the rest tick ends it
+                    batch.wake()
                 self._batching.discard(conn)
         if self._batching:
             self._schedule_tick()

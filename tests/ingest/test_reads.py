@@ -208,9 +208,11 @@ def test_few_publishers_rest_and_are_read_by_the_mark_near_the_cut(
                 if due_ms is None or batch.size == 1:
                     continue  # the rate is not known yet
                 near = due_ms < reads_module.READ_BATCH_MS
-                if conn.resting:
+                resting, mark, still = conn.resting, mark_of(conn), conn.resting
+                if resting and still:  # a rest keeps its mark until the rest tick ends it
+                    assert mark == reads_module.REST_MARK_BYTES
                     seen.add(("rests", near))
-                elif 1 < mark_of(conn) < batch.size:
+                elif not resting and 1 < mark < batch.size:
                     seen.add(("aimed", near))
             assert ("rests", False) in seen, seen
             assert ("aimed", True) in seen, seen
