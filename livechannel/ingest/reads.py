@@ -235,7 +235,10 @@ class ReadPacing:
         few = self._publishers() <= READ_REST_MAX_PUBLISHERS
         batch = conn.batch
         if batch is not None and conn.resting:
-            conn.resting = False  # read before its tick: its mark filled, or the peer closed
+            # Read before its tick (its mark filled: a fast stream, or one catching up): the
+            # rest is over, and so is its mark.
+            conn.resting = False
+            batch.wake()
         if batch is not None and _batches(conn, batch, few):
             batch.after_read()
             if conn not in self._batching:
