@@ -160,8 +160,14 @@ class ReadBatch:
     def near_cut(self) -> bool:
         """Whether what ends the open segment or part comes before the next batched read or
         rest tick would (or came a little late)."""
+        return self._near_due_ms() is not None
+
+    def _near_due_ms(self) -> int | None:
+        """`due_in_ms` while the cut is near (`near_cut`), else None."""
         due_ms = self.due_in_ms() if self.due_in_ms is not None else None
-        return due_ms is not None and -DUE_LATE_MS < due_ms < READ_BATCH_MS
+        if due_ms is not None and -DUE_LATE_MS < due_ms < READ_BATCH_MS:
+            return due_ms
+        return None
 
     def after_read(self) -> None:
         """Batching: the mark for the next read."""
@@ -170,9 +176,8 @@ class ReadBatch:
         mark = self.conn.keyframe_remaining()  # reading it before it is whole gains nothing
         if not mark:
             mark = self.size
-            due_ms = self.due_in_ms() if self.due_in_ms is not None else None
-            if due_ms is not None and -DUE_LATE_MS < due_ms < READ_BATCH_MS:
-                # The cut comes before the next batched read would: aim at it.
+            due_ms = self._near_due_ms()
+            if due_ms is not None:  # the cut comes before the next batched read would: aim
                 mark = max(1, mark * due_ms // (AIM_DIVISOR * READ_BATCH_MS))
         elif mark > READ_BATCH_MAX_BYTES:
             mark = READ_BATCH_MAX_BYTES
@@ -238,6 +243,7 @@ class ReadPacing:
             # Read before its tick (its mark filled: a fast stream, or one catching up): the
             # rest is over, and so is its mark.
             conn.resting = False
+            self._resting.remove(conn)  # not woken again by the tick (at most 32 rest)
             batch.wake()
         if batch is not None and _batches(conn, batch, few):
             batch.after_read()

@@ -89,6 +89,15 @@ def publishing(svc: ServiceThread) -> bool:
     return any(c.publishing for c in svc.ingest_server().connections)
 
 
+def paced(pub: Publisher, tags: list[FlvTag]) -> Iterator[FlvTag]:
+    """Send each tag at its time (a real-time publisher), yielding it once it is sent."""
+    start = time.monotonic()
+    for tag in tags:
+        time.sleep(max(0.0, start + tag.timestamp_ms / 1000 - time.monotonic()))
+        pub.sock.sendall(pub.encode(tag))
+        yield tag
+
+
 def mark_of(conn: RtmpProtocol) -> int:
     assert conn.batch is not None
     return conn.batch.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
@@ -189,9 +198,8 @@ def test_few_publishers_rest_and_are_read_by_the_mark_near_the_cut(
     tmp_path: Path, tags: list[FlvTag]
 ) -> None:
     """While few publish, a connection rests between the process's ticks away from its cut,
-    with a mark of one byte (the tick's read takes all that waits) and a receive buffer
-    raised to hold a rest of the stream; near the cut it is read by a mark aimed at it, so
-    the keyframe that cuts is not left waiting for a tick."""
+    by the rest's mark (REST_MARK_BYTES, kept until the rest tick ends it); near the cut it
+    is read by a mark aimed at it, so the keyframe that cuts is not left waiting for a tick."""
     with ServiceThread(tmp_path / "data").start() as svc:
         create_channel(svc.bucket(), "few", frag_duration=1)  # a cut every GOP (2 s)
         pub = Publisher(svc.signed_publish_url("few"))
@@ -200,10 +208,7 @@ def test_few_publishers_rest_and_are_read_by_the_mark_near_the_cut(
             assert conn.batch is not None and conn.push is not None
             batch, pipeline = conn.batch, conn.push.pipeline
             seen: set[tuple[str, bool]] = set()  # (how it is read, the cut near)
-            start = time.monotonic()
-            for tag in tags[: len(tags) * 3 // 4]:
-                time.sleep(max(0.0, start + tag.timestamp_ms / 1000 - time.monotonic()))
-                pub.sock.sendall(pub.encode(tag))
+            for _ in paced(pub, tags[: len(tags) * 3 // 4]):
                 due_ms = pipeline.due_in_ms()
                 if due_ms is None or batch.size == 1:
                     continue  # the rate is not known yet
@@ -243,10 +248,7 @@ def test_reads_aim_at_the_cut_and_batch_elsewhere(
             assert conn.batch is not None
             batch, pipeline = conn.batch, conn.push.pipeline
             seen: set[tuple[bool, bool]] = set()  # (mark below the batch, the cut near)
-            start = time.monotonic()
-            for tag in tags[: len(tags) * 3 // 4]:
-                time.sleep(max(0.0, start + tag.timestamp_ms / 1000 - time.monotonic()))
-                pub.sock.sendall(pub.encode(tag))
+            for _ in paced(pub, tags[: len(tags) * 3 // 4]):
                 due_ms = pipeline.due_in_ms()
                 if due_ms is not None and batch.size > 1 and not batch.conn.keyframe_remaining():
                     near = due_ms < reads_module.READ_BATCH_MS
