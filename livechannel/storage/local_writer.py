@@ -15,10 +15,12 @@ is stored before any playlist names it).
   over, and `close` pads it and truncates the file to its size. A filesystem that refuses
   O_DIRECT gets buffered writes for that file, with no error.
 - The event loop only appends to a list under a lock and, when no write of this file is
-  queued yet, adds the writer to the process's next batch: every BATCH_DELAY_S the batch goes
-  to the threads as one job per thread, so the threads are woken a few times a second
-  whatever the number of publishers, and the loop is never woken per write. Writes of one
-  file run one at a time and in order (positional `pwrite`s: a failed one is done again).
+  queued yet, adds the writer to the process's next batch. The batch goes to the threads as
+  one job per thread when it holds BATCH_MAX_BYTES (~60 ms of 200 publishers) or has waited
+  BATCH_MAX_DELAY_S (a few publishers): so the threads are woken a few times a second
+  whatever the number of publishers, a file's hand overs during the wait are one write, and
+  the loop is never woken per write. Writes of one file run one at a time and in order
+  (positional `pwrite`s: a failed one is done again).
 - A fault (ENOSPC, EIO) keeps the bytes that were not written, so nothing is lost: the next
   hand over or `close` tries again from the first unwritten byte, and `close` raises
   StorageError meanwhile (the pipeline retries it with backoff).
@@ -61,11 +63,17 @@ WRITE_THREADS = 4
 # own temp file (not locked) lives for milliseconds; this keeps a start from removing one of
 # a sibling worker's in-flight puts.
 LEFTOVER_MIN_AGE_S = 60.0
-# Hand overs wait this long and then go to the writing threads together: one thread wake-up
-# per BATCH_DELAY_S for the process, not one per hand over of each publisher (waking a thread
-# on another vCPU is an interrupt on a VM: ~5 % of the event loop's time at 10 publishers,
-# profiled). Adds at most this much of each stream to what is held (~16 KiB at 2.66 Mbit/s).
-BATCH_DELAY_S = 0.05
+# Hand overs wait and then go to the writing threads together: a few thread wake-ups a
+# second for the process, not one per hand over of each publisher (waking a thread on
+# another vCPU is an interrupt on a VM: ~5 % of the event loop's time at 10 publishers,
+# profiled). A batch goes when it holds this many bytes: what the process holds for the
+# writes is bounded by it, ~60 ms of 200 publishers at 2.66 Mbit/s (~20 KiB each) ...
+BATCH_MAX_BYTES = 4 * 1024 * 1024
+# ... or when it has waited this long (a few publishers: 10 at 2.66 Mbit/s fill it in ~1.3
+# s). With 50 ms, 10 publishers' 128 KiB hand overs were a job each, two context switches of
+# a writing thread apiece (~70 a second, 0.4 % of a core); with a second, each file's hand
+# overs of the second are one write. Holds ~330 KiB of each stream at 2.66 Mbit/s at most.
+BATCH_MAX_DELAY_S = 1.0
 IOV_MAX = os.sysconf("SC_IOV_MAX")  # pieces one pwritev may take (1024 on Linux)
 
 _jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -87,24 +95,39 @@ def _submit(job: Callable[[], None]) -> None:
     _jobs.put(job)
 
 
-# Per event loop: the writers handed bytes since its batch was last sent (call_later pending).
-_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[LocalSegmentWriter]] = (
-    weakref.WeakKeyDictionary()
-)
+class _Batch:
+    """The writers of one event loop handed bytes since its batch was last sent."""
+
+    __slots__ = ("size", "timer", "writers")
+
+    def __init__(self, timer: asyncio.TimerHandle) -> None:
+        self.writers: list[LocalSegmentWriter] = []
+        self.size = 0  # bytes handed over to them meanwhile
+        self.timer = timer
 
 
-def _later(writer: LocalSegmentWriter) -> None:
-    """Drain `writer` with the next batch of this event loop."""
+_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batch] = weakref.WeakKeyDictionary()
+
+
+def _later(writer: LocalSegmentWriter | None, size: int) -> None:
+    """Drain `writer` with the next batch of this event loop; `size` more bytes handed over
+    (writer None: to a writer already in the batch or being drained)."""
     loop = asyncio.get_running_loop()
     batch = _batches.get(loop)
     if batch is None:
-        batch = _batches[loop] = []
-        loop.call_later(BATCH_DELAY_S, _send_batch, loop)
-    batch.append(writer)
+        if writer is None:
+            return  # its drain is running or queued: it takes the bytes, no batch to fill
+        batch = _batches[loop] = _Batch(loop.call_later(BATCH_MAX_DELAY_S, _send_batch, loop))
+    if writer is not None:
+        batch.writers.append(writer)
+    batch.size += size
+    if batch.size >= BATCH_MAX_BYTES:
+        batch.timer.cancel()
+        _send_batch(loop)
 
 
 def _send_batch(loop: asyncio.AbstractEventLoop) -> None:
-    writers = _batches.pop(loop, [])
+    writers = _batches.pop(loop).writers
     step = -(-len(writers) // WRITE_THREADS)  # spread over the threads, a job each
     for start in range(0, len(writers), step):
         _submit(functools.partial(_drain_all, writers[start : start + step]))
@@ -159,10 +182,9 @@ class LocalSegmentWriter:
                 return
             self._queued.extend(pieces)
             self._queued_bytes += size
-            if self._scheduled:
-                return  # the running drain takes these too
-            self._scheduled = True
-        _later(self)
+            scheduled, self._scheduled = self._scheduled, True
+        # Already scheduled: the batch's drain (or the one running) takes these too.
+        _later(None if scheduled else self, size)
 
     async def close(self) -> ObjectInfo:
         if self._info is None:

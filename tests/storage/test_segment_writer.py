@@ -62,6 +62,18 @@ async def _until(check: Callable[[], bool]) -> None:
         await asyncio.sleep(0.005)
 
 
+def _count_submits(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    submitted: list[object] = []
+    real_submit = local_writer._submit
+
+    def submit(job: Callable[[], None]) -> None:
+        submitted.append(job)
+        real_submit(job)
+
+    monkeypatch.setattr(local_writer, "_submit", submit)
+    return submitted
+
+
 def _hand_overs(body: bytes, seed: int) -> list[list[bytes]]:
     """`body` as the pipeline hands it over: irregular pieces in irregular batches."""
     pieces, batches, i = irregular_pieces(body, seed), [], 0
@@ -269,14 +281,7 @@ async def test_hand_overs_of_many_writers_wake_the_threads_once_per_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Per batch, one job per writing thread, whatever the number of publishers."""
-    submitted: list[object] = []
-    real_submit = local_writer._submit
-
-    def submit(job: Callable[[], None]) -> None:
-        submitted.append(job)
-        real_submit(job)
-
-    monkeypatch.setattr(local_writer, "_submit", submit)
+    submitted = _count_submits(monkeypatch)
     storage = LocalStorage(str(tmp_path))
     writers = [storage.open_writer(f"c{i}/1.ts") for i in range(40)]
     for writer in writers:
@@ -287,3 +292,42 @@ async def test_hand_overs_of_many_writers_wake_the_threads_once_per_batch(
     for writer in writers:
         await writer.close()
     assert all((tmp_path / f"c{i}" / "1.ts").stat().st_size == 50_000 for i in range(40))
+
+
+async def test_a_batch_goes_once_it_holds_its_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many publishers: the batch goes when its bytes reach BATCH_MAX_BYTES, not after the
+    wait, so what the process holds for the writes stays bounded by it."""
+    monkeypatch.setattr(local_writer, "BATCH_MAX_DELAY_S", 60.0)
+    monkeypatch.setattr(local_writer, "BATCH_MAX_BYTES", 100_000)
+    submitted = _count_submits(monkeypatch)
+    storage = LocalStorage(str(tmp_path))
+    a, b = storage.open_writer("a/1.ts"), storage.open_writer("b/1.ts")
+    a.write([b"a" * 60_000])
+    assert submitted == []
+    b.write([b"b" * 40_000])  # 100,000 bytes in the batch: it goes now
+    assert len(submitted) == 2
+    await _until(lambda: a.pending_bytes < ALIGN and b.pending_bytes < ALIGN)
+    await a.close()
+    await b.close()
+    assert (tmp_path / "a" / "1.ts").read_bytes() == b"a" * 60_000
+
+
+async def test_hand_overs_within_the_wait_are_one_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few publishers: a file's hand overs while its batch waits are drained by one job
+    (one wake-up of one writing thread), in order."""
+    monkeypatch.setattr(local_writer, "BATCH_MAX_DELAY_S", 0.3)
+    submitted = _count_submits(monkeypatch)
+    storage = LocalStorage(str(tmp_path))
+    writer = storage.open_writer("c/1.ts")
+    pieces = [bytes([i]) * 30_000 for i in range(5)]
+    for piece in pieces:
+        writer.write([piece])
+    assert submitted == []
+    await _until(lambda: writer.pending_bytes < ALIGN)
+    assert len(submitted) == 1
+    await writer.close()
+    assert (tmp_path / "c" / "1.ts").read_bytes() == b"".join(pieces)
