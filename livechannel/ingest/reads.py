@@ -20,7 +20,7 @@ Either way, what ends the open segment (the keyframe that cuts it) or, with LL-H
 part is read the moment it arrives, as with a read per write: the pipeline says how far ahead
 in the stream that moment is (`due_in_ms`: from the last keyframes' interval, or the part
 rule), and when it comes before the next batched read or tick would, the connection is read
-by its mark (also while few publish), aimed a quarter of the way there, then closer at each
+by its mark (also while few publish), aimed half of the way there, then closer at each
 read, down to one byte (a read per write) until it has come. While a video keyframe is
 arriving the mark is what completes it. A tick every READ_BATCH_TICK_S drops the mark to one
 byte on a connection that was not read since the previous tick (its stream slowed or
@@ -71,12 +71,15 @@ READ_BATCH_MS = round(READ_BATCH_S * 1000)
 # How often a stalled batching connection is looked for (and read); twice
 # READ_BATCH_S, so a steady stream is always read between two ticks and never looks stalled.
 READ_BATCH_TICK_S = 2 * READ_BATCH_S
-# Near the cut, a read is aimed at this fraction of the way there. The mark counts bytes at
-# the stream's average rate, and the frames before a keyframe carry fewer bytes than the
-# average (the keyframe's share is in it): a quarter lands before the cut unless they carry
-# under a quarter of the average. From a batch away to a write away (400 ms to 10 ms) takes
-# about a dozen reads, against the ~15 batches of a 6 s segment.
-AIM_DIVISOR = 4
+# Near the cut, a read is aimed at this fraction of the way there (1/AIM_DIVISOR), then
+# again from there. The mark counts bytes at the stream's average rate over RATE_WINDOW_S. In
+# a steady stream the frames before a keyframe carry less than the average by the keyframe's
+# share, and the keyframe's own bytes make up for it, so even the whole way would not land
+# past the keyframe; what the fraction guards against is a stream whose rate fell within the
+# window: a half lands in time unless the rate halved (else the read comes with a later mark
+# or the tick). From 400 ms away to a write away takes 4-5 reads; with a quarter, 9-10, each
+# a wake-up of its own while few publish (~0.14 ms).
+AIM_DIVISOR = 2
 # A cut this late (ms of the stream past the guess: an irregular keyframe interval) is no
 # longer waited for at a read per write: the batch's usual mark until the keyframe comes.
 DUE_LATE_MS = READ_BATCH_MS

@@ -81,6 +81,10 @@ async def test_lag_is_how_late_a_round_finishes() -> None:
             await asyncio.sleep(self.delay_s)
             return await super().running_pushes(push_ids)
 
+        async def heartbeat_many(self, beats, now_ms):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(self.delay_s)  # a round is a poll or a heartbeat: both slow
+            return await super().heartbeat_many(beats, now_ms)
+
     store = SlowStore()
     reg = Registry(store, now_ms=lambda: 0, idle_timeout_s=5, end_grace_s=10)
     reg.add(FakeSession(B, "c", 1))
