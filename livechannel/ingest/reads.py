@@ -290,9 +290,11 @@ class ReadPacing:
             self._rest_timer = loop.call_later(READ_REST_S, self._wake_resting)
 
     def _wake_resting(self) -> None:
+        # Every connection in the list rests: one that stops resting (read early, closed)
+        # leaves it then.
         resting, self._resting, self._rest_timer = self._resting, [], None
         for conn in resting:
-            if conn.batch is not None and conn.resting:
+            if conn.batch is not None:
                 conn.resting = False
                 conn.batch.wake()
             else:
